@@ -1,0 +1,399 @@
+"""Scenario files: safe YAML in, a validated :class:`~simroll.model.spec.Scenario` out.
+
+Validation happens once, here. A bad document raises :class:`ScenarioError` whose
+text is ``FILE: where (line N): what was expected``. YAML is loaded without
+constructing objects, and its size, nesting and alias expansion are bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from simroll.errors import ScenarioError
+from simroll.model.spec import STEP_ACTIONS, Scenario
+
+MAX_BYTES = 1_000_000
+MAX_NODES = 200_000  # after alias expansion
+MAX_DEPTH = 64
+
+
+class _Float(float):
+    """A YAML float that remembers how it was written, so ``version: 1.10`` stays '1.10'."""
+
+    source: str = ""
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader (no object construction), keeping float source text."""
+
+
+def _construct_float(loader: _Loader, node: yaml.ScalarNode) -> float:
+    f = _Float(yaml.SafeLoader.construct_yaml_float(loader, node))
+    f.source = node.value
+    return f
+
+
+_Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
+
+
+def _check_shape(node: yaml.Node, source: str) -> None:
+    """Bound nesting and alias expansion; refuse duplicate keys (PyYAML keeps the last silently)."""
+    count = 0
+    stack: list[tuple[yaml.Node, int, str]] = [(node, 0, "")]
+    while stack:
+        n, depth, where = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            raise ScenarioError(source, "document", f"more than {MAX_NODES} nodes once aliases are expanded "
+                                "(an alias bomb?)")
+        if depth > MAX_DEPTH:
+            raise ScenarioError(source, where or "document", f"nested deeper than {MAX_DEPTH} levels")
+        if isinstance(n, yaml.MappingNode):
+            seen: set[str] = set()
+            for k, v in n.value:
+                key = k.value if isinstance(k, yaml.ScalarNode) else "?"
+                if isinstance(k, yaml.ScalarNode) and key in seen:
+                    raise ScenarioError(source, f"{_join(where, key)} (line {k.start_mark.line + 1})",
+                                        f"duplicate key {key!r}")
+                seen.add(key)
+                stack.append((v, depth + 1, _join(where, key)))
+        elif isinstance(n, yaml.SequenceNode):
+            for i, v in enumerate(n.value):
+                stack.append((v, depth + 1, f"{where}[{i}]"))
+
+
+def _join(where: str, key: Any) -> str:
+    return f"{where}.{key}" if where else str(key)
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """The line (1-based) where the node at ``loc`` starts, as far as the path goes."""
+    node, line = root, None
+    for part in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            nxt = None
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode) and k.value == str(part):
+                    nxt = v
+                    line = k.start_mark.line + 1
+            node = nxt
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            node = node.value[part]
+        else:
+            node = None
+    if node is not None:
+        line = node.start_mark.line + 1
+    return line
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out = f"{out}[{part}]" if isinstance(part, int) else _join(out, part)
+    return out or "document"
+
+
+def _is_tag(part: Any) -> bool:
+    """pydantic puts union members and validator names into ``loc``; they are not places in the file."""
+    return isinstance(part, str) and ("[" in part or part in {"EngineGroupSpec", "constrained-str"}
+                                      or part.endswith("Spec") or part.startswith("function-"))
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model class whose field sits at ``loc`` (best effort), to list the valid keys."""
+    tp: Any = Scenario
+    for part in loc:
+        tp = _unwrap(tp, part)
+        if tp is None:
+            return None
+    tp = _unwrap_container(tp)
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def _unwrap_container(tp: Any) -> Any:
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+            models = [a for a in typing.get_args(tp) if isinstance(a, type) and issubclass(a, BaseModel)]
+            if len(models) != 1:
+                return None
+            tp = models[0]
+        else:
+            return tp
+
+
+def _unwrap(tp: Any, part: Any) -> Any:
+    tp = _unwrap_container(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        for name, f in tp.model_fields.items():
+            if part in (name, f.alias):
+                return f.annotation
+        return None
+    origin = typing.get_origin(tp)
+    if origin is list and isinstance(part, int):
+        return typing.get_args(tp)[0]
+    if origin is dict:
+        return typing.get_args(tp)[1]
+    return None
+
+
+def _message(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
+    kind, msg = err["type"], err["msg"]
+    if kind == "missing":
+        return f"missing required key {loc[-1]!r}" if loc else "missing required key"
+    if kind == "extra_forbidden":
+        model = _model_at(loc[:-1])
+        valid = ""
+        if model is not None:
+            names = [f.alias or n for n, f in model.model_fields.items()]
+            valid = f" (expected one of: {', '.join(names)})"
+        return f"unknown key {loc[-1]!r}{valid}"
+    if kind == "string_pattern_mismatch":
+        pattern = err.get("ctx", {}).get("pattern", "")
+        what = {
+            r"^\d+\.\d+(\.\d+)?$": "a version major.minor, e.g. '1.2'",
+            r"^[A-Za-z_]\w*\.[A-Za-z_]\w*$": "a location table.column",
+        }.get(pattern, f"a string matching {pattern}")
+        return f"expected {what}, got {err.get('input')!r}"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    inp = err.get("input")
+    shown = "" if isinstance(inp, (dict, list)) else f", got {inp!r}"
+    return f"{msg[0].lower()}{msg[1:]}{shown}"
+
+
+def _fix_versions(data: Any, path: tuple[Any, ...] = ()) -> Any:
+    """``version: 1.10`` arrives as a float; version-valued keys get their source text back."""
+    if isinstance(data, dict):
+        out = {}
+        for k, v in data.items():
+            if isinstance(v, _Float) and k in ("version", "send_version", "cap", "set_cap"):
+                v = v.source
+            out[k] = _fix_versions(v, path + (k,))
+        return out
+    if isinstance(data, list):
+        return [_fix_versions(v, path) for v in data]
+    return data
+
+
+def _yaml_error(e: yaml.YAMLError, source: str) -> ScenarioError:
+    mark = getattr(e, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "document"
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    if "constructor for the tag" in problem:
+        problem += " (only plain YAML is read: no tags that build objects)"
+    return ScenarioError(source, where, f"not valid YAML: {problem}")
+
+
+def load_scenario_text(text: str | bytes, source: str = "<string>") -> Scenario:
+    """Parse and validate a scenario document. Raises :class:`ScenarioError`."""
+    if isinstance(text, bytes):
+        if len(text) > MAX_BYTES:
+            raise ScenarioError(source, "document", f"{len(text)} bytes, more than the limit of {MAX_BYTES}")
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ScenarioError(source, f"byte {e.start}", "not valid UTF-8 text") from None
+    if len(text) > MAX_BYTES:
+        raise ScenarioError(source, "document", f"{len(text)} characters, more than the limit of {MAX_BYTES}")
+    try:
+        root = yaml.compose(text, Loader=_Loader)
+    except yaml.YAMLError as e:
+        raise _yaml_error(e, source) from None
+    except RecursionError:
+        raise ScenarioError(source, "document", f"nested deeper than {MAX_DEPTH} levels") from None
+    if root is None:
+        raise ScenarioError(source, "document", "empty: expected a mapping with name, database, releases, "
+                            "engines, workload, invariants")
+    _check_shape(root, source)
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except yaml.YAMLError as e:
+        raise _yaml_error(e, source) from None
+    except (RecursionError, ValueError, OverflowError) as e:
+        raise ScenarioError(source, "document", f"not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ScenarioError(source, "document", f"expected a mapping at the top level, got {type(data).__name__}")
+    if any(not isinstance(k, str) for k in data):
+        raise ScenarioError(source, "document", "every top-level key must be a string")
+    data = _fix_versions(data)
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        loc = tuple(p for p in err["loc"] if not _is_tag(p))
+        line = _line_of(root, loc)
+        where = _path(loc) + (f" (line {line})" if line else "")
+        raise ScenarioError(source, where, _message(err, loc)) from None
+    except RecursionError:
+        raise ScenarioError(source, "document", "nested too deeply") from None
+    _check_references(scenario, source, root)
+    return scenario
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Load and validate a scenario file. Raises :class:`ScenarioError`."""
+    p = Path(path)
+    try:
+        if p.stat().st_size > MAX_BYTES:
+            raise ScenarioError(str(p), "document", f"{p.stat().st_size} bytes, more than the limit of {MAX_BYTES}")
+        raw = p.read_bytes()
+    except ScenarioError:
+        raise
+    except IsADirectoryError:
+        raise ScenarioError(str(p), "file", "is a directory, expected a scenario file") from None
+    except OSError as e:
+        raise ScenarioError(str(p), "file", f"cannot read: {e.strerror or e}") from None
+    return load_scenario_text(raw, str(p))
+
+
+def _check_references(s: Scenario, source: str, root: yaml.Node) -> None:
+    """Names that must refer to something defined elsewhere in the file."""
+
+    def fail(loc: tuple[Any, ...], message: str) -> typing.NoReturn:
+        line = _line_of(root, loc)
+        raise ScenarioError(source, _path(loc) + (f" (line {line})" if line else ""), message)
+
+    def choices(names: typing.Iterable[str]) -> str:
+        names = list(names)
+        return ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+
+    releases = list(s.releases)
+    engines = [e.name for e in s.engine_list()]
+    if len(set(engines)) != len(engines):
+        dup = next(n for n in engines if engines.count(n) > 1)
+        fail(("engines",), f"engine {dup!r} is defined twice")
+    if isinstance(s.engines, list):
+        for i, e in enumerate(s.engines):
+            if e.release not in s.releases:
+                fail(("engines", i, "release"), f"undefined release {e.release!r} (defined: {choices(releases)})")
+    elif s.engines.release not in s.releases:
+        fail(("engines", "release"), f"undefined release {s.engines.release!r} (defined: {choices(releases)})")
+
+    # every table and column a release, trigger or step names must exist at the start or be expanded
+    known_cols = {f"{t}.{c}" for t, cols in s.database.tables.items() for c in cols}
+    known_tables = set(s.database.tables)
+    for i, step in enumerate(s.plan):
+        for item in step.expand or []:
+            if "." in item:
+                known_cols.add(item)
+                known_tables.add(item.split(".")[0])
+            else:
+                known_tables.add(item)
+
+    def check_loc(loc: str, where: tuple[Any, ...]) -> None:
+        if loc not in known_cols:
+            fail(where, f"column {loc!r} is neither in database.tables nor added by an expand step "
+                        f"(known: {choices(sorted(known_cols))})")
+
+    fields: set[str] = set()
+    methods: set[str] = set()
+    for rn, rel in s.releases.items():
+        for fn, acc in rel.data.items():
+            fields.add(fn)
+            if acc.read:
+                check_loc(acc.read, ("releases", rn, "data", fn, "read"))
+            for j, loc in enumerate(acc.write):
+                check_loc(loc, ("releases", rn, "data", fn, "write", j))
+        for ep in rel.rpc.endpoints:
+            methods.update(ep.methods)
+        methods.update(rel.rpc.sends)
+    for j, t in enumerate(s.database.triggers):
+        check_loc(t.from_, ("database", "triggers", j, "from"))
+        check_loc(t.to, ("database", "triggers", j, "to"))
+    for fn, loc in s.database.canonical.items():
+        if fn not in fields:
+            fail(("database", "canonical", fn), f"undefined field {fn!r} (fields: {choices(sorted(fields))})")
+        check_loc(loc, ("database", "canonical", fn))
+
+    wl = s.workload
+    if wl.client is not None and wl.client not in s.releases:
+        fail(("workload", "client"), f"undefined release {wl.client!r} (defined: {choices(releases)})")
+    for m in wl.operations:
+        if m not in methods:
+            fail(("workload", "operations", m), f"method {m!r} is not defined by any release "
+                                                f"(defined: {choices(sorted(methods))})")
+    for hn, h in wl.handlers.items():
+        if hn not in methods:
+            fail(("workload", "handlers", hn), f"method {hn!r} is not defined by any release "
+                                               f"(defined: {choices(sorted(methods))})")
+        for key, names in (("read", h.read), ("write", h.write)):
+            for j, fn in enumerate(names):
+                if fn not in fields:
+                    fail(("workload", "handlers", hn, key, j),
+                         f"field {fn!r} is not in any release's data (fields: {choices(sorted(fields))})")
+        for m in list(h.cast) + list(h.fanout):
+            if m not in methods:
+                fail(("workload", "handlers", hn, "cast" if m in h.cast else "fanout", m),
+                     f"method {m!r} is not defined by any release (defined: {choices(sorted(methods))})")
+
+    for i, step in enumerate(s.plan):
+        a = step.action
+        target = getattr(step, a) if a in ("restart", "stop", "kill", "start") else None
+        if target is not None and target not in engines:
+            fail(("plan", i, a), f"undefined engine {target!r} (defined: {choices(engines)})")
+        if step.release is not None and step.release not in s.releases:
+            fail(("plan", i, "release"), f"undefined release {step.release!r} (defined: {choices(releases)})")
+        if a == "set_client" and step.set_client not in s.releases:
+            fail(("plan", i, "set_client"), f"undefined release {step.set_client!r} (defined: {choices(releases)})")
+        if a == "backfill":
+            check_loc(step.backfill.from_, ("plan", i, "backfill", "from"))  # type: ignore[union-attr]
+            check_loc(step.backfill.to, ("plan", i, "backfill", "to"))  # type: ignore[union-attr]
+        if a in ("enable_trigger", "disable_trigger"):
+            t = getattr(step, a)
+            check_loc(t.from_, ("plan", i, a, "from"))
+            check_loc(t.to, ("plan", i, a, "to"))
+        if a == "contract":
+            for j, item in enumerate(step.contract or []):
+                if item not in known_cols and item not in known_tables:
+                    fail(("plan", i, "contract", j), f"{item!r} is not a known table or column")
+    for i, f in enumerate(s.faults):
+        if f.kill not in engines:
+            fail(("faults", i, "kill"), f"undefined engine {f.kill!r} (defined: {choices(engines)})")
+        if f.at_step is not None and f.at_step >= len(s.plan):
+            fail(("faults", i, "at_step"), f"step {f.at_step} does not exist (the plan has {len(s.plan)} steps)")
+    if s.search is not None:
+        for i, group in enumerate(s.search.reorder):
+            for j, idx in enumerate(group):
+                if not 0 <= idx < len(s.plan):
+                    fail(("search", "reorder", i, j), f"step {idx} does not exist (the plan has {len(s.plan)} steps)")
+        for j, e in enumerate(s.search.kill_engines):
+            if e not in engines:
+                fail(("search", "kill_engines", j), f"undefined engine {e!r} (defined: {choices(engines)})")
+    if s.expect is not None and s.expect != "holds":
+        inv = s.expect.split(" ", 1)[1]
+        enabled = list(s.invariants.enabled())
+        if inv not in enabled:
+            fail(("expect",), f"{inv!r} is not among the invariants checked (checked: {choices(enabled)})")
+    if not s.invariants.enabled():
+        fail(("invariants",), "no invariant is checked: list at least one of "
+                              "no-lost-write, no-stranded-message, no-incompatible-delivery, bounded-imbalance, "
+                              "schema-compatible, version-skew")
+
+
+def scenario_json_schema() -> dict[str, Any]:
+    """The JSON Schema of scenario files (what ``simroll schema`` prints)."""
+    schema = Scenario.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "simroll scenario"
+    return schema
+
+
+def dump_scenario(s: Scenario) -> str:
+    """A scenario as YAML text that :func:`load_scenario_text` reads back to an equal scenario."""
+    data = s.model_dump(by_alias=True, exclude_defaults=True, mode="json")
+    return yaml.safe_dump(json.loads(json.dumps(data)), sort_keys=False, default_flow_style=None, width=100)
+
+
+__all__ = ["load_scenario", "load_scenario_text", "scenario_json_schema", "dump_scenario", "STEP_ACTIONS"]

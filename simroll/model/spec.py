@@ -1,0 +1,339 @@
+"""The scenario, as typed and frozen objects.
+
+A scenario file is validated once, at the edge (:mod:`simroll.loader`), into a
+:class:`Scenario`; everything inside simroll trusts these objects. Field
+descriptions double as the documentation of the file format and end up in the
+JSON Schema printed by ``simroll schema``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from simroll.model.versions import VERSION_PATTERN
+
+VersionStr = Annotated[str, StringConstraints(pattern=VERSION_PATTERN)]
+Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$", max_length=100)]
+Location = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_]\w*\.[A-Za-z_]\w*$")]
+ParamStr = Annotated[str, StringConstraints(pattern=r"^(\*\*[A-Za-z_]\w*|[A-Za-z_]\w*(\s*=.*)?)$")]
+Seconds = Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
+PositiveSeconds = Annotated[float, Field(gt=0, le=1e9, allow_inf_nan=False)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+
+# ---------------------------------------------------------------- releases
+class EndpointSpec(_Frozen):
+    """One RPC endpoint (an oslo.messaging target with its methods)."""
+
+    version: VersionStr = Field(description="Version this endpoint implements, major.minor.")
+    namespace: Name | None = Field(None, description="RPC namespace; none by default.")
+    methods: dict[Name, list[ParamStr]] = Field(
+        description="Method name -> parameters: 'name' (required), 'name=default', '**kwargs'."
+    )
+
+
+class SendRuleSpec(_Frozen):
+    """How a release sends one method: at this version, with these argument names."""
+
+    version: VersionStr
+    args: list[Name] | None = Field(
+        None, description="Argument names sent; default: the parameters of the release's own method."
+    )
+
+
+class RpcSpec(_Frozen):
+    """A release's RPC API."""
+
+    endpoints: list[EndpointSpec] = Field(min_length=1, description="Endpoints, tried in order on dispatch.")
+    send_version: VersionStr | None = Field(
+        None, description="Version stamped on what this release sends; default: its first endpoint's version."
+    )
+    sends: dict[Name, list[SendRuleSpec]] = Field(
+        default_factory=dict,
+        description="Per method, send rules in order of preference; the first the version cap allows is used.",
+    )
+    cap: VersionStr | Literal["auto"] | None = Field(
+        None, description="Version cap: a version, 'auto' (lowest version any running engine implements, "
+        "computed when the engine starts or on set_cap), or none.",
+    )
+
+
+class AccessSpec(_Frozen):
+    """Where a release reads and writes one logical field."""
+
+    read: Location | None = Field(None, description="Location (table.column) read.")
+    write: list[Location] = Field(default_factory=list, description="Locations written.")
+
+
+class ReleaseSpec(_Frozen):
+    """One version of the engine software."""
+
+    rpc: RpcSpec
+    data: dict[Name, AccessSpec] = Field(default_factory=dict, description="Logical field -> read/write locations.")
+    update: Literal["columns", "row"] = Field(
+        "columns", description="'columns': write only the columns changed; 'row': rewrite the whole row as read."
+    )
+    service_time: PositiveSeconds = Field(0.1, description="Seconds an engine spends on one message.")
+    workers: int = Field(1, ge=1, le=64, description="Messages an engine handles at once.")
+
+
+# ---------------------------------------------------------------- cluster
+class BusSpec(_Frozen):
+    """The message bus."""
+
+    delivery: Literal["oslo", "version-routed"] = Field(
+        "oslo",
+        description="'oslo': one queue per topic, the receiver checks the version; "
+        "'version-routed': a message is only taken by an engine that listens for its version.",
+    )
+    ack: Literal["on-receive", "on-complete"] = Field(
+        "on-receive",
+        description="'on-receive' (oslo.messaging): a killed engine's in-flight messages are lost; "
+        "'on-complete': they are requeued.",
+    )
+    topic: Name = "engine"
+    call_timeout: PositiveSeconds = Field(60.0, description="A call expires if not consumed within this time.")
+    latency: Seconds = Field(0.0, description="Fixed delivery latency of every message.")
+    max_delay: Seconds = Field(0.0, description="Upper bound of the extra delay the search may add to a message.")
+
+
+class DatabaseSpec(_Frozen):
+    """The shared database at the start of the run."""
+
+    tables: dict[Name, list[Name]] = Field(description="Table -> columns that exist at the start.")
+    rows: int = Field(10, ge=1, le=1_000_000, description="Rows per table (one key space shared by all tables).")
+    canonical: dict[Name, Location] = Field(
+        default_factory=dict,
+        description="Logical field -> the location that must hold its latest value at the end; "
+        "default: where the last release listed reads it.",
+    )
+    triggers: list["TriggerSpec"] = Field(default_factory=list, description="Triggers enabled from the start.")
+
+
+class EngineSpec(_Frozen):
+    name: Name
+    release: Name
+
+
+class EngineGroupSpec(_Frozen):
+    count: int = Field(ge=1, le=100_000)
+    release: Name
+    prefix: Name = "engine-"
+
+
+class HandlerSpec(_Frozen):
+    """What handling one RPC method does, in logical fields (the same for every release)."""
+
+    read: list[Name] = Field(default_factory=list, description="Fields read when the message is taken.")
+    write: list[Name] = Field(default_factory=list, description="Fields written when handling completes.")
+    cast: dict[Name, Annotated[int, Field(ge=0, le=1000)]] = Field(
+        default_factory=dict, description="Method -> number of casts sent to the topic when handling completes."
+    )
+    fanout: list[Name] = Field(default_factory=list, description="Methods cast to every engine (fanout).")
+    depth: int | None = Field(
+        None, ge=0, le=1000,
+        description="Casts are sent only while the message is fewer than this many hops from the client "
+        "(a traversal of this depth); none: always.",
+    )
+
+
+class WorkloadSpec(_Frozen):
+    """Clients issuing operations (RPC calls on the topic) at a rate."""
+
+    rate: Annotated[float, Field(gt=0, le=1e7, allow_inf_nan=False)] = Field(description="Operations per second.")
+    start: Seconds = 0.0
+    stop: Seconds = Field(description="No operation is issued at or after this time.")
+    arrivals: Literal["poisson", "periodic"] = "poisson"
+    client: Name | None = Field(None, description="Release whose send rules the clients use; default: the first engine's.")
+    operations: dict[Name, Annotated[float, Field(gt=0)]] = Field(
+        min_length=1, description="Entry method -> weight; each operation is a call of one of them."
+    )
+    kind: Literal["call", "cast"] = Field("call", description="Whether client operations are calls or casts.")
+    handlers: dict[Name, HandlerSpec] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _window(self) -> "WorkloadSpec":
+        if self.stop < self.start:
+            raise ValueError(f"stop ({self.stop}) must not be before start ({self.start})")
+        return self
+
+
+# ---------------------------------------------------------------- plan
+class TriggerSpec(_Frozen):
+    """A database trigger that copies every write of ``from`` into ``to`` (same row)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    from_: Location = Field(alias="from")
+    to: Location
+
+
+class BackfillSpec(_Frozen):
+    """The data-migration utility: copy ``from`` into ``to`` row by row, concurrently with engines."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    from_: Location = Field(alias="from")
+    to: Location
+    rate: Annotated[float, Field(gt=0, le=1e7, allow_inf_nan=False)] = Field(10.0, description="Rows per second.")
+    gap: Seconds = Field(0.0, description="Seconds between reading a row and writing it.")
+    max_gap: Seconds = Field(0.0, description="Upper bound of the read-to-write gap the search may choose.")
+    guard: Literal["none", "if-empty"] = Field(
+        "none", description="'if-empty': write only if the target is still empty (UPDATE ... WHERE to IS NULL)."
+    )
+
+
+STEP_ACTIONS = (
+    "restart", "stop", "kill", "start", "wait", "expand", "contract", "backfill",
+    "set_cap", "enable_trigger", "disable_trigger", "set_client",
+)
+
+
+class StepSpec(_Frozen):
+    """One operator step. Exactly one action key; ``after`` pauses before it."""
+
+    after: Seconds = Field(0.0, description="Seconds to pause before this step.")
+    restart: Name | None = Field(None, description="Engine to stop (see 'how') and start again on 'release'.")
+    stop: Name | None = Field(None, description="Engine to stop gracefully (finishes in-flight work).")
+    kill: Name | None = Field(None, description="Engine to kill.")
+    start: Name | None = Field(None, description="Engine to start on 'release'.")
+    release: Name | None = None
+    how: Literal["graceful", "kill"] = Field("graceful", description="How 'restart' stops the engine.")
+    wait: Seconds | None = None
+    expand: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)?$")]] | None = None
+    contract: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)?$")]] | None = None
+    backfill: BackfillSpec | None = None
+    set_cap: VersionStr | Literal["auto", "none"] | None = None
+    enable_trigger: TriggerSpec | None = None
+    disable_trigger: TriggerSpec | None = None
+    set_client: Name | None = None
+
+    @model_validator(mode="after")
+    def _one_action(self) -> "StepSpec":
+        present = [a for a in STEP_ACTIONS if getattr(self, a) is not None]
+        if len(present) != 1:
+            got = ", ".join(present) if present else "none"
+            raise ValueError(f"expected exactly one action of: {', '.join(STEP_ACTIONS)} (got {got})")
+        if present[0] in ("restart", "start") and self.release is None:
+            raise ValueError(f"'{present[0]}' needs 'release'")
+        if present[0] not in ("restart", "start") and self.release is not None:
+            raise ValueError("'release' only goes with 'restart' or 'start'")
+        return self
+
+    @property
+    def action(self) -> str:
+        for a in STEP_ACTIONS:
+            if getattr(self, a) is not None:
+                return a
+        raise AssertionError("validated step without action")
+
+
+class FaultSpec(_Frozen):
+    """Kill an engine at a simulated time or when a plan step begins."""
+
+    kill: Name
+    at: Seconds | None = None
+    at_step: int | None = Field(None, ge=0, description="Index of the plan step at whose start the kill happens.")
+
+    @model_validator(mode="after")
+    def _when(self) -> "FaultSpec":
+        if (self.at is None) == (self.at_step is None):
+            raise ValueError("expected exactly one of 'at' (seconds) or 'at_step' (plan step index)")
+        return self
+
+
+# ---------------------------------------------------------------- invariants
+class ImbalanceSpec(_Frozen):
+    max_wait: PositiveSeconds = Field(description="Longest a message may wait while another engine is idle.")
+
+
+class SkewSpec(_Frozen):
+    max_releases: int = Field(2, ge=1, description="Most releases running at once.")
+
+
+class _NoParams(_Frozen):
+    pass
+
+
+class InvariantsSpec(_Frozen):
+    """The invariants a scenario checks, with their bounds. Leave one out to not check it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    no_lost_write: _NoParams | None = Field(None, alias="no-lost-write")
+    no_stranded_message: _NoParams | None = Field(None, alias="no-stranded-message")
+    no_incompatible_delivery: _NoParams | None = Field(None, alias="no-incompatible-delivery")
+    bounded_imbalance: ImbalanceSpec | None = Field(None, alias="bounded-imbalance")
+    schema_compatible: _NoParams | None = Field(None, alias="schema-compatible")
+    version_skew: SkewSpec | None = Field(None, alias="version-skew")
+
+    def enabled(self) -> dict[str, BaseModel]:
+        """Invariant name -> its parameters, in the documented order."""
+        out: dict[str, BaseModel] = {}
+        for attr, field in type(self).model_fields.items():
+            value = getattr(self, attr)
+            if value is not None:
+                out[field.alias or attr] = value
+        return out
+
+
+# ---------------------------------------------------------------- search
+class ChoiceSpec(_Frozen):
+    """A pinned event-level choice: the ``at``-th choice point takes option ``pick`` instead of 0."""
+
+    at: int = Field(ge=0)
+    pick: int = Field(ge=0)
+
+
+class SearchSpec(_Frozen):
+    """What ``simroll fuzz`` may vary. Absent: a default space derived from the plan."""
+
+    drop_steps: bool = Field(True, description="The operator may skip plan steps (shrinking removes steps).")
+    reorder: list[list[int]] = Field(
+        default_factory=list, description="Groups of plan step indices whose order may be permuted."
+    )
+    max_pause: Seconds = Field(30.0, description="Upper bound of the pause the search may add before a step.")
+    kill_instead_of_stop: bool = Field(True, description="A graceful stop or restart may become a kill.")
+    kill_engines: list[Name] = Field(default_factory=list, description="Engines the search may kill at any time.")
+    events: bool = Field(True, description="Vary event-level choices: consumer picks and message delays.")
+
+
+class LimitsSpec(_Frozen):
+    """A run stops at these bounds with a partial report."""
+
+    max_time: PositiveSeconds = Field(1e6, description="Simulated seconds.")
+    max_events: int = Field(20_000_000, ge=1, description="Trace events.")
+
+
+class Scenario(_Frozen):
+    """A whole scenario file."""
+
+    name: Name
+    description: str = ""
+    seed: int = Field(0, ge=0, lt=2**63, description="Default seed of the run (overridden by --seed).")
+    bus: BusSpec = Field(default_factory=BusSpec)
+    database: DatabaseSpec
+    releases: dict[Name, ReleaseSpec] = Field(min_length=1)
+    engines: list[EngineSpec] | EngineGroupSpec
+    workload: WorkloadSpec
+    plan: list[StepSpec] = Field(default_factory=list)
+    faults: list[FaultSpec] = Field(default_factory=list)
+    invariants: InvariantsSpec = Field(description="The invariants checked and their bounds.")
+    expect: Annotated[str, StringConstraints(pattern=r"^(holds|violates [a-z\-]+)$")] | None = Field(
+        None, description="'holds' or 'violates <invariant>': what the pytest plugin asserts."
+    )
+    search: SearchSpec | None = None
+    choices: list[ChoiceSpec] = Field(default_factory=list, description="Pinned event-level choices (replay).")
+    limits: LimitsSpec = Field(default_factory=LimitsSpec)
+
+    def engine_list(self) -> list[EngineSpec]:
+        """Engines in declaration order (a group expands to prefix1..prefixN)."""
+        if isinstance(self.engines, EngineGroupSpec):
+            g = self.engines
+            return [EngineSpec(name=f"{g.prefix}{i + 1}", release=g.release) for i in range(g.count)]
+        return list(self.engines)
+
+
+DatabaseSpec.model_rebuild()

@@ -1,0 +1,155 @@
+"""Run a scenario once: simulate, check the invariants online, collect a :class:`RunResult`."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from simroll.causality import causal_chains, happens_before
+from simroll.invariants import InvariantResult, Violation, make_checkers
+from simroll.model.spec import Scenario
+from simroll.sim.cluster import simulate
+from simroll.sim.trace import Record, Trace, read_trace
+
+
+@dataclass
+class RunResult:
+    """Everything one run produced. ``records`` is None when the trace was not kept in memory."""
+
+    scenario: Scenario
+    seed: int
+    invariants: list[InvariantResult]
+    events: int
+    sim_time: float
+    trace_sha256: str
+    end_reason: str
+    choice_points: int
+    overridden: list[tuple[int, str, int, int]]
+    scores: dict[str, float]
+    records: list[Record] | None = None
+    trace_path: str | None = None
+    _graph: nx.DiGraph | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return all(inv.held for inv in self.invariants)
+
+    @property
+    def violations(self) -> list[Violation]:
+        out = [v for inv in self.invariants for v in inv.violations]
+        out.sort(key=lambda v: (v.time, v.event))
+        return out
+
+    @property
+    def violated(self) -> list[str]:
+        return [inv.name for inv in self.invariants if not inv.held]
+
+    @property
+    def limited(self) -> bool:
+        return self.end_reason.startswith("limit")
+
+    def trace(self) -> list[Record]:
+        """The trace records (read back from the streamed file if they were not kept)."""
+        if self.records is None:
+            if self.trace_path is None:
+                raise ValueError("the trace was neither kept nor written to a file")
+            self.records = read_trace(self.trace_path)
+        return self.records
+
+    def graph(self) -> nx.DiGraph:
+        """The happens-before graph of the whole trace (networkx)."""
+        if self._graph is None:
+            self._graph = happens_before(self.trace())
+        return self._graph
+
+    def chains(self, v: Violation) -> list[list[Record]]:
+        """Causal chains ending at ``v``'s record, as records, shortest first."""
+        recs = self.trace()
+        g = self._graph if self._graph is not None else happens_before(recs, upto=v.event)
+        return [[recs[i] for i in path] for path in causal_chains(g, v.event, v.causes)]
+
+    def dataframe(self):
+        """The trace as a pandas DataFrame (needs pandas)."""
+        try:
+            import pandas as pd
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise ImportError("dataframe() needs pandas: pip install pandas") from e
+        return pd.DataFrame.from_records(self.trace())
+
+    def to_json(self) -> dict[str, Any]:
+        """The machine-readable report (``simroll run --json``)."""
+        return {
+            "scenario": self.scenario.name,
+            "seed": self.seed,
+            "ok": self.ok,
+            "invariants": {inv.name: ("held" if inv.held else "violated") for inv in self.invariants},
+            "violations": [
+                dict(v.to_json(), chain=[r["i"] for r in (self.chains(v)[:1] or [[]])[0]])
+                for v in self.violations
+            ],
+            "violation_counts": {inv.name: inv.count for inv in self.invariants},
+            "events": self.events,
+            "sim_time": self.sim_time,
+            "end_reason": self.end_reason,
+            "partial": self.limited,
+            "trace_sha256": self.trace_sha256,
+            "choice_points": self.choice_points,
+        }
+
+
+def run_scenario(
+    scenario: Scenario,
+    seed: int | None = None,
+    pinned: dict[int, int] | None = None,
+    keep_trace: bool = True,
+    trace_path: str | os.PathLike[str] | None = None,
+) -> RunResult:
+    """Run ``scenario`` once with ``seed`` (default: the scenario's) and check its invariants.
+
+    ``pinned`` adds to the scenario's own pinned choices. With ``trace_path`` the trace is
+    streamed to that file (written atomically); with ``keep_trace=False`` it is not held in memory.
+    """
+    seed = scenario.seed if seed is None else seed
+    choices = {c.at: c.pick for c in scenario.choices}
+    choices.update(pinned or {})
+    stream: io.TextIOBase | None = None
+    tmp = None
+    if trace_path is not None:
+        target = Path(trace_path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+        stream = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
+    try:
+        trace = Trace(keep=keep_trace, stream=stream)
+        checkers = make_checkers(scenario.invariants.enabled())
+        for c in checkers:
+            trace.subscribe(c.kinds, c.observe)
+        sim, trace = simulate(scenario, seed, choices, trace)
+        if stream is not None:
+            stream.close()
+            os.replace(tmp, trace_path)  # type: ignore[arg-type]
+            tmp = None
+    finally:
+        if tmp is not None:
+            if stream is not None and not stream.closed:
+                stream.close()
+            os.unlink(tmp)
+    return RunResult(
+        scenario=scenario,
+        seed=seed,
+        invariants=[InvariantResult(c.name, c.count == 0, c.count, c.violations) for c in checkers],
+        events=trace.count,
+        sim_time=sim.env.now,
+        trace_sha256=trace.sha256,
+        end_reason=sim.end_reason,
+        choice_points=sim.chooser.points,
+        overridden=sim.chooser.overridden,
+        scores={c.name: c.score() for c in checkers},
+        records=trace.records,
+        trace_path=None if trace_path is None else str(trace_path),
+    )

@@ -1,0 +1,211 @@
+"""Behaviour of the model, on small scenarios whose traces were worked out by hand.
+
+BASE (conftest): 3 engines of release r1 (RPC 1.0, 1 s per message); periodic client
+casts of ``op`` at t = 1, 2, 3; round robin over engine-1, engine-2, engine-3.
+"""
+
+from conftest import BASE, kinds, scenario
+
+from simroll import run_scenario
+
+TWO_RELEASES = """
+r1:
+  rpc: {endpoints: [{version: "1.0", methods: {op: [x]}}]}
+  service_time: 1.0
+r2:
+  rpc: {endpoints: [{version: "1.1", methods: {op: [x]}}], cap: auto}
+  service_time: 1.0
+"""
+MIXED_ENGINES = """
+- {name: e1, release: r2}
+- {name: e2, release: r1}
+- {name: e3, release: r1}
+"""
+
+
+def recv_engines(result):
+    return [(r["msg"], r["engine"]) for r in kinds(result, "recv")]
+
+
+def test_round_robin_over_consumers():
+    res = run_scenario(scenario())
+    assert recv_engines(res) == [(0, "engine-1"), (1, "engine-2"), (2, "engine-3")]
+    assert [r["t"] for r in kinds(res, "done")] == [2.0, 3.0, 4.0]
+    assert res.ok
+
+
+def test_kill_loses_acknowledged_in_flight_work():
+    res = run_scenario(scenario(faults="[{kill: engine-1, at: 1.5}]"))
+    assert [(r["msg"], r["engine"]) for r in kinds(res, "lost")] == [(0, "engine-1")]
+    assert res.violated == ["no-stranded-message"]
+    assert "lost in flight" in res.violations[0].message
+
+
+def test_kill_with_ack_on_complete_requeues():
+    res = run_scenario(scenario(faults="[{kill: engine-1, at: 1.5}]", bus="{ack: on-complete}"))
+    assert [r["msg"] for r in kinds(res, "requeue")] == [0]
+    # m0 goes back to the queue at 1.5; round robin (position 1 of [engine-2, engine-3]) gives it to engine-3
+    assert (0, "engine-3") in recv_engines(res)
+    assert res.ok
+
+
+def test_graceful_stop_finishes_in_flight_work():
+    res = run_scenario(scenario(plan="[{after: 1.5, stop: engine-1}]"))
+    stop = kinds(res, "stop")[0]
+    assert stop["t"] == 1.5 and stop["inflight"] == [0]
+    assert kinds(res, "stopped")[0]["t"] == 2.0
+    assert res.ok
+
+
+def test_oslo_receiver_rejects_newer_minor_and_the_cast_is_lost():
+    s = scenario(releases=TWO_RELEASES, engines=MIXED_ENGINES,
+                 workload="{rate: 1, arrivals: periodic, stop: 3.5, operations: {op: 1}, kind: cast, client: r2}",
+                 invariants="{no-incompatible-delivery: {}, no-stranded-message: {}}")
+    res = run_scenario(s)
+    # the client's auto cap is the lowest running version, 1.0; r2 only knows how to send 1.1: RPCVersionCapError
+    assert [r["error"] for r in kinds(res, "send_error")] == ["RPCVersionCapError (cap 1.0)"] * 3
+    assert kinds(res, "send") == []
+    backport = TWO_RELEASES.replace("cap: auto", 'cap: auto, sends: {op: [{version: "1.1"}, {version: "1.0"}]}')
+    res = run_scenario(s.model_copy(update={"releases": scenario(releases=backport).releases}))
+    assert [r["version"] for r in kinds(res, "send")] == ["1.0"] * 3
+    assert res.ok
+    s = scenario(releases=TWO_RELEASES.replace("cap: auto", "cap: null"), engines=MIXED_ENGINES,
+                 workload="{rate: 1, arrivals: periodic, stop: 3.5, operations: {op: 1}, kind: cast, client: r2}",
+                 invariants="{no-incompatible-delivery: {}, no-stranded-message: {}}")
+    res = run_scenario(s)
+    rejects = kinds(res, "reject")
+    assert [(r["msg"], r["engine"], r["error"]) for r in rejects] == [
+        (1, "e2", "UnsupportedVersion"), (2, "e3", "UnsupportedVersion")]
+    assert res.violated == ["no-incompatible-delivery"]
+
+
+def test_version_routed_bus_only_offers_a_message_to_engines_that_listen_for_it():
+    wl = "{rate: 1, arrivals: periodic, stop: 3.5, operations: {op: 1}, kind: cast, client: r2}"
+    res = run_scenario(scenario(bus="{delivery: version-routed}", releases=TWO_RELEASES.replace("cap: auto", "cap: null"),
+                                engines=MIXED_ENGINES, workload=wl))
+    assert recv_engines(res) == [(0, "e1"), (1, "e1"), (2, "e1")]
+    # with no engine listening for 1.1, the messages stay in the queue: stranded
+    res = run_scenario(scenario(bus="{delivery: version-routed}", releases=TWO_RELEASES.replace("cap: auto", "cap: null"),
+                                engines="{count: 2, release: r1}", workload=wl))
+    assert [r["msg"] for r in kinds(res, "left")] == [0, 1, 2]
+    assert res.violated == ["no-stranded-message"]
+
+
+BACKFILL = """
+name: bf
+seed: 1
+database:
+  tables: {resource: [id, properties, props_new]}
+  rows: 1
+  canonical: {props: resource.props_new}
+releases:
+  r1:
+    rpc: {endpoints: [{version: "1.0", methods: {op: [x]}}]}
+    data: {props: {read: resource.properties, write: [resource.properties, resource.props_new]}}
+    service_time: 1.0
+engines: {count: 1, release: r1}
+workload: {rate: 1, arrivals: periodic, stop: 1.5, operations: {op: 1}, kind: cast,
+           handlers: {op: {write: [props]}}}
+invariants: {no-lost-write: {}}
+"""
+
+
+def test_backfill_that_reads_before_and_writes_after_a_dual_write_loses_it():
+    # backfill reads row 0 at t=1 (init0); engine dual-writes v0 at t=2; backfill writes init0 at t=2.5
+    plan = "[{backfill: {from: resource.properties, to: resource.props_new, rate: 1, gap: 1.5}}]"
+    res = run_scenario(scenario(BACKFILL, plan=plan))
+    assert [(r["t"], r["value"]) for r in kinds(res, "bf_write")] == [(2.5, "init0")]
+    assert res.violated == ["no-lost-write"]
+    assert "holds 'init0'" in res.violations[0].message and "'v0'" in res.violations[0].message
+
+
+def test_guarded_or_instant_backfill_does_not_lose_the_write():
+    guarded = "[{backfill: {from: resource.properties, to: resource.props_new, rate: 1, gap: 1.5, guard: if-empty}}]"
+    assert run_scenario(scenario(BACKFILL, plan=guarded)).ok
+    instant = "[{backfill: {from: resource.properties, to: resource.props_new, rate: 1}}]"
+    assert run_scenario(scenario(BACKFILL, plan=instant)).ok
+
+
+ROW_REWRITE = """
+name: rw
+seed: 1
+database: {tables: {t: [id, a, b]}, rows: 1}
+releases:
+  r1:
+    rpc: {endpoints: [{version: "1.0", methods: {opA: [], opB: [], check: []}}]}
+    data: {a: {read: t.a, write: [t.a]}, b: {read: t.b, write: [t.b]}}
+    update: row
+    service_time: 1.0
+engines: {count: 3, release: r1}
+workload:
+  rate: 2
+  arrivals: periodic
+  stop: 1.2
+  operations: {opA: 1}
+  kind: cast
+  handlers:
+    opA: {write: [a], cast: {opB: 1}}
+    opB: {write: [b], cast: {check: 1}}
+    check: {read: [a]}
+invariants: {no-lost-write: {}}
+"""
+
+
+def test_whole_row_rewrite_puts_back_a_stale_column():
+    # m2 (opB on engine-3) snapshots the row at 1.5 (a=v0); m1 writes a=v1 at 2.0; m2 rewrites a=v0 at 2.5;
+    # check m4 on engine-2 reads a at 2.5 and gets v0 while the latest write is v1.
+    res = run_scenario(scenario(ROW_REWRITE))
+    rewrites = [(r["t"], r["msg"], r["cols"]) for r in kinds(res, "rewrite")]
+    assert (2.5, 2, {"t.a": "v0"}) in rewrites
+    assert res.violated == ["no-lost-write"]
+    v = res.violations[0]
+    assert (v.time, v.engines) == (2.5, ("engine-2",)) and "got 'v0'" in v.message and "'v1'" in v.message
+    # writing only the changed columns keeps both writes
+    assert run_scenario(scenario(ROW_REWRITE.replace("update: row", "update: columns"))).ok
+
+
+def test_trigger_copies_writes_while_enabled():
+    s = scenario(BACKFILL.replace("write: [resource.properties, resource.props_new]", "write: [resource.properties]"),
+                 plan="[{enable_trigger: {from: resource.properties, to: resource.props_new}}]")
+    res = run_scenario(s)
+    assert [r["trig"] for r in kinds(res, "write")] == [["resource.props_new"]]
+    assert res.ok  # the canonical (new) location holds the latest write, copied by the trigger
+
+
+def test_contract_while_an_engine_still_reads_the_column_is_a_schema_violation():
+    s = scenario(BASE.replace("kind: cast", "kind: cast\n  handlers: {op: {read: [props]}}"),
+                 plan="[{after: 1.5, contract: [resource.properties]}]",
+                 invariants="{schema-compatible: {}}")
+    res = run_scenario(s)
+    errors = kinds(res, "schema_error")
+    assert [(r["t"], r["engine"], r["locs"]) for r in errors] == [(2.0, "engine-2", ["resource.properties"]),
+                                                                 (3.0, "engine-3", ["resource.properties"])]
+    assert res.violated == ["schema-compatible"]
+
+
+def test_version_skew_counts_releases_running_at_once():
+    rel = TWO_RELEASES + """
+r3:
+  rpc: {endpoints: [{version: "1.2", methods: {op: [x]}}]}
+"""
+    s = scenario(releases=rel, engines=MIXED_ENGINES, plan="[{restart: e3, release: r3}]",
+                 invariants="{version-skew: {max_releases: 2}}")
+    res = run_scenario(s)
+    assert res.violated == ["version-skew"]
+    assert "3 releases running at once (r1, r2, r3)" in res.violations[0].message
+
+
+def test_cast_depth_bounds_a_traversal():
+    s = scenario(BASE.replace("kind: cast", "kind: cast\n  handlers: {op: {cast: {op: 2}, depth: 2}}"))
+    res = run_scenario(s)
+    # each client op: 1 + 2 + 4 messages (hops 0, 1, 2); 3 client ops
+    assert len(kinds(res, "send")) == 3 * 7
+    assert res.ok
+
+
+def test_runaway_run_stops_at_the_time_limit_with_a_partial_report():
+    s = scenario(workload="{rate: 1, arrivals: periodic, stop: 1000000, operations: {op: 1}, kind: cast}",
+                 limits="{max_time: 50}")
+    res = run_scenario(s)
+    assert res.limited and "max_time=50" in res.end_reason
+    assert res.sim_time <= 50
