@@ -72,6 +72,101 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _default_out(scenario_path: str) -> str:
+    """``NAME.counterexample.yaml`` beside the scenario, or the first free ``NAME.counterexample.K.yaml``."""
+    p = Path(scenario_path)
+    stem = p.name[:-5] if p.name.endswith(".yaml") else p.stem
+    candidate = p.with_name(f"{stem}.counterexample.yaml")
+    k = 1
+    while candidate.exists():
+        candidate = p.with_name(f"{stem}.counterexample.{k}.yaml")
+        k += 1
+    return str(candidate)
+
+
+def _progress_printer():
+    """A one-line progress display on a terminal (stderr); nothing when stderr is not a terminal."""
+    if not sys.stderr.isatty():
+        return None
+    import time
+
+    last = [0.0]
+
+    def show(phase: str, examples: int, best: dict[str, float]) -> None:
+        now = time.monotonic()  # display throttling only; never reaches the search
+        if now - last[0] < 0.1:
+            return
+        last[0] = now
+        top = ", ".join(f"{k} {v:.3g}" for k, v in sorted(best.items()))
+        print(f"\r\x1b[K{phase}: {examples} runs | closest so far: {top}"[:200], end="", file=sys.stderr, flush=True)
+
+    return show
+
+
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    import os
+    import signal
+
+    from simroll.search import counterexample_text, fuzz
+
+    scenario = load_scenario(args.scenario)
+    if args.out is not None:
+        _check_new_file(args.out, args.force, "--out")
+    out = args.out or _default_out(args.scenario)
+    database = None
+    if not args.no_db:
+        database = args.db or (".simroll/hypothesis" if Path(".simroll/hypothesis").is_dir() and
+                               not os.environ.get("CI") else None)
+
+    def on_term(signum, frame):  # SIGTERM: stop like Ctrl-C, keeping what was found
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    show = _progress_printer()
+    try:
+        fr = fuzz(scenario, max_examples=args.max_examples, seed=args.seed, database=database, progress=show)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if show is not None:
+            print("\r\x1b[K", end="", file=sys.stderr, flush=True)
+    if fr.found:
+        _write_new_file(out, counterexample_text(fr, args.scenario), args.force or args.out is None)
+        fr.out = out
+    if args.json:
+        print(json.dumps(fr.to_json(), indent=2))
+    else:
+        status = " (interrupted: partial result)" if fr.interrupted else ""
+        if fr.found:
+            print(f"FOUND a violation of {fr.invariant} after {fr.examples} runs{status}:")
+            print("\n".join(f"  {line}" for line in fr.steps))
+            print(f"\ncounterexample written to {out}; replay it with: simroll run {out}")
+            print(f"trace sha256 {fr.trace_sha256}")
+        else:
+            print(f"no violation found in {fr.examples} runs (seed {fr.seed}){status}")
+    if fr.interrupted and not fr.found:
+        return 130
+    return 1 if fr.found else 0
+
+
+def _write_new_file(path: str, text: str, force: bool) -> None:
+    """Write ``text`` atomically; refuse to replace an existing file unless ``force``."""
+    import os
+    import tempfile
+
+    target = Path(path)
+    if target.exists() and not force:
+        raise UsageError(f"{path}: file exists; pass --force to overwrite it")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     print(json.dumps(scenario_json_schema(), indent=2))
     return 0
@@ -96,6 +191,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("schema", help="print the JSON Schema of scenario files")
     s.set_defaults(fn=cmd_schema)
+
+    f = sub.add_parser("fuzz", help="search orderings, timings and crash points for a violation "
+                                    "(exit 1 found, 0 none within the budget, 2 bad input)")
+    f.add_argument("scenario", help="scenario file (YAML)")
+    f.add_argument("--max-examples", type=_positive(int), default=200, help="simulations Hypothesis may generate")
+    f.add_argument("--seed", type=_seed, default=0, help="seed of the search (default 0)")
+    f.add_argument("--out", metavar="FILE", help="where to write the counterexample scenario "
+                   "(default: NAME.counterexample.yaml beside the scenario, never overwriting)")
+    f.add_argument("--json", action="store_true", help="print one JSON object")
+    f.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    f.add_argument("--db", metavar="DIR", help="Hypothesis example database: past failures are replayed first "
+                   "(default: .simroll/hypothesis if that directory exists and CI is not set)")
+    f.add_argument("--no-db", action="store_true", help="use no example database")
+    f.set_defaults(fn=cmd_fuzz)
     return p
 
 

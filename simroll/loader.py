@@ -282,8 +282,8 @@ def _check_references(s: Scenario, source: str, root: yaml.Node) -> None:
         fail(("engines", "release"), f"undefined release {s.engines.release!r} (defined: {choices(releases)})")
 
     # every table and column a release, trigger or step names must exist at the start or be expanded
-    known_cols = {f"{t}.{c}" for t, cols in s.database.tables.items() for c in cols}
-    known_tables = set(s.database.tables)
+    known_cols = {f"{t}.{c}" for t, cols in s.database.tables.items() for c in cols} | set(s.database.absent)
+    known_tables = set(s.database.tables) | {loc.split(".")[0] for loc in s.database.absent}
     for i, step in enumerate(s.plan):
         for item in step.expand or []:
             if "." in item:

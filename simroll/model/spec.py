@@ -109,10 +109,15 @@ class DatabaseSpec(_Frozen):
     rows: int = Field(10, ge=1, le=1_000_000, description="Rows per table (one key space shared by all tables).")
     canonical: dict[Name, Location] = Field(
         default_factory=dict,
-        description="Logical field -> the location that must hold its latest value at the end; "
-        "default: where the last release listed reads it.",
+        description="Logical field -> a location that must hold its latest value at the end, besides "
+        "where the engines running at the end read it.",
     )
     triggers: list["TriggerSpec"] = Field(default_factory=list, description="Triggers enabled from the start.")
+    absent: list[Location] = Field(
+        default_factory=list,
+        description="Columns the releases know that do not exist at the start and that no expand step adds "
+        "(a counterexample whose expand step was dropped lists them here).",
+    )
 
 
 class EngineSpec(_Frozen):

@@ -245,7 +245,7 @@ class Simulation:
             if not m.taken and not m.expired or where.startswith("in-flight"):
                 emit(now, "left", msg=m.id, queue=where, version=str(m.version),
                      cause=[m.send_rec] + self._last_stops_accepting(m))
-        for fld, loc in self._canonical().items():
+        for fld, loc in self._canonical():
             col = self.values.get(loc, {}) if loc in self.columns else {}
             emit(now, "final", field=fld, loc=loc, exists=loc in self.columns,
                  values=[col.get(r, (None, None))[0] for r in range(self.rows)])
@@ -263,12 +263,15 @@ class Simulation:
                 best = last[0] if best is None else max(best, last[0])
         return [] if best is None else [best]
 
-    def _canonical(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for rel in self.releases.values():  # the last release listed that reads a field wins
-            out.update(rel.read)
-        out.update(self.scenario.database.canonical)
-        return dict(sorted(out.items()))
+    def _canonical(self) -> list[tuple[str, str]]:
+        """(field, location) pairs that must hold the latest value at the end: where the engines
+        running at the end read each field (every engine's last release if none runs), and the
+        scenario's declared canonical locations."""
+        running = [e.release for e in self.engines.values() if e.state != _STOPPED and e.release]
+        releases = running or [e.release for e in self.engines.values() if e.release]
+        out = {(f, loc) for rel in releases for f, loc in rel.read.items()}  # type: ignore[union-attr]
+        out.update(self.scenario.database.canonical.items())
+        return sorted(out)
 
     # -------------------------------------------------------------- database
     def _init_data(self) -> None:
@@ -328,7 +331,11 @@ class Simulation:
         msg = Message(mid, method, rule.version, rule.args, rule.namespace, row, call, sender, rec, hop)
         delay = self.latency
         if self.max_delay > 0:
-            delay += self.max_delay * self.chooser.pick("delay", _DELAY_LEVELS + 1) / _DELAY_LEVELS
+            level = self.chooser.pick("delay", _DELAY_LEVELS + 1)
+            if level:  # a pinned deviation from the default: say so in the trace
+                extra = self.max_delay * level / _DELAY_LEVELS
+                delay += extra
+                self.trace.emit(now, "choice", at=self.chooser.points - 1, what="delay", msg=mid, delay=extra)
         if call:
             msg.expires = now + self.call_timeout
             self.env.timeout(self.call_timeout).callbacks.append(lambda _ev, m=msg: self._expire(m))
@@ -364,7 +371,11 @@ class Simulation:
         k = self.rr
         self.rr = k + 1
         if n > 1:
-            k += self.chooser.pick("consumer", n)
+            p = self.chooser.pick("consumer", n)
+            if p:
+                self.trace.emit(self.env.now, "choice", at=self.chooser.points - 1, what="consumer", msg=msg.id,
+                                to=consumers[(k + p) % n].name, default=consumers[k % n].name)
+                k += p
         self._deliver(consumers[k % n], msg)
 
     def _deliver(self, eng: _Engine, msg: Message) -> None:
@@ -704,7 +715,10 @@ class Simulation:
                         cause=[step_rec] if src is None else [step_rec, src])
             gap = spec.gap
             if spec.max_gap > 0:
-                gap += spec.max_gap * chooser.pick("backfill_gap", _DELAY_LEVELS + 1) / _DELAY_LEVELS
+                level = chooser.pick("backfill_gap", _DELAY_LEVELS + 1)
+                if level:
+                    gap += spec.max_gap * level / _DELAY_LEVELS
+                    emit(env.now, "choice", at=chooser.points - 1, what="backfill_gap", row=row, gap=gap)
             if gap > 0:
                 yield env.timeout(gap)
             if value is None or spec.to not in self.columns:

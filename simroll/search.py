@@ -1,0 +1,371 @@
+"""The search: Hypothesis explores operator schedules and event orderings, shrinks a violation,
+and the result is written out as a scenario that ``simroll run`` replays byte for byte.
+
+A point of the search space is a :class:`Schedule`:
+
+* plan-level choices, aligned with the scenario's plan: which steps run (the operator may
+  skip one), in which order (within the declared reorder groups), how much longer the
+  operator pauses before each, whether a graceful stop becomes a kill, and an optional
+  extra kill of an engine at some time;
+* event-level choices: a few *pinned choice points* of the run's
+  :class:`~simroll.chooser.Chooser` (which consumer takes a message, extra message
+  delay, the backfill's read-to-write gap).
+
+Every choice shrinks towards the scenario as written: steps dropped (fewer steps),
+pauses 0, graceful stops, no pins. Hypothesis' ``target()`` steers generation by each
+invariant's distance-to-violation score. After Hypothesis has shrunk a failure, a
+deterministic pass makes the counterexample 1-minimal: dropping any remaining step,
+or setting any remaining choice back to its default, makes the violation go away.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import hypothesis
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.database import DirectoryBasedExampleDatabase
+
+from simroll.loader import dump_scenario
+from simroll.model.spec import ChoiceSpec, FaultSpec, Scenario, SearchSpec, StepSpec
+from simroll.runner import RunResult, run_scenario
+
+PAUSE_LEVELS = 16  # a pause choice adds k/16 of max_pause, k in 0..16
+FAULT_LEVELS = 64  # an extra kill happens at k/64 of the default run's length
+MAX_PINS = 3  # event-level choice points a schedule may pin
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One point of the search space (see the module docstring). Tuples are indexed by the
+    scenario's original plan step; ``order`` is a permutation of those indices."""
+
+    order: tuple[int, ...]
+    keep: tuple[bool, ...]
+    pause: tuple[int, ...]
+    kill: tuple[bool, ...]
+    pins: tuple[tuple[int, int], ...] = ()
+    fault: tuple[str, int] | None = None
+
+    @classmethod
+    def default(cls, n: int) -> "Schedule":
+        return cls(tuple(range(n)), (True,) * n, (0,) * n, (False,) * n)
+
+
+def search_space(scenario: Scenario) -> SearchSpec:
+    """The scenario's declared search space, or the default one derived from its plan."""
+    return scenario.search or SearchSpec()
+
+
+def apply_schedule(scenario: Scenario, sched: Schedule) -> Scenario:
+    """The concrete scenario a schedule stands for: every choice pinned, no search space."""
+    space = search_space(scenario)
+    plan: list[StepSpec] = []
+    position: dict[int, int] = {}
+    for i in sched.order:
+        if not sched.keep[i]:
+            continue
+        step = scenario.plan[i]
+        update: dict[str, Any] = {}
+        if sched.pause[i]:
+            update["after"] = step.after + space.max_pause * sched.pause[i] / PAUSE_LEVELS
+        if sched.kill[i]:
+            if step.action == "stop":
+                update.update(stop=None, kill=step.stop)
+            elif step.action == "restart":
+                update["how"] = "kill"
+        position[i] = len(plan)
+        plan.append(step.model_copy(update=update) if update else step)
+    faults = []
+    for f in scenario.faults:
+        if f.at_step is None:
+            faults.append(f)
+        elif f.at_step in position:
+            faults.append(f.model_copy(update={"at_step": position[f.at_step]}))
+    if sched.fault is not None:
+        engine, level = sched.fault
+        faults.append(FaultSpec(kill=engine, at=_horizon(scenario) * level / FAULT_LEVELS))
+    choices = sorted({at: pick for at, pick in sched.pins}.items())
+    # columns that only a dropped expand step added stay declared, so the file still names them
+    absent = list(scenario.database.absent)
+    for i, step in enumerate(scenario.plan):
+        if not sched.keep[i] and step.expand:
+            absent += [c for c in step.expand if "." in c and c not in absent and
+                       not any(c in (s.expand or []) for s in plan)]
+    database = scenario.database.model_copy(update={"absent": absent}) if absent else scenario.database
+    return scenario.model_copy(update={
+        "database": database,
+        "plan": plan,
+        "faults": faults,
+        "choices": [ChoiceSpec(at=a, pick=p) for a, p in choices],
+        "search": None,
+    })
+
+
+def _horizon(scenario: Scenario) -> float:
+    """How long the faults the search injects may wait: to the end of the client workload."""
+    return scenario.workload.stop
+
+
+def _schedules(scenario: Scenario, points: int) -> st.SearchStrategy[Schedule]:
+    space = search_space(scenario)
+    n = len(scenario.plan)
+    stoppable = [s.action in ("stop", "restart") for s in scenario.plan]
+    engines = space.kill_engines
+
+    @st.composite
+    def build(draw: Callable[[st.SearchStrategy[Any]], Any]) -> Schedule:
+        order = list(range(n))
+        for group in space.reorder:
+            slots = sorted(set(group))
+            for slot, idx in zip(slots, draw(st.permutations(slots))):
+                order[slot] = idx
+        # a step is kept unless its draw is 0, so shrinking drops steps, and most schedules keep most steps
+        keep = tuple(draw(st.integers(0, 3)) != 0 for _ in range(n)) if space.drop_steps else (True,) * n
+        pause = tuple(draw(st.integers(0, PAUSE_LEVELS)) for _ in range(n)) if space.max_pause > 0 else (0,) * n
+        kill = tuple(draw(st.booleans()) if stoppable[i] and space.kill_instead_of_stop else False
+                     for i in range(n))
+        pins: tuple[tuple[int, int], ...] = ()
+        if space.events and points > 0:
+            pins = tuple(draw(st.lists(st.tuples(st.integers(0, points - 1), st.integers(1, 8)),
+                                       max_size=MAX_PINS, unique_by=lambda t: t[0])))
+        fault = None
+        if engines:
+            fault = draw(st.none() | st.tuples(st.sampled_from(engines), st.integers(0, FAULT_LEVELS)))
+        return Schedule(tuple(order), keep, pause, kill, pins, fault)
+
+    return build()
+
+
+@dataclass
+class FuzzResult:
+    """What ``simroll fuzz`` found. ``counterexample`` is the scenario to replay."""
+
+    scenario: Scenario
+    seed: int
+    found: bool
+    examples: int
+    invariant: str | None = None
+    schedule: Schedule | None = None
+    counterexample: Scenario | None = None
+    result: RunResult | None = None
+    interrupted: bool = False
+    search_seconds: float = 0.0
+    shrink_seconds: float = 0.0
+    out: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def steps(self) -> list[str]:
+        """The counterexample as numbered steps a person can read, the violation last."""
+        if self.result is None:
+            return []
+        return describe_counterexample(self.result, self.invariant)
+
+    @property
+    def trace_sha256(self) -> str | None:
+        return None if self.result is None else self.result.trace_sha256
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "found": self.found,
+            "invariant": self.invariant,
+            "examples": self.examples,
+            "steps": self.steps,
+            "out": self.out,
+            "trace_sha256": self.trace_sha256,
+            "seed": self.seed,
+            "interrupted": self.interrupted,
+        }
+
+
+def describe_counterexample(result: RunResult, invariant: str | None) -> list[str]:
+    """Operator steps, injected faults and pinned choices of a run, then its first violation."""
+    from simroll.report import describe  # report sits above search; imported late on purpose
+
+    lines = []
+    for rec in result.trace():
+        if rec["kind"] == "step":
+            lines.append(f"t={rec['t']:.3f}  {describe(rec)}")
+        elif rec["kind"] == "fault":
+            lines.append(f"t={rec['t']:.3f}  fault: kill {rec['engine']}")
+        elif rec["kind"] == "choice":
+            if rec["what"] == "consumer":
+                text = f"m{rec['msg']} is delivered to {rec['to']} (round robin: {rec['default']})"
+            elif rec["what"] == "delay":
+                text = f"m{rec['msg']} is delayed {rec['delay']:.3f} s"
+            else:
+                text = f"the backfill waits {rec['gap']:.3f} s between reading and writing row {rec['row']}"
+            lines.append(f"t={rec['t']:.3f}  choice point {rec['at']}: {text}")
+    violations = [v for v in result.violations if invariant is None or v.invariant == invariant]
+    if violations:
+        v = violations[0]
+        lines.append(f"t={v.time:.3f}  VIOLATED {v.invariant}: {v.message}")
+    return [f"{n}. {line}" for n, line in enumerate(lines, 1)]
+
+
+class _Violation(Exception):
+    """Raised inside the Hypothesis test when a run breaks an invariant."""
+
+
+_VIOLATION_TYPES: dict[str, type[_Violation]] = {}
+
+
+def _violation_type(name: str) -> type[_Violation]:
+    # one exception class per invariant, so that Hypothesis shrinks a failure into the same failure
+    t = _VIOLATION_TYPES.get(name)
+    if t is None:
+        t = _VIOLATION_TYPES[name] = type(f"Violated_{name.replace('-', '_')}", (_Violation,), {})
+    return t
+
+
+def _violates(scenario: Scenario, sched: Schedule, invariant: str) -> bool:
+    return invariant in run_scenario(apply_schedule(scenario, sched), keep_trace=False).violated
+
+
+def minimize(scenario: Scenario, sched: Schedule, invariant: str,
+             on_run: Callable[[], None] | None = None) -> Schedule:
+    """Greedy 1-minimisation: drop steps, zero pauses, undo kills, unpin choices, undo the
+    extra fault and the reordering, one at a time, while ``invariant`` stays violated."""
+
+    def candidates(s: Schedule):
+        if s.fault is not None:
+            yield replace(s, fault=None)
+        for i in s.order:
+            if s.keep[i]:
+                yield replace(s, keep=s.keep[:i] + (False,) + s.keep[i + 1:])
+        for at, _ in s.pins:
+            yield replace(s, pins=tuple(p for p in s.pins if p[0] != at))
+        for i in range(len(s.pause)):
+            if s.keep[i] and s.kill[i]:
+                yield replace(s, kill=s.kill[:i] + (False,) + s.kill[i + 1:])
+        for i in range(len(s.pause)):
+            if s.keep[i] and s.pause[i]:
+                yield replace(s, pause=s.pause[:i] + (0,) + s.pause[i + 1:])
+                if s.pause[i] > 1:
+                    yield replace(s, pause=s.pause[:i] + (s.pause[i] // 2,) + s.pause[i + 1:])
+        if list(s.order) != sorted(s.order):
+            yield replace(s, order=tuple(sorted(s.order)))
+
+    # normalise: dropped steps carry no pause or kill
+    sched = replace(sched, pause=tuple(p if k else 0 for p, k in zip(sched.pause, sched.keep)),
+                    kill=tuple(x and k for x, k in zip(sched.kill, sched.keep)))
+    improved = True
+    while improved:
+        improved = False
+        for cand in candidates(sched):
+            if on_run is not None:
+                on_run()
+            if _violates(scenario, cand, invariant):
+                sched = cand
+                improved = True
+                break
+    return sched
+
+
+def _digest(scenario: Scenario) -> bytes:
+    return hashlib.sha256(dump_scenario(scenario).encode()).digest()
+
+
+def fuzz(
+    scenario: Scenario,
+    max_examples: int = 200,
+    seed: int = 0,
+    database: str | None = None,
+    progress: Callable[[str, int, dict[str, float]], None] | None = None,
+    guided: bool = True,
+) -> FuzzResult:
+    """Search ``scenario``'s space for a schedule that violates one of its invariants.
+
+    Deterministic for a given ``seed`` when ``database`` is None. With a database directory,
+    past failures of this scenario are replayed first. ``progress(phase, examples, best)`` is
+    called after every simulation. ``guided=False`` turns off ``target()`` (plain random
+    sampling of the same space, for the benchmark). Ctrl-C returns what was found so far,
+    with ``interrupted`` set.
+    """
+    t0 = time.perf_counter()
+    baseline = run_scenario(scenario, keep_trace=False)
+    points = baseline.choice_points
+    state: dict[str, Any] = {"examples": 1, "failure": None, "phase": "searching", "best": dict(baseline.scores)}
+
+    def tick() -> None:
+        if progress is not None:
+            progress(state["phase"], state["examples"], state["best"])
+
+    result = FuzzResult(scenario=scenario, seed=seed, found=False, examples=1)
+    found_at_start = not baseline.ok
+    if found_at_start:
+        state["failure"] = (Schedule.default(len(scenario.plan)), baseline.violated[0])
+    else:
+        def test(sched: Schedule) -> None:
+            state["examples"] += 1
+            res = run_scenario(apply_schedule(scenario, sched), keep_trace=False)
+            for name, score in res.scores.items():
+                if score > state["best"].get(name, 0.0):
+                    state["best"][name] = score
+                if guided:
+                    hypothesis.target(score, label=name)
+            tick()
+            if not res.ok:
+                inv = res.violated[0]
+                if state["failure"] is None or state["failure"][1] == inv:
+                    state["failure"] = (sched, inv)
+                    state["phase"] = "shrinking"
+                raise _violation_type(inv)(inv)
+
+        db = DirectoryBasedExampleDatabase(database) if database else None
+        phases = [Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink]
+        if guided:
+            phases.insert(3, Phase.target)
+        wrapped = hypothesis.seed(seed)(settings(
+            max_examples=max_examples, deadline=None, database=db, derandomize=False,
+            suppress_health_check=list(HealthCheck), phases=phases, report_multiple_bugs=False,
+            verbosity=hypothesis.Verbosity.quiet, print_blob=False,
+        )(hypothesis.given(_schedules(scenario, points))(test)))
+        wrapped._hypothesis_internal_database_key = _digest(scenario)  # type: ignore[attr-defined]
+        try:
+            wrapped()
+        except _Violation:
+            pass
+        except KeyboardInterrupt:
+            result.interrupted = True
+    result.search_seconds = time.perf_counter() - t0
+    if state["failure"] is not None:
+        t1 = time.perf_counter()
+        sched, inv = state["failure"]
+        state["phase"] = "minimising"
+
+        def count() -> None:
+            state["examples"] += 1
+            tick()
+
+        try:
+            sched = minimize(scenario, sched, inv, count)
+        except KeyboardInterrupt:
+            result.interrupted = True
+        result.shrink_seconds = time.perf_counter() - t1
+        ce = apply_schedule(scenario, sched)
+        ce = ce.model_copy(update={
+            "expect": f"violates {inv}",
+            "description": f"Counterexample found by simroll fuzz (seed {seed}) from scenario {scenario.name}. "
+                           + scenario.description,
+        })
+        result.found, result.invariant, result.schedule, result.counterexample = True, inv, sched, ce
+        result.result = run_scenario(ce)
+    result.examples = state["examples"]
+    return result
+
+
+def counterexample_text(fr: FuzzResult, source: str) -> str:
+    """The counterexample as a scenario file: a header comment with the steps, then the YAML."""
+    assert fr.counterexample is not None
+    header = [f"# Counterexample found by `simroll fuzz {source} --seed {fr.seed}`.",
+              f"# It violates {fr.invariant}; `simroll run` on this file replays it "
+              f"(trace sha256 {fr.trace_sha256}).", "#"]
+    header += [f"# {line}" for line in fr.steps]
+    return "\n".join(header) + "\n" + dump_scenario(fr.counterexample)
