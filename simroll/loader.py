@@ -8,6 +8,7 @@ constructing objects, and its size, nesting and alias expansion are bounded.
 from __future__ import annotations
 
 import json
+import re
 import typing
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,7 @@ def _check_shape(node: yaml.Node, source: str) -> None:
                 key = k.value if isinstance(k, yaml.ScalarNode) else "?"
                 if isinstance(k, yaml.ScalarNode) and key in seen:
                     raise ScenarioError(source, f"{_join(where, key)} (line {k.start_mark.line + 1})",
-                                        f"duplicate key {key!r}")
+                                        f"duplicate key {_show(key)}")
                 seen.add(key)
                 stack.append((v, depth + 1, _join(where, key)))
         elif isinstance(n, yaml.SequenceNode):
@@ -69,7 +70,24 @@ def _check_shape(node: yaml.Node, source: str) -> None:
 
 
 def _join(where: str, key: Any) -> str:
-    return f"{where}.{key}" if where else str(key)
+    """``where.key``; a key that is not a plain word is shown as ``where['it is']`` so the path stays readable."""
+    text = str(key)
+    if not _WORD.fullmatch(text):
+        return f"{where}[{_short(text)!r}]"
+    return f"{where}.{text}" if where else text
+
+
+_WORD = re.compile(r"[\w\-]+")
+
+
+def _short(text: str, limit: int = 60) -> str:
+    """At most ``limit`` characters of ``text`` (a hostile file may hold a megabyte in one key or value)."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _show(value: Any) -> str:
+    """``repr(value)``, cut short: an error message quotes the bad value, not a megabyte of it."""
+    return _short(repr(value), 80)
 
 
 def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
@@ -151,25 +169,25 @@ def _unwrap(tp: Any, part: Any) -> Any:
 def _message(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
     kind, msg = err["type"], err["msg"]
     if kind == "missing":
-        return f"missing required key {loc[-1]!r}" if loc else "missing required key"
+        return f"missing required key {_show(loc[-1])}" if loc else "missing required key"
     if kind == "extra_forbidden":
         model = _model_at(loc[:-1])
         valid = ""
         if model is not None:
             names = [f.alias or n for n, f in model.model_fields.items()]
             valid = f" (expected one of: {', '.join(names)})"
-        return f"unknown key {loc[-1]!r}{valid}"
+        return f"unknown key {_show(loc[-1])}{valid}"
     if kind == "string_pattern_mismatch":
         pattern = err.get("ctx", {}).get("pattern", "")
         what = {
             r"^\d+\.\d+(\.\d+)?$": "a version major.minor, e.g. '1.2'",
             r"^[A-Za-z_]\w*\.[A-Za-z_]\w*$": "a location table.column",
         }.get(pattern, f"a string matching {pattern}")
-        return f"expected {what}, got {err.get('input')!r}"
+        return f"expected {what}, got {_show(err.get('input'))}"
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
     inp = err.get("input")
-    shown = "" if isinstance(inp, (dict, list)) else f", got {inp!r}"
+    shown = "" if isinstance(inp, (dict, list)) else f", got {_show(inp)}"
     return f"{msg[0].lower()}{msg[1:]}{shown}"
 
 
@@ -312,6 +330,11 @@ def _check_references(s: Scenario, source: str, root: yaml.Node) -> None:
     for j, t in enumerate(s.database.triggers):
         check_loc(t.from_, ("database", "triggers", j, "from"))
         check_loc(t.to, ("database", "triggers", j, "to"))
+    for fn, locs in s.database.initial.items():
+        if fn not in fields:
+            fail(("database", "initial", fn), f"undefined field {fn!r} (fields: {choices(sorted(fields))})")
+        for j, loc in enumerate(locs):
+            check_loc(loc, ("database", "initial", fn, j))
     for fn, loc in s.database.canonical.items():
         if fn not in fields:
             fail(("database", "canonical", fn), f"undefined field {fn!r} (fields: {choices(sorted(fields))})")
@@ -363,6 +386,11 @@ def _check_references(s: Scenario, source: str, root: yaml.Node) -> None:
             fail(("faults", i, "kill"), f"undefined engine {f.kill!r} (defined: {choices(engines)})")
         if f.at_step is not None and f.at_step >= len(s.plan):
             fail(("faults", i, "at_step"), f"step {f.at_step} does not exist (the plan has {len(s.plan)} steps)")
+    if s.search is not None and isinstance(s.search.kill_instead_of_stop, list):
+        for j, idx in enumerate(s.search.kill_instead_of_stop):
+            if not 0 <= idx < len(s.plan):
+                fail(("search", "kill_instead_of_stop", j),
+                     f"step {idx} does not exist (the plan has {len(s.plan)} steps)")
     if s.search is not None:
         for i, group in enumerate(s.search.reorder):
             for j, idx in enumerate(group):

@@ -30,7 +30,8 @@ class RunResult:
     trace_sha256: str
     end_reason: str
     choice_points: int
-    overridden: list[tuple[int, str, int, int]]
+    choice_counts: dict[str, int]
+    overridden: list[tuple[str, int, int, int]]
     scores: dict[str, float]
     records: list[Record] | None = None
     trace_path: str | None = None
@@ -82,6 +83,12 @@ class RunResult:
             raise ImportError("dataframe() needs pandas: pip install pandas") from e
         return pd.DataFrame.from_records(self.trace())
 
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: invariants held and violated, each violation's causal chain, key figures."""
+        from simroll.html import summary_html  # html sits above runner; imported late to keep layers one way
+
+        return summary_html(self)
+
     def to_json(self) -> dict[str, Any]:
         """The machine-readable report (``simroll run --json``)."""
         return {
@@ -106,7 +113,7 @@ class RunResult:
 def run_scenario(
     scenario: Scenario,
     seed: int | None = None,
-    pinned: dict[int, int] | None = None,
+    pinned: dict[tuple[str, int], int] | None = None,
     keep_trace: bool = True,
     trace_path: str | os.PathLike[str] | None = None,
 ) -> RunResult:
@@ -116,7 +123,7 @@ def run_scenario(
     streamed to that file (written atomically); with ``keep_trace=False`` it is not held in memory.
     """
     seed = scenario.seed if seed is None else seed
-    choices = {c.at: c.pick for c in scenario.choices}
+    choices = {(c.kind, c.at): c.pick for c in scenario.choices}
     choices.update(pinned or {})
     stream: io.TextIOBase | None = None
     tmp = None
@@ -148,6 +155,7 @@ def run_scenario(
         trace_sha256=trace.sha256,
         end_reason=sim.end_reason,
         choice_points=sim.chooser.points,
+        choice_counts=dict(sorted(sim.chooser.counts.items())),
         overridden=sim.chooser.overridden,
         scores={c.name: c.score() for c in checkers},
         records=trace.records,

@@ -49,7 +49,7 @@ class Schedule:
     keep: tuple[bool, ...]
     pause: tuple[int, ...]
     kill: tuple[bool, ...]
-    pins: tuple[tuple[int, int], ...] = ()
+    pins: tuple[tuple[str, int, int], ...] = ()  # (kind, number, option)
     fault: tuple[str, int] | None = None
 
     @classmethod
@@ -90,7 +90,7 @@ def apply_schedule(scenario: Scenario, sched: Schedule) -> Scenario:
     if sched.fault is not None:
         engine, level = sched.fault
         faults.append(FaultSpec(kill=engine, at=_horizon(scenario) * level / FAULT_LEVELS))
-    choices = sorted({at: pick for at, pick in sched.pins}.items())
+    choices = sorted({(kind, at): pick for kind, at, pick in sched.pins}.items())
     # columns that only a dropped expand step added stay declared, so the file still names them
     absent = list(scenario.database.absent)
     for i, step in enumerate(scenario.plan):
@@ -102,7 +102,7 @@ def apply_schedule(scenario: Scenario, sched: Schedule) -> Scenario:
         "database": database,
         "plan": plan,
         "faults": faults,
-        "choices": [ChoiceSpec(at=a, pick=p) for a, p in choices],
+        "choices": [ChoiceSpec(kind=k, at=a, pick=p) for (k, a), p in choices],
         "search": None,
     })
 
@@ -112,11 +112,14 @@ def _horizon(scenario: Scenario) -> float:
     return scenario.workload.stop
 
 
-def _schedules(scenario: Scenario, points: int) -> st.SearchStrategy[Schedule]:
+def _schedules(scenario: Scenario, points: dict[str, int]) -> st.SearchStrategy[Schedule]:
     space = search_space(scenario)
     n = len(scenario.plan)
-    stoppable = [s.action in ("stop", "restart") for s in scenario.plan]
+    flips = space.kill_instead_of_stop
+    stoppable = [s.action in ("stop", "restart") and (flips is True or (isinstance(flips, list) and i in flips))
+                 for i, s in enumerate(scenario.plan)]
     engines = space.kill_engines
+    kinds = sorted(k for k, c in points.items() if c > 0)
 
     @st.composite
     def build(draw: Callable[[st.SearchStrategy[Any]], Any]) -> Schedule:
@@ -128,12 +131,12 @@ def _schedules(scenario: Scenario, points: int) -> st.SearchStrategy[Schedule]:
         # a step is kept unless its draw is 0, so shrinking drops steps, and most schedules keep most steps
         keep = tuple(draw(st.integers(0, 3)) != 0 for _ in range(n)) if space.drop_steps else (True,) * n
         pause = tuple(draw(st.integers(0, PAUSE_LEVELS)) for _ in range(n)) if space.max_pause > 0 else (0,) * n
-        kill = tuple(draw(st.booleans()) if stoppable[i] and space.kill_instead_of_stop else False
-                     for i in range(n))
-        pins: tuple[tuple[int, int], ...] = ()
-        if space.events and points > 0:
-            pins = tuple(draw(st.lists(st.tuples(st.integers(0, points - 1), st.integers(1, 8)),
-                                       max_size=MAX_PINS, unique_by=lambda t: t[0])))
+        kill = tuple(draw(st.booleans()) if stoppable[i] else False for i in range(n))
+        pins: tuple[tuple[str, int, int], ...] = ()
+        if space.events and kinds:
+            pin = st.sampled_from(kinds).flatmap(
+                lambda k: st.tuples(st.just(k), st.integers(0, points[k] - 1), st.integers(1, 8)))
+            pins = tuple(draw(st.lists(pin, max_size=MAX_PINS, unique_by=lambda t: (t[0], t[1]))))
         fault = None
         if engines:
             fault = draw(st.none() | st.tuples(st.sampled_from(engines), st.integers(0, FAULT_LEVELS)))
@@ -239,8 +242,8 @@ def minimize(scenario: Scenario, sched: Schedule, invariant: str,
         for i in s.order:
             if s.keep[i]:
                 yield replace(s, keep=s.keep[:i] + (False,) + s.keep[i + 1:])
-        for at, _ in s.pins:
-            yield replace(s, pins=tuple(p for p in s.pins if p[0] != at))
+        for pin in s.pins:
+            yield replace(s, pins=tuple(p for p in s.pins if p != pin))
         for i in range(len(s.pause)):
             if s.keep[i] and s.kill[i]:
                 yield replace(s, kill=s.kill[:i] + (False,) + s.kill[i + 1:])
@@ -290,7 +293,7 @@ def fuzz(
     """
     t0 = time.perf_counter()
     baseline = run_scenario(scenario, keep_trace=False)
-    points = baseline.choice_points
+    points = baseline.choice_counts
     state: dict[str, Any] = {"examples": 1, "failure": None, "phase": "searching", "best": dict(baseline.scores)}
 
     def tick() -> None:

@@ -113,6 +113,11 @@ class DatabaseSpec(_Frozen):
         "where the engines running at the end read it.",
     )
     triggers: list["TriggerSpec"] = Field(default_factory=list, description="Triggers enabled from the start.")
+    initial: dict[Name, list[Location]] = Field(
+        default_factory=dict,
+        description="Logical field -> the locations that hold its initial values; default: where the first "
+        "engine's release writes it.",
+    )
     absent: list[Location] = Field(
         default_factory=list,
         description="Columns the releases know that do not exist at the start and that no expand step adds "
@@ -286,8 +291,14 @@ class InvariantsSpec(_Frozen):
 
 # ---------------------------------------------------------------- search
 class ChoiceSpec(_Frozen):
-    """A pinned event-level choice: the ``at``-th choice point takes option ``pick`` instead of 0."""
+    """A pinned event-level choice: the ``at``-th choice point of ``kind`` (counting from 0) takes
+    option ``pick`` instead of the default 0."""
 
+    kind: Literal["consumer", "delay", "backfill_gap"] = Field(
+        description="'consumer': which engine a topic message is pushed to (option k = k places after the "
+        "round-robin one); 'delay': a message's extra delay (k/8 of bus.max_delay); 'backfill_gap': the "
+        "backfill's read-to-write gap for a row (k/8 of max_gap)."
+    )
     at: int = Field(ge=0)
     pick: int = Field(ge=0)
 
@@ -300,7 +311,9 @@ class SearchSpec(_Frozen):
         default_factory=list, description="Groups of plan step indices whose order may be permuted."
     )
     max_pause: Seconds = Field(30.0, description="Upper bound of the pause the search may add before a step.")
-    kill_instead_of_stop: bool = Field(True, description="A graceful stop or restart may become a kill.")
+    kill_instead_of_stop: bool | list[int] = Field(
+        True, description="A graceful stop or restart may become a kill: every one (true), none (false), or "
+        "those of the listed plan step indices.")
     kill_engines: list[Name] = Field(default_factory=list, description="Engines the search may kill at any time.")
     events: bool = Field(True, description="Vary event-level choices: consumer picks and message delays.")
 

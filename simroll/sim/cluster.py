@@ -242,7 +242,7 @@ class Simulation:
             leftovers += [(m, f"in-flight@{eng.name}") for m in eng.inflight.values()]
         leftovers.sort(key=lambda x: x[0].id)
         for m, where in leftovers:
-            if not m.taken and not m.expired or where.startswith("in-flight"):
+            if where.startswith("in-flight") or not m.taken and not self._expired(m):
                 emit(now, "left", msg=m.id, queue=where, version=str(m.version),
                      cause=[m.send_rec] + self._last_stops_accepting(m))
         for fld, loc in self._canonical():
@@ -276,8 +276,9 @@ class Simulation:
     # -------------------------------------------------------------- database
     def _init_data(self) -> None:
         rel = self.releases[self._initial_release_name()]
-        for fld in sorted(rel.write):
-            locs = [loc for loc in rel.write[fld] if loc in self.columns]
+        declared = self.scenario.database.initial
+        for fld in sorted(set(rel.write) | set(declared)):
+            locs = [loc for loc in declared.get(fld, rel.write.get(fld, ())) if loc in self.columns]
             rec = self.trace.emit(0.0, "init", field=fld, locs=locs, rows=self.rows)
             for loc in locs:
                 self.values[loc] = {r: (f"init{r}", rec) for r in range(self.rows)}
@@ -335,10 +336,9 @@ class Simulation:
             if level:  # a pinned deviation from the default: say so in the trace
                 extra = self.max_delay * level / _DELAY_LEVELS
                 delay += extra
-                self.trace.emit(now, "choice", at=self.chooser.points - 1, what="delay", msg=mid, delay=extra)
+                self.trace.emit(now, "choice", at=self.chooser.counts["delay"] - 1, what="delay", msg=mid, delay=extra)
         if call:
             msg.expires = now + self.call_timeout
-            self.env.timeout(self.call_timeout).callbacks.append(lambda _ev, m=msg: self._expire(m))
         if delay > 0:
             self.env.timeout(delay).callbacks.append(lambda _ev, m=msg, q=q: self._arrive(m, q))
         else:
@@ -373,7 +373,7 @@ class Simulation:
         if n > 1:
             p = self.chooser.pick("consumer", n)
             if p:
-                self.trace.emit(self.env.now, "choice", at=self.chooser.points - 1, what="consumer", msg=msg.id,
+                self.trace.emit(self.env.now, "choice", at=self.chooser.counts["consumer"] - 1, what="consumer", msg=msg.id,
                                 to=consumers[(k + p) % n].name, default=consumers[k % n].name)
                 k += p
         self._deliver(consumers[k % n], msg)
@@ -384,12 +384,17 @@ class Simulation:
             ev, eng.wake = eng.wake, None
             ev.succeed()
 
-    def _expire(self, msg: Message) -> None:
-        if msg.taken or msg.expired:
-            return
+    def _expired(self, msg: Message) -> bool:
+        """Has ``msg`` expired? Like RabbitMQ, an expired call is noticed when it would be handed
+        out (or at the end of the run), and discarded then; the record says when it expired."""
+        if msg.expired:
+            return True
+        if msg.expires is None or self.env.now <= msg.expires:
+            return False
         msg.expired = True
         self.trace.emit(self.env.now, "expire", msg=msg.id, queue=msg.queue.name,  # type: ignore[union-attr]
-                        cause=[msg.send_rec] + self._last_stops_accepting(msg))
+                        expired_at=msg.expires, cause=[msg.send_rec] + self._last_stops_accepting(msg))
+        return True
 
     def _accepts(self, eng: _Engine, version: Version) -> bool:
         ok = eng.accepts.get(version)
@@ -401,7 +406,7 @@ class Simulation:
         """Prefetched but unacknowledged messages go back to their queues (the broker's rule)."""
         backlog, eng.backlog = eng.backlog, deque()
         for msg in backlog:
-            if msg.expired:
+            if self._expired(msg):
                 continue
             self.trace.emit(self.env.now, "requeue", engine=eng.name, msg=msg.id, cause=[cause, msg.send_rec])
             self._arrive(msg, msg.queue)  # type: ignore[arg-type]
@@ -430,7 +435,7 @@ class Simulation:
         if held:
             keep: deque[Message] = deque()
             for msg in held:
-                if msg.expired:
+                if self._expired(msg):
                     continue
                 if not self.version_routed or self._accepts(eng, msg.version):
                     self._deliver(eng, msg)
@@ -508,7 +513,7 @@ class Simulation:
                 msg = None
                 while backlog:
                     m = backlog.popleft()
-                    if not m.expired:
+                    if m.expires is None or not self._expired(m):
                         msg = m
                         break
                 if msg is None:
@@ -718,7 +723,7 @@ class Simulation:
                 level = chooser.pick("backfill_gap", _DELAY_LEVELS + 1)
                 if level:
                     gap += spec.max_gap * level / _DELAY_LEVELS
-                    emit(env.now, "choice", at=chooser.points - 1, what="backfill_gap", row=row, gap=gap)
+                    emit(env.now, "choice", at=chooser.counts["backfill_gap"] - 1, what="backfill_gap", row=row, gap=gap)
             if gap > 0:
                 yield env.timeout(gap)
             if value is None or spec.to not in self.columns:
@@ -735,7 +740,7 @@ def _step_detail(step: StepSpec) -> dict[str, Any]:
     return {k: d[k] for k in sorted(d)}
 
 
-def simulate(scenario: Scenario, seed: int | None = None, pinned: dict[int, int] | None = None,
+def simulate(scenario: Scenario, seed: int | None = None, pinned: dict[tuple[str, int], int] | None = None,
              trace: Trace | None = None) -> tuple[Simulation, Trace]:
     """Run ``scenario`` once; returns the finished simulation and its trace."""
     trace = trace if trace is not None else Trace()
