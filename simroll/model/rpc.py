@@ -84,13 +84,16 @@ def dispatch(
     not compatible is skipped; the first compatible one that has the method
     handles it (a Python call: bad arguments give ``TypeError``). A compatible
     endpoint without the method gives ``NoSuchMethod``; no compatible endpoint
-    gives ``UnsupportedVersion``.
+    gives ``UnsupportedVersion``. Methods named ``_...`` are not exposed (oslo's
+    default access policy): they give ``NoSuchMethod`` too.
     """
     found_compatible = False
+    # oslo's DefaultRPCAccessPolicy: a method whose name starts with '_' is never dispatched
+    private = method.startswith("_")
     for ep in endpoints:
         if ep.namespace != namespace or not is_compatible(ep.version, version):
             continue
-        sig = ep.methods.get(method)
+        sig = None if private else ep.methods.get(method)
         if sig is not None:
             return Outcome.HANDLED if sig.accepts(args) else Outcome.BAD_ARGUMENTS
         found_compatible = True
@@ -119,8 +122,12 @@ class SendRule:
 
 
 def choose_send_rule(rules: tuple[SendRule, ...], cap: Version | None) -> SendRule | None:
-    """The first rule the cap allows, or None (``RPCVersionCapError``)."""
+    """The first rule the cap allows, or None (``RPCVersionCapError``).
+
+    oslo's client checks ``version_is_compatible(version_cap, version)``: a cap allows
+    only its own major, so a 2.0 cap refuses a 1.x message.
+    """
     for rule in rules:
-        if cap is None or rule.version <= cap:
+        if cap is None or is_compatible(cap, rule.version):
             return rule
     return None
