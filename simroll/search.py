@@ -240,8 +240,9 @@ def minimize(scenario: Scenario, sched: Schedule, invariant: str,
         if s.fault is not None:
             yield replace(s, fault=None)
         for i in s.order:
-            if s.keep[i]:
-                yield replace(s, keep=s.keep[:i] + (False,) + s.keep[i + 1:])
+            if s.keep[i]:  # a dropped step carries no pause and no kill
+                yield replace(s, keep=s.keep[:i] + (False,) + s.keep[i + 1:], pause=s.pause[:i] + (0,) + s.pause[i + 1:],
+                              kill=s.kill[:i] + (False,) + s.kill[i + 1:])
         for pin in s.pins:
             yield replace(s, pins=tuple(p for p in s.pins if p != pin))
         for i in range(len(s.pause)):

@@ -1,0 +1,112 @@
+"""The search space, its application to a scenario, and `simroll fuzz`."""
+
+import json
+
+import pytest
+from conftest import SCENARIOS, kinds
+
+from simroll import load_scenario, load_scenario_text, run_scenario
+from simroll.cli import main
+from simroll.loader import dump_scenario
+from simroll.search import Schedule, apply_schedule, fuzz, minimize
+
+LAST_LEGACY = SCENARIOS / "fuzz_last_legacy.yaml"
+
+
+def test_default_schedule_is_the_scenario_as_written():
+    s = load_scenario(LAST_LEGACY)
+    concrete = apply_schedule(s, Schedule.default(len(s.plan)))
+    assert concrete.plan == s.plan and concrete.faults == s.faults and concrete.choices == []
+    assert concrete.search is None
+    assert run_scenario(concrete).trace_sha256 == run_scenario(s).trace_sha256
+
+
+def test_schedule_drops_reorders_pauses_and_kills():
+    s = load_scenario(LAST_LEGACY)  # steps: restart engine-1, restart engine-2, stop engine-3 (after 20.7)
+    # keep, pause and kill are indexed by the original step; order says who runs first
+    sched = Schedule(order=(1, 0, 2), keep=(False, True, True), pause=(3, 16, 8), kill=(False, False, True),
+                     pins=(("consumer", 4, 1),), fault=None)
+    c = apply_schedule(s, sched)
+    assert [st.action for st in c.plan] == ["restart", "kill"]
+    # step 1: restart engine-2, after 20 + 16/16 of max_pause (8 s)
+    assert (c.plan[0].restart, c.plan[0].after) == ("engine-2", 28.0)
+    # step 2: after 20.7 + 8/16 of max_pause (8 s) = 24.7; the stop became a kill
+    assert (c.plan[1].kill, c.plan[1].after) == ("engine-3", 24.7)
+    assert [(ch.kind, ch.at, ch.pick) for ch in c.choices] == [("consumer", 4, 1)]
+    # the concrete scenario survives a round trip through YAML unchanged
+    assert load_scenario_text(dump_scenario(c)) == c
+
+
+def test_pinned_consumer_choice_is_applied_and_recorded():
+    s = load_scenario(LAST_LEGACY)
+    base = run_scenario(s)
+    res = run_scenario(s, pinned={("consumer", 0): 1})
+    choice = kinds(res, "choice")
+    assert len(choice) == 1 and choice[0]["at"] == 0 and choice[0]["to"] != choice[0]["default"]
+    first_send = kinds(base, "send")[0]["msg"]
+    assert [r["engine"] for r in kinds(base, "recv") if r["msg"] == first_send] == [choice[0]["default"]]
+    assert [r["engine"] for r in kinds(res, "recv") if r["msg"] == first_send] == [choice[0]["to"]]
+
+
+def test_minimize_keeps_only_what_the_violation_needs():
+    s = load_scenario(SCENARIOS / "fuzz_early_contract.yaml")
+    everything = Schedule(order=(3, 0, 1, 2), keep=(True,) * 4, pause=(4, 4, 4, 4), kill=(True, False, True, False))
+    assert "schema-compatible" in run_scenario(apply_schedule(s, everything)).violated
+    small = minimize(s, everything, "schema-compatible")
+    assert small.keep == (False, False, False, True)  # only the contract is needed
+    assert small.pause == (0, 0, 0, 0) and not any(small.kill)
+
+
+def test_fuzz_is_deterministic_and_its_counterexample_replays():
+    s = load_scenario(SCENARIOS / "fuzz_add_column_one_release.yaml")
+    a = fuzz(s, max_examples=60, seed=3)
+    b = fuzz(s, max_examples=60, seed=3)
+    assert a.found and a.invariant == "no-lost-write"
+    assert (a.examples, a.trace_sha256, a.steps) == (b.examples, b.trace_sha256, b.steps)
+    replay = load_scenario_text(dump_scenario(a.counterexample))
+    assert run_scenario(replay).trace_sha256 == a.trace_sha256
+    assert a.counterexample.expect == "violates no-lost-write"
+    assert a.steps[-1].split(". ", 1)[1].split("  ", 1)[1].startswith("VIOLATED no-lost-write")
+
+
+def test_fuzz_reports_nothing_when_nothing_breaks():
+    s = load_scenario(SCENARIOS / "single_upgraded_pinned.yaml")
+    s = s.model_copy(update={"search": s.search or None, "plan": s.plan[:1]})
+    res = fuzz(s.model_copy(update={"workload": s.workload.model_copy(update={"stop": 30.0})}), max_examples=15)
+    assert not res.found and res.counterexample is None and res.examples >= 15
+
+
+def test_cli_fuzz_writes_a_counterexample_that_run_replays(tmp_path, capsys):
+    src = tmp_path / "design.yaml"
+    src.write_text((SCENARIOS / "fuzz_early_contract.yaml").read_text())
+    assert main(["fuzz", str(src), "--max-examples", "40", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) >= {"found", "invariant", "examples", "steps", "out", "trace_sha256"}
+    assert report["found"] and report["invariant"] == "schema-compatible"
+    out = tmp_path / "design.counterexample.yaml"
+    assert report["out"] == str(out) and out.exists()
+    assert main(["run", str(out), "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["trace_sha256"] == report["trace_sha256"]
+    # a second fuzz never overwrites the first counterexample
+    assert main(["fuzz", str(src), "--max-examples", "40", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["out"] == str(tmp_path / "design.counterexample.1.yaml")
+    # an explicit --out that exists is refused unless --force
+    assert main(["fuzz", str(src), "--out", str(out)]) == 2
+    assert "file exists" in capsys.readouterr().err
+
+
+def test_cli_fuzz_human_output(tmp_path, capsys):
+    src = tmp_path / "d.yaml"
+    src.write_text((SCENARIOS / "fuzz_early_contract.yaml").read_text())
+    assert main(["fuzz", str(src), "--max-examples", "40"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("FOUND a violation of schema-compatible after ")
+    assert "  1. t=" in out and "VIOLATED schema-compatible" in out
+    assert f"replay it with: simroll run {tmp_path / 'd.counterexample.yaml'}" in out
+
+
+@pytest.mark.parametrize("bad", ["--max-examples=0", "--seed=-1"])
+def test_cli_fuzz_bad_flags(bad, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["fuzz", str(LAST_LEGACY), bad])
+    assert exc.value.code == 2
