@@ -6,6 +6,8 @@ The public API, for scripts and notebooks::
     scenario = simroll.load_scenario("scenarios/lost_dual_writes.yaml")
     result = simroll.run_scenario(scenario, seed=1)
     result.ok, result.violations, result.trace_sha256
+    simroll.release_timeline(result)          # a matplotlib Figure; see simroll.plots
+    simroll.write_html(result, "report.html")  # a self-contained page
 """
 
 from simroll.chooser import Chooser
@@ -42,4 +44,27 @@ __all__ = [
     "read_trace",
     "run_scenario",
     "scenario_json_schema",
+    # plots and HTML (loaded on first use, see __getattr__)
+    "engine_load",
+    "field_values",
+    "queue_depth",
+    "release_timeline",
+    "report_html",
+    "sequence_diagram",
+    "write_html",
+    "write_plots",
 ]
+
+_LAZY = {name: "simroll.plots" for name in ("engine_load", "field_values", "queue_depth", "release_timeline",
+                                             "sequence_diagram", "write_plots")}
+_LAZY.update(report_html="simroll.html", write_html="simroll.html")
+
+
+def __getattr__(name: str):
+    """Plots and HTML load on first use: matplotlib takes longer to import than the rest of simroll."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'simroll' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -53,6 +53,7 @@ def _seed(text: str) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     scenario = _with_limits(load_scenario(args.scenario), args)
     _check_new_file(args.trace, args.force, "--trace")
+    _check_new_file(args.html, args.force, "--html")
     result = run_scenario(scenario, seed=args.seed, trace_path=args.trace)
     if args.check_determinism:
         again = run_scenario(scenario, seed=args.seed)
@@ -69,7 +70,35 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(format_text(result))
         if args.check_determinism:
             print("determinism: two runs gave the same trace")
+    _write_pictures(result, args)
     return 0 if result.ok else 1
+
+
+def _write_pictures(result, args: argparse.Namespace) -> None:
+    """``--plots DIR`` and ``--html FILE`` of ``simroll run`` (paths written go to stderr: stdout may be JSON)."""
+    if args.plots:
+        from simroll.plots import write_plots  # matplotlib is slow to import: only when asked for
+
+        for p in write_plots(result, args.plots, fmt=args.format, overwrite=args.force):
+            print(f"simroll: wrote {p}", file=sys.stderr)
+    if args.html:
+        from simroll.html import write_html
+
+        print(f"simroll: wrote {write_html(result, args.html, overwrite=args.force)}", file=sys.stderr)
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from simroll.plots import load_trace, write_plots
+
+    if args.source.endswith(".jsonl"):  # a trace from `simroll run --trace`: plot it as it is
+        if args.seed is not None:
+            raise UsageError(f"{args.source}: --seed: a trace is one finished run; it takes no seed")
+        source = load_trace(args.source)
+    else:
+        source = run_scenario(load_scenario(args.source), seed=args.seed)
+    for p in write_plots(source, args.out, fmt=args.format, overwrite=args.force):
+        print(p)
+    return 0
 
 
 def _default_out(scenario_path: str) -> str:
@@ -187,7 +216,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-events", type=_positive(int), default=None, help="limit of trace events")
     r.add_argument("--check-determinism", action="store_true",
                    help="run twice and fail (exit 3) if the traces differ")
+    r.add_argument("--plots", metavar="DIR", help="write the plots that explain the result to DIR")
+    r.add_argument("--format", choices=("png", "svg"), default="png", help="format of --plots (default png)")
+    r.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
     r.set_defaults(fn=cmd_run)
+
+    pl = sub.add_parser("plot", help="plot a scenario's run, or a trace (.jsonl) from `simroll run --trace`")
+    pl.add_argument("source", metavar="SCENARIO_OR_TRACE", help="scenario file (YAML) or trace file (.jsonl)")
+    pl.add_argument("--out", metavar="DIR", required=True, help="directory for the plots (created if needed)")
+    pl.add_argument("--format", choices=("png", "svg"), default="png", help="image format (default png)")
+    pl.add_argument("--seed", type=_seed, default=None, help="seed of the run (scenarios only)")
+    pl.add_argument("--force", action="store_true", help="overwrite plot files that exist")
+    pl.set_defaults(fn=cmd_plot)
 
     s = sub.add_parser("schema", help="print the JSON Schema of scenario files")
     s.set_defaults(fn=cmd_schema)

@@ -1,0 +1,178 @@
+"""A run as HTML: a fragment for Jupyter (``RunResult._repr_html_``) and a self-contained report page.
+
+The page (``simroll run --html FILE``) has the summary, the invariants, the operator's
+steps, each violation with its causal chain, the plots (embedded as base64 PNG or inline
+SVG) and the scenario. It loads nothing from anywhere: no scripts, no fonts, no images
+by URL, so a CI job can keep it as an artifact and open it offline.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from simroll.errors import UsageError
+from simroll.loader import dump_scenario
+from simroll.plots import explaining_plots, figure_bytes, write_atomic
+from simroll.report import describe
+from simroll.runner import RunResult
+
+Record = dict[str, Any]
+
+_CSS = """
+.simroll { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; font-size: 14px;
+  color: #1d1d1d; max-width: 1400px; }
+.simroll h1 { font-size: 22px; margin: 0 0 4px 0; } .simroll h2 { font-size: 17px; margin: 22px 0 6px 0; }
+.simroll h3 { font-size: 15px; margin: 14px 0 4px 0; }
+.simroll table { border-collapse: collapse; margin: 4px 0 8px 0; }
+.simroll td, .simroll th { border: 1px solid #d0d0d0; padding: 3px 8px; text-align: left; vertical-align: top; }
+.simroll th { background: #f3f3f3; }
+.simroll .ok { color: #1a7f37; font-weight: 600; } .simroll .bad { color: #c62828; font-weight: 600; }
+.simroll .badge { display: inline-block; padding: 2px 10px; border-radius: 10px; color: white; font-weight: 600; }
+.simroll .badge.ok { background: #1a7f37; color: white; } .simroll .badge.bad { background: #c62828; color: white; }
+.simroll code, .simroll .mono { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace;
+  font-size: 12.5px; }
+.simroll tr.hit td { background: #fdecea; font-weight: 600; }
+.simroll .msg { margin: 4px 0; padding: 6px 10px; border-left: 4px solid #c62828; background: #fff6f5; }
+.simroll figure { margin: 10px 0 18px 0; } .simroll figure img, .simroll figure svg { max-width: 100%; height: auto; }
+.simroll figcaption { color: #555; font-size: 13px; }
+.simroll pre { background: #f7f7f7; padding: 8px; overflow-x: auto; }
+"""
+
+_CAPTIONS = {
+    "release_timeline": "Which release each engine runs when; graceful stops, kills, operator steps and "
+                        "violations marked.",
+    "queue_depth": "Messages waiting to be taken, per engine backlog and per message version, and the wait "
+                   "of every message taken.",
+    "engine_load": "Utilisation of each engine over time, and the messages each took, by version.",
+    "sequence_diagram": "The causal chain of the first violation (red) among the records around it.",
+    "field_values": "Where the field of the first lost write lives over time; red crosses are stale reads.",
+}
+
+
+def _chain(result: RunResult, v) -> list[Record]:
+    """The union of the causal chains of ``v`` (as the text report prints them), in trace order."""
+    if result.records is None and result.trace_path is None:
+        return []
+    chains = result.chains(v)
+    return sorted({r["i"]: r for c in chains for r in c}.values(), key=lambda r: r["i"])
+
+
+def _chain_rows(chain: list[Record], hit: int, max_rows: int) -> str:
+    shown: list[Record | None] = list(chain)
+    if len(chain) > max_rows:
+        shown = chain[:2] + [None] + chain[-(max_rows - 3):]
+    rows = []
+    for r in shown:
+        if r is None:
+            rows.append(f'<tr><td colspan="3">... {len(chain) - max_rows + 1} more events ...</td></tr>')
+            continue
+        cls = ' class="hit"' if r["i"] == hit else ""
+        rows.append(f'<tr{cls}><td class="mono">{r["t"]:.3f}</td><td class="mono">#{r["i"]}</td>'
+                    f"<td>{escape(describe(r))}</td></tr>")
+    return ('<table><tr><th>t (s)</th><th>record</th><th>event</th></tr>' + "".join(rows) + "</table>")
+
+
+def summary_html(result: RunResult, max_violations: int = 3, max_chain: int = 14) -> str:
+    """An HTML fragment: verdict, key figures, the invariants, and each violation with its causal chain.
+
+    This is what Jupyter shows for a :class:`RunResult`; the report page starts with it.
+    """
+    s = result.scenario
+    verdict = ('<span class="badge ok">every invariant held</span>' if result.ok else
+               f'<span class="badge bad">violated: {escape(", ".join(result.violated))}</span>')
+    out = [f'<div class="simroll"><h1>simroll: {escape(s.name)} {verdict}</h1>']
+    if s.description:
+        out.append(f"<p>{escape(s.description)}</p>")
+    figures = [("scenario", escape(s.name)), ("seed", str(result.seed)), ("delivery", escape(s.bus.delivery)),
+               ("events", f"{result.events:,}"), ("simulated time", f"{result.sim_time:.3f} s"),
+               ("ended", escape(result.end_reason)),
+               ("trace sha256", f'<code>{escape(result.trace_sha256)}</code>')]
+    out.append("<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in figures) + "</table>")
+    if result.limited:
+        out.append(f'<p class="bad">PARTIAL: the run stopped at a limit ({escape(result.end_reason)}); '
+                   "the invariants cover the run so far.</p>")
+    out.append('<h2>Invariants</h2><table><tr><th>invariant</th><th>verdict</th></tr>')
+    for inv in result.invariants:
+        verdict = '<span class="ok">held</span>' if inv.held else f'<span class="bad">VIOLATED ({inv.count}x)</span>'
+        out.append(f"<tr><td><code>{escape(inv.name)}</code></td><td>{verdict}</td></tr>")
+    out.append("</table>")
+    for inv in result.invariants:
+        if inv.held:
+            continue
+        out.append(f"<h2>{escape(inv.name)}: {inv.count} violation{'s' if inv.count != 1 else ''}</h2>")
+        for v in inv.violations[:max_violations]:
+            where = f" [{escape(', '.join(v.engines))}]" if v.engines else ""
+            subject = f" ({escape(v.subject)})" if v.subject else ""
+            out.append(f"<h3>at t={v.time:.3f} s, record #{v.event}{where}{subject}</h3>"
+                       f'<div class="msg">{escape(v.message)}</div>')
+            chain = _chain(result, v)
+            if chain:
+                out.append(f"<p>Causal chain: {len(chain)} events that lead to it</p>")
+                out.append(_chain_rows(chain, v.event, max_chain))
+            elif v.causes:
+                out.append(f"<p>Related records: {', '.join(f'#{c}' for c in v.causes)}</p>")
+        if inv.count > max_violations:
+            out.append(f"<p>... and {inv.count - max_violations} more {escape(inv.name)} violations.</p>")
+    out.append("</div>")
+    return "\n".join(out)
+
+
+def steps_html(result: RunResult) -> str:
+    """The operator's steps as they happened (time, number, what), as an HTML table."""
+    rows = [f'<tr><td class="mono">{r["t"]:.3f}</td><td>{r.get("index", "fault")}</td><td>{escape(describe(r))}</td></tr>'
+            for r in result.trace() if r["kind"] in ("step", "fault")]
+    if not rows:
+        return "<p>The plan has no steps.</p>"
+    return '<table><tr><th>t (s)</th><th>step</th><th>what</th></tr>' + "".join(rows) + "</table>"
+
+
+def _embed(fig, fmt: str) -> str:
+    data = figure_bytes(fig, fmt)
+    if fmt == "svg":
+        text = data.decode("utf-8")
+        return text[text.index("<svg"):]  # drop the XML prolog and doctype: not allowed inside HTML
+    return f'<img alt="" src="data:image/png;base64,{base64.b64encode(data).decode("ascii")}">'
+
+
+def report_html(result: RunResult, plots: bool = True, fmt: str = "png") -> str:
+    """One self-contained HTML page for ``result``: summary, invariants, steps, causal chains, plots
+    (``fmt`` png: base64 images; svg: inline SVG) and the scenario as YAML. Loads nothing from outside."""
+    if fmt not in ("png", "svg"):
+        raise UsageError(f"format {fmt!r}: expected png or svg")
+    s = result.scenario
+    body = [summary_html(result).removesuffix("</div>"),
+            "<h2>Operator steps</h2>", steps_html(result)]
+    if plots:
+        body.append("<h2>Plots</h2>")
+        for name, fig in explaining_plots(result).items():
+            body.append(f'<figure id="{name}">{_embed(fig, fmt)}<figcaption>{escape(_CAPTIONS[name])}'
+                        "</figcaption></figure>")
+    body.append(f"<h2>Scenario</h2><details><summary>{escape(s.name)} as YAML</summary>"
+                f"<pre>{escape(dump_scenario(s))}</pre></details>")
+    body.append(f'<p class="mono">replay: simroll run SCENARIO --seed {result.seed}  '
+                f"(trace sha256 {escape(result.trace_sha256)})</p></div>")
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            # no network: forbid every fetch except inline styles and data: images
+            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+            "style-src 'unsafe-inline'; img-src data:\">"
+            f"<title>simroll: {escape(s.name)} ({'ok' if result.ok else 'violated'})</title>"
+            f"<style>{_CSS}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def write_html(result: RunResult, path: str | os.PathLike[str], overwrite: bool = False,
+               plots: bool = True, fmt: str = "png") -> Path:
+    """Write :func:`report_html` to ``path`` atomically; an existing file is an error unless ``overwrite``."""
+    p = Path(path)
+    if p.exists() and not overwrite:
+        raise UsageError(f"{p}: --html: file exists; pass --force to overwrite it")
+    if not p.parent.is_dir():
+        raise UsageError(f"{p}: --html: no such directory {p.parent}")
+    write_atomic(p, report_html(result, plots=plots, fmt=fmt).encode("utf-8"))
+    return p
+
+
+__all__ = ["report_html", "steps_html", "summary_html", "write_html"]

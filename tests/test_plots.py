@@ -1,0 +1,284 @@
+"""Plots show what happened: their data series, labels and highlighted events, worked out by hand.
+
+The small scenarios below are periodic (operations at t = 1/rate, 2/rate, ...), so every
+time in them can be worked out with a pencil; the comments give the reasoning.
+"""
+
+import numpy as np
+import pytest
+from conftest import BASE, SCENARIOS, scenario
+
+import simroll
+from simroll import plots
+from simroll.cli import main
+from simroll.errors import UsageError
+
+# Two engines share row 0. engine-1 runs "old" (reads and writes resource.properties); engine-2
+# runs "new" (reads resource_new.data, writes both). Casts at t=1, 2, 3, round robin from engine-1,
+# 1 s of service each:
+#   t=1 engine-1 reads properties = init0;  t=2 it writes v0 to properties only;
+#   t=2 engine-2 reads resource_new.data: empty, but the latest write is v0 -> lost write (1st violation);
+#   t=3 engine-2 writes v1 to both;  t=3 engine-1 reads properties = v1;  t=4 it writes v2 to properties.
+LOST = """
+name: lost
+seed: 1
+bus: {delivery: oslo}
+database:
+  tables: {resource: [id, properties], resource_new: [id, data]}
+  rows: 1
+releases:
+  old:
+    rpc: &rpc
+      endpoints:
+        - version: "1.0"
+          methods: {op: [x]}
+    data:
+      props: {read: resource.properties, write: [resource.properties]}
+    service_time: 1.0
+  new:
+    rpc: *rpc
+    data:
+      props: {read: resource_new.data, write: [resource.properties, resource_new.data]}
+    service_time: 1.0
+engines: [{name: engine-1, release: old}, {name: engine-2, release: new}]
+workload:
+  rate: 1.0
+  arrivals: periodic
+  stop: 3.5
+  operations: {op: 1}
+  kind: cast
+  handlers:
+    op: {read: [props], write: [props]}
+invariants:
+  no-lost-write: {}
+"""
+
+R2 = """
+r1: {rpc: {endpoints: [{version: "1.0", methods: {op: [x]}}]}, service_time: 1.0}
+r2: {rpc: {endpoints: [{version: "1.0", methods: {op: [x]}}]}, service_time: 1.0}
+"""
+
+
+@pytest.fixture(scope="module")
+def lost():
+    return simroll.run_scenario(scenario(LOST))
+
+
+@pytest.fixture(scope="module")
+def restart():
+    # engine-3 is killed idle at t=0.5; engine-1 takes the cast of t=1 (busy until 2), is told to
+    # restart at t=1.5, finishes in-flight work until t=2, then starts on r2.
+    return simroll.run_scenario(scenario(BASE, releases=R2, plan="[{after: 1.5, restart: engine-1, release: r2}]",
+                                         faults="[{kill: engine-3, at: 0.5}]"))
+
+
+def _gid(ax, prefix):
+    return [a for a in ax.get_children() if (a.get_gid() or "").startswith(prefix)]
+
+
+def test_release_timeline_bars_markers_and_labels(restart):
+    end = restart.records[-1]["t"]
+    fig = plots.release_timeline(restart)
+    ax = fig.axes[0]
+    bars = {p.get_gid(): (p.get_x(), p.get_x() + p.get_width(), p.get_y() + p.get_height() / 2)
+            for p in ax.patches if p.get_gid()}
+    assert bars["engine-1|r1|running"][:2] == pytest.approx((0.0, 1.5))
+    assert bars["engine-1|r1|stopping"][:2] == pytest.approx((1.5, 2.0))
+    assert bars["engine-1|r2|running"][:2] == pytest.approx((2.0, end))
+    assert bars["engine-2|r1|running"][:2] == pytest.approx((0.0, end))
+    assert bars["engine-3|r1|running"][:2] == pytest.approx((0.0, 0.5))
+    assert not [g for g in bars if g.startswith("engine-3|") and "running" not in g]  # killed: no stopping phase
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["engine-1", "engine-2", "engine-3"]
+    lane = {e: bars[f"{e}|r1|running"][2] for e in ("engine-1", "engine-2", "engine-3")}
+    marks = {ln.get_label(): list(zip(ln.get_xdata(), ln.get_ydata())) for ln in ax.lines}
+    assert marks["graceful stop"] == [(1.5, lane["engine-1"])]
+    assert marks["kill"] == [(0.5, lane["engine-3"])]
+    step_line = marks["operator step (numbered, listed below)"]
+    assert step_line[0][0] == 1.5
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert {"release r1", "release r2", "graceful stop", "kill"} <= set(legend)
+    assert ax.get_xlabel() == "simulated time (s)" and "Releases per engine" in ax.get_title()
+    steps_text = " ".join(t.get_text() for t in fig.axes[1].texts)
+    assert "restart engine-1 -> r2" in steps_text and "1.50 s" in steps_text
+
+
+def test_queue_depth_series_by_hand():
+    # One engine, 1 s per message, casts at t=0.5, 1.0, 1.5, 2.0: each waits for the previous one.
+    # m0 taken at 0.5 (wait 0), m1 at 1.5 (0.5), m2 at 2.5 (1.0), m3 at 3.5 (1.5).
+    # Waiting: 1 from t=1.0 (m1), still 1 at 1.5 (m1 out, m2 in), 2 from 2.0, 1 from 2.5, 0 from 3.5.
+    s = scenario(BASE, engines="{count: 1, release: r1}",
+                 workload="{rate: 2.0, arrivals: periodic, stop: 2.1, operations: {op: 1}, kind: cast}")
+    res = simroll.run_scenario(s)
+    tab = plots.queue_table(res)
+    assert tab["backlog"] == {"engine-1": ([0.0, 1.0, 2.0, 2.5, 3.5], [0, 1, 2, 1, 0])}
+    assert tab["version"] == {"1.0": ([0.0, 1.0, 2.0, 2.5, 3.5], [0, 1, 2, 1, 0])}
+    fig = plots.queue_depth(res)
+    ax1, ax2, ax3 = fig.axes[:3]
+    (line,) = _gid(ax1, "backlog|")
+    assert line.get_gid() == "backlog|engine-1" and list(line.get_xdata()) == [0.0, 1.0, 2.0, 2.5, 3.5]
+    assert line.get_drawstyle() == "steps-post"
+    (vline,) = _gid(ax2, "version|")
+    assert vline.get_label() == "version 1.0"
+    (waits,) = _gid(ax3, "wait|")
+    assert list(waits.get_xdata()) == pytest.approx([0.5, 1.5, 2.5, 3.5])
+    assert list(waits.get_ydata()) == pytest.approx([0.0, 0.5, 1.0, 1.5])
+    assert "(messages)" in ax1.get_ylabel() and "(s)" in ax3.get_ylabel() and ax3.get_xlabel() == "simulated time (s)"
+
+
+def test_queue_depth_counts_messages_nobody_takes():
+    # The only engine stops at t=1.5 (busy with the cast of t=1 until 2). The casts of t=2 and t=3
+    # find no consumer: one waiting from 2, two from 3 -- and at t=3 the run ends and both are left.
+    s = scenario(BASE, engines="{count: 1, release: r1}", plan="[{after: 1.5, stop: engine-1}]")
+    res = simroll.run_scenario(s)
+    assert res.violated == ["no-stranded-message"]
+    tab = plots.queue_table(res)
+    assert tab["backlog"]["engine-1"] == ([0.0], [0])  # it took m0 at once
+    left_at = [r["t"] for r in res.records if r["kind"] == "left"]
+    assert left_at == [3.0, 3.0]
+    assert tab["backlog"]["never taken"] == ([0.0, 2.0, 3.0], [0, 1, 0])
+    fig = plots.queue_depth(res)
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert "never taken" in labels and any(lbl.startswith("first violation (no-stranded-message") for lbl in labels)
+
+
+def test_engine_load_utilisation_by_hand(restart):
+    # end = 4 s, 8 bins of 0.5 s. engine-1 is busy 1..2 (m0); engine-2 2..3 and 3..4 (m1, m2);
+    # engine-3 runs 0..0.5 and is idle, then stopped (no utilisation: None).
+    tab = plots.load_table(restart, bins=8)
+    assert tab["edges"] == pytest.approx([0.5 * k for k in range(9)])
+    assert tab["util"]["engine-1"] == pytest.approx([0, 0, 1, 1, 0, 0, 0, 0])
+    assert tab["util"]["engine-2"] == pytest.approx([0, 0, 0, 0, 1, 1, 1, 1])
+    assert tab["util"]["engine-3"] == [0.0] + [None] * 7
+    assert tab["taken"] == {"engine-1": {"1.0": 1}, "engine-2": {"1.0": 2}, "engine-3": {}}
+    assert tab["mean_util"] == pytest.approx({"engine-1": 0.25, "engine-2": 0.5, "engine-3": 0.0})
+    fig = plots.engine_load(restart, bins=8)
+    ax, axb = fig.axes[0], fig.axes[1]
+    grid = _gid(ax, "utilisation")[0].get_array()
+    assert grid.shape == (3, 8)
+    assert np.ma.getmaskarray(grid)[2].tolist() == [False] + [True] * 7  # grey while stopped
+    assert grid[1].tolist() == [0, 0, 0, 0, 100, 100, 100, 100]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["engine-1 (25%)", "engine-2 (50%)", "engine-3 (0%)"]
+    widths = {p.get_gid(): p.get_width() for p in axb.patches if p.get_gid()}
+    assert widths == {"taken|engine-1|1.0": 1, "taken|engine-2|1.0": 2, "taken|engine-3|1.0": 0}
+    assert axb.get_xlabel() == "messages taken (count)"
+    assert "utilisation (%" in fig.axes[2].get_ylabel()  # the colour bar
+
+
+def test_field_history_and_plot_of_a_lost_write(lost):
+    v = lost.violations[0]
+    assert (v.invariant, v.time, v.subject, v.engines) == ("no-lost-write", 2.0, "props[0]", ("engine-2",))
+    h = plots.field_history(lost)
+    assert (h.field, h.row) == ("props", 0)
+    assert h.cells == {"resource.properties": [(0.0, "init0"), (2.0, "v0"), (3.0, "v1"), (4.0, "v2")],
+                       "resource_new.data": [(0.0, None), (3.0, "v1")]}
+    assert h.latest == [(0.0, "init0"), (2.0, "v0"), (3.0, "v1"), (4.0, "v2")]
+    assert [(r.t, r.engine, r.value, r.stale) for r in h.reads] == [
+        (1.0, "engine-1", "init0", False), (2.0, "engine-2", None, True), (3.0, "engine-1", "v1", False)]
+    fig = plots.field_values(lost)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["empty", "init0", "v0", "v1", "v2"]
+    (stale,) = _gid(ax, "reads|stale")
+    assert list(stale.get_xdata()) == [2.0]
+    assert round(stale.get_ydata()[0]) == 0  # on the "empty" row: it read nothing
+    (ok,) = _gid(ax, "reads|ok")
+    assert list(ok.get_xdata()) == [1.0, 3.0]
+    labels = ax.get_legend_handles_labels()[1]
+    assert {"location resource.properties", "location resource_new.data", "latest acknowledged write",
+            "stale read (lost write)"} <= set(labels)
+    assert "engine-2 reads resource_new.data = empty" in " ".join(t.get_text() for t in ax.texts)
+
+
+def test_sequence_diagram_highlights_the_chain(lost):
+    shown, chain, v = plots.sequence_records(lost)
+    # the write engine-2 missed (#9, by engine-1) and the read that missed it (#12)
+    assert v.event == 12 and chain == {9, 12}
+    fig = plots.sequence_diagram(lost)
+    ax = fig.axes[0]
+    lanes = [t.get_text() for t in ax.get_xticklabels()]
+    assert lanes == ["client", "bus", "engine-1", "engine-2", "database"]
+    hot = {a.get_gid(): a for a in _gid(ax, "chain|")}
+    assert set(hot) == {"chain|9", "chain|12"}
+    rows = [t.get_text() for t in ax.get_yticklabels()]
+    row12 = rows.index("t=2.000 s  #12")
+    # the read goes from the database lifeline to engine-2's, on record 12's row
+    assert hot["chain|12"].xy == (lanes.index("engine-2"), row12)
+    assert hot["chain|12"].xyann == (lanes.index("database"), row12)
+    assert hot["chain|9"].xy[0] == lanes.index("database") and hot["chain|9"].xyann[0] == lanes.index("engine-1")
+    (star,) = _gid(ax, "violation")
+    assert (star.get_xdata()[0], star.get_ydata()[0]) == (lanes.index("engine-2"), row12)
+    assert "no-lost-write" in ax.get_title() and "#12" in ax.get_title()
+    greys = {a.get_gid() for a in _gid(ax, "rec|")}
+    assert "rec|7" in greys and "rec|10" not in greys  # context without the noise of `done` records
+
+
+def test_sequence_diagram_of_the_founding_lost_write_shows_a_window():
+    res = simroll.run_scenario(simroll.load_scenario(SCENARIOS / "lost_dual_writes.yaml"))
+    v = res.violations[0]
+    # engine-1 is the first engine restarted onto plus2 (t=20), and plus2 reads the new table
+    assert v.invariant == "no-lost-write" and v.engines == ("engine-1",) and v.time >= 20.0
+    shown, chain, _ = plots.sequence_records(res, window=30, max_rows=60)
+    assert v.event in chain and set(v.causes) <= chain
+    assert len(shown) <= 60 and shown[-1]["i"] == v.event and len(res.records) > 10 * len(shown)
+    fig = plots.sequence_diagram(res)
+    assert {a.get_gid() for a in _gid(fig.axes[0], "chain|")} == {f"chain|{i}" for i in chain}
+
+
+def test_plots_of_a_trace_file_match_the_run(lost, tmp_path):
+    path = tmp_path / "t.jsonl"
+    simroll.run_scenario(scenario(LOST), trace_path=path)
+    recs = plots.load_trace(path)
+    assert plots.violations_from_trace(recs) == lost.violations
+    assert plots.field_history(recs).reads == plots.field_history(lost).reads
+    assert plots.queue_table(recs) == plots.queue_table(lost)
+
+
+def test_ten_engines_get_ten_lanes_and_distinct_colours():
+    s = scenario(BASE, engines="{count: 10, release: r1}",
+                 workload="{rate: 5.0, arrivals: periodic, stop: 4, operations: {op: 1}, kind: cast}")
+    res = simroll.run_scenario(s)
+    fig = plots.release_timeline(res)
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == [f"engine-{k}" for k in range(1, 11)]
+    qfig = plots.queue_depth(res)
+    waits = _gid(qfig.axes[2], "wait|")
+    assert len(waits) == 10 and len({tuple(w.get_color()) for w in waits}) == 10
+
+
+def test_write_plots_files_and_refusals(lost, tmp_path):
+    paths = plots.write_plots(lost, tmp_path / "out")
+    assert [p.name for p in paths] == ["release_timeline.png", "queue_depth.png", "engine_load.png",
+                                       "sequence_diagram.png", "field_values.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
+    svgs = plots.write_plots(lost, tmp_path / "out", fmt="svg")
+    assert all(b"<svg" in p.read_bytes()[:2000] for p in svgs)
+    again = plots.write_plots(lost, tmp_path / "again", fmt="svg")
+    assert [p.read_bytes() for p in again] == [p.read_bytes() for p in svgs]  # no timestamps
+    with pytest.raises(UsageError, match="file exists"):
+        plots.write_plots(lost, tmp_path / "out", overwrite=False)
+    with pytest.raises(UsageError, match="expected png or svg"):
+        plots.write_plots(lost, tmp_path / "x", fmt="gif")
+    held = simroll.run_scenario(scenario())
+    assert held.ok
+    assert [p.stem for p in plots.write_plots(held, tmp_path / "held")] == [
+        "release_timeline", "queue_depth", "engine_load", "sequence_diagram"]  # nothing was lost
+
+
+def test_cli_plot_and_run_plots(capsys, tmp_path):
+    src = SCENARIOS / "lost_dual_writes.yaml"
+    trace = tmp_path / "t.jsonl"
+    assert main(["run", str(src), "--trace", str(trace), "--plots", str(tmp_path / "p"), "--format", "svg"]) == 1
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == [
+        "engine_load.svg", "field_values.svg", "queue_depth.svg", "release_timeline.svg", "sequence_diagram.svg"]
+    capsys.readouterr()
+    assert main(["plot", str(trace), "--out", str(tmp_path / "q")]) == 0
+    out = capsys.readouterr().out.split()
+    assert len(out) == 5 and all(p.endswith(".png") for p in out)
+    assert main(["plot", str(trace), "--out", str(tmp_path / "q")]) == 2
+    assert "file exists; pass --force" in capsys.readouterr().err
+    assert main(["plot", str(trace), "--out", str(tmp_path / "q"), "--seed", "3"]) == 2
+    assert "takes no seed" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"i": 0, "t": 0, "kind": "begin"}\nnot json\n')
+    assert main(["plot", str(bad), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"simroll: {bad}: line 2: not JSON") and "Traceback" not in err
+    assert main(["plot", str(src), "--out", str(tmp_path / "s"), "--seed", "2"]) == 0
