@@ -136,7 +136,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     import os
     import signal
 
-    from simroll.search import counterexample_text, fuzz
+    from simroll.search import fuzz, save_counterexample
 
     scenario = load_scenario(args.scenario)
     if args.out is not None:
@@ -159,8 +159,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         if show is not None:
             print("\r\x1b[K", end="", file=sys.stderr, flush=True)
     if fr.found:
-        _write_new_file(out, counterexample_text(fr, args.scenario), args.force or args.out is None)
-        fr.out = out
+        save_counterexample(fr, out, args.scenario, force=args.force or args.out is None)
     if args.json:
         print(json.dumps(fr.to_json(), indent=2))
     else:
@@ -175,25 +174,6 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     if fr.interrupted and not fr.found:
         return 130
     return 1 if fr.found else 0
-
-
-def _write_new_file(path: str, text: str, force: bool) -> None:
-    """Write ``text`` atomically; refuse to replace an existing file unless ``force``."""
-    import os
-    import tempfile
-
-    target = Path(path)
-    if target.exists() and not force:
-        raise UsageError(f"{path}: file exists; pass --force to overwrite it")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

@@ -21,9 +21,12 @@ or setting any remaining choice back to its default, makes the violation go away
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import hypothesis
@@ -233,14 +236,17 @@ def _violates(scenario: Scenario, sched: Schedule, invariant: str) -> bool:
 
 def minimize(scenario: Scenario, sched: Schedule, invariant: str,
              on_run: Callable[[], None] | None = None) -> Schedule:
-    """Greedy 1-minimisation: drop steps, zero pauses, undo kills, unpin choices, undo the
-    extra fault and the reordering, one at a time, while ``invariant`` stays violated."""
+    """Greedy 1-minimisation within the scenario's search space: drop steps (if the space allows
+    it), zero pauses, undo kills, unpin choices, undo the extra fault and the reordering, one at
+    a time, while ``invariant`` stays violated."""
+
+    may_drop = search_space(scenario).drop_steps
 
     def candidates(s: Schedule):
         if s.fault is not None:
             yield replace(s, fault=None)
         for i in s.order:
-            if s.keep[i]:  # a dropped step carries no pause and no kill
+            if s.keep[i] and may_drop:  # a dropped step carries no pause and no kill
                 yield replace(s, keep=s.keep[:i] + (False,) + s.keep[i + 1:], pause=s.pause[:i] + (0,) + s.pause[i + 1:],
                               kill=s.kill[:i] + (False,) + s.kill[i + 1:])
         for pin in s.pins:
@@ -373,3 +379,24 @@ def counterexample_text(fr: FuzzResult, source: str) -> str:
               f"(trace sha256 {fr.trace_sha256}).", "#"]
     header += [f"# {line}" for line in fr.steps]
     return "\n".join(header) + "\n" + dump_scenario(fr.counterexample)
+
+
+def save_counterexample(fr: FuzzResult, path: str | Path, source: str, force: bool = False) -> Path:
+    """Write the counterexample scenario atomically; an existing file is replaced only if ``force``."""
+    from simroll.errors import UsageError
+
+    target = Path(path)
+    if target.exists() and not force:
+        raise UsageError(f"{target}: file exists; pass --force to overwrite it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(counterexample_text(fr, source))
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    fr.out = str(target)
+    return target

@@ -209,3 +209,24 @@ def test_runaway_run_stops_at_the_time_limit_with_a_partial_report():
     res = run_scenario(s)
     assert res.limited and "max_time=50" in res.end_reason
     assert res.sim_time <= 50
+
+
+def test_if_empty_guard_misses_a_stale_copy_that_if_unchanged_repairs():
+    # both columns start with init0; the engine writes v0 to the old column only at t=2;
+    # the backfill reads row 0 at t=3 (after 2 s, 1 row/s)
+    text = BACKFILL.replace("write: [resource.properties, resource.props_new]", "write: [resource.properties]") \
+        .replace("  canonical:", "  initial: {props: [resource.properties, resource.props_new]}\n  canonical:")
+    plan = "[{after: 2, backfill: {from: resource.properties, to: resource.props_new, rate: 1, guard: %s}}]"
+    res = run_scenario(scenario(text, plan=plan % "if-empty"))
+    assert kinds(res, "bf_write") == []  # the new column is not empty: skipped, and stays init0
+    assert res.violated == ["no-lost-write"]
+    res = run_scenario(scenario(text, plan=plan % "if-unchanged"))
+    assert [(r["t"], r["value"]) for r in kinds(res, "bf_write")] == [(3.0, "v0")]
+    assert res.ok
+
+
+def test_if_unchanged_guard_does_not_lose_a_concurrent_dual_write():
+    # as in the race above: read init0 at t=1, dual write v0 at t=2, the old column changed: no write at 2.5
+    plan = "[{backfill: {from: resource.properties, to: resource.props_new, rate: 1, gap: 1.5, guard: if-unchanged}}]"
+    res = run_scenario(scenario(BACKFILL, plan=plan))
+    assert kinds(res, "bf_write") == [] and res.ok

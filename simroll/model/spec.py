@@ -191,8 +191,10 @@ class BackfillSpec(_Frozen):
     rate: Annotated[float, Field(gt=0, le=1e7, allow_inf_nan=False)] = Field(10.0, description="Rows per second.")
     gap: Seconds = Field(0.0, description="Seconds between reading a row and writing it.")
     max_gap: Seconds = Field(0.0, description="Upper bound of the read-to-write gap the search may choose.")
-    guard: Literal["none", "if-empty"] = Field(
-        "none", description="'if-empty': write only if the target is still empty (UPDATE ... WHERE to IS NULL)."
+    guard: Literal["none", "if-empty", "if-unchanged"] = Field(
+        "none", description="'if-empty': write only if the target is still empty (UPDATE ... WHERE to IS NULL); "
+        "'if-unchanged': write only if the source still holds the value read (a compare-and-set: "
+        "UPDATE ... WHERE from = :value_read)."
     )
 
 
@@ -304,15 +306,17 @@ class ChoiceSpec(_Frozen):
 
 
 class SearchSpec(_Frozen):
-    """What ``simroll fuzz`` may vary. Absent: a default space derived from the plan."""
+    """What ``simroll fuzz`` may vary. Absent, or for keys left out: the timing of every plan step
+    (a pause of up to ``max_pause`` before each) and the event-level choices. Skipping steps,
+    reordering them, turning stops into kills and extra kills are opt-in."""
 
-    drop_steps: bool = Field(True, description="The operator may skip plan steps (shrinking removes steps).")
+    drop_steps: bool = Field(False, description="The operator may skip plan steps (shrinking then removes steps).")
     reorder: list[list[int]] = Field(
         default_factory=list, description="Groups of plan step indices whose order may be permuted."
     )
     max_pause: Seconds = Field(30.0, description="Upper bound of the pause the search may add before a step.")
     kill_instead_of_stop: bool | list[int] = Field(
-        True, description="A graceful stop or restart may become a kill: every one (true), none (false), or "
+        False, description="A graceful stop or restart may become a kill: every one (true), none (false), or "
         "those of the listed plan step indices.")
     kill_engines: list[Name] = Field(default_factory=list, description="Engines the search may kill at any time.")
     events: bool = Field(True, description="Vary event-level choices: consumer picks and message delays.")

@@ -730,6 +730,9 @@ class Simulation:
                 continue
             if spec.guard == "if-empty" and self.values.get(spec.to, {}).get(row, (None, None))[0] is not None:
                 continue
+            if spec.guard == "if-unchanged" and (spec.from_ not in self.columns or
+                                                 self.values.get(spec.from_, {}).get(row, (None, None))[0] != value):
+                continue
             rec = self.trace.count
             fired = self._db_write(spec.to, row, value, rec)
             emit(env.now, "bf_write", engine="backfill", row=row, loc=spec.to, value=value, trig=fired, cause=[read])

@@ -1,0 +1,101 @@
+"""A pytest plugin: scenario files in a project's tests become test items.
+
+A YAML file whose top level has both ``releases:`` and ``expect:`` is collected. Its
+item fuzzes the design (``simroll.fuzz``) and passes when the outcome matches the
+``expect`` line: ``holds`` (nothing found within the budget) or ``violates
+<invariant>`` (that invariant is broken). A failing item shows the counterexample's
+steps and the path of the replay file it wrote (``simroll run PATH`` replays it).
+
+Options: ``--simroll-max-examples N`` (ini ``simroll_max_examples``, default 100),
+``--simroll-seed S`` (default 0), ``--simroll-out DIR`` (default
+``.simroll/counterexamples`` under the rootdir; simroll's own output, replaced on
+every run).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+_TOP_KEY = re.compile(r"^(releases|expect):", re.MULTILINE)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("simroll", "simroll scenario files")
+    group.addoption("--simroll-max-examples", type=int, default=None,
+                    help="simulations the search may generate per scenario file")
+    group.addoption("--simroll-seed", type=int, default=0, help="seed of the search")
+    group.addoption("--simroll-out", default=None, help="directory for counterexample replay files")
+    parser.addini("simroll_max_examples", "simulations the search may generate per scenario file", default="100")
+
+
+def _looks_like_scenario(path: Path) -> bool:
+    if path.suffix not in (".yaml", ".yml") or path.name.endswith(".counterexample.yaml"):
+        return False
+    try:
+        head = path.read_text(encoding="utf-8", errors="replace")[:1_000_000]
+    except OSError:
+        return False
+    return {m.group(1) for m in _TOP_KEY.finditer(head)} == {"releases", "expect"}
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector):
+    if _looks_like_scenario(file_path):
+        return ScenarioFile.from_parent(parent, path=file_path)
+    return None
+
+
+class ScenarioFile(pytest.File):
+    """A scenario file: one item."""
+
+    def collect(self):
+        yield ScenarioItem.from_parent(self, name=self.path.name)
+
+
+class ScenarioFailure(Exception):
+    """The design did not meet its ``expect`` line."""
+
+
+class ScenarioItem(pytest.Item):
+    """Fuzz one scenario file and compare with its ``expect`` line."""
+
+    def runtest(self) -> None:
+        from simroll.errors import SimrollError
+        from simroll.loader import load_scenario
+        from simroll.search import fuzz, save_counterexample
+
+        config = self.config
+        budget = config.getoption("--simroll-max-examples") or int(config.getini("simroll_max_examples"))
+        seed = config.getoption("--simroll-seed")
+        out_dir = Path(config.getoption("--simroll-out") or Path(config.rootpath) / ".simroll" / "counterexamples")
+        try:
+            scenario = load_scenario(self.path)
+        except SimrollError as e:
+            raise ScenarioFailure(str(e)) from None
+        if scenario.expect is None:
+            raise ScenarioFailure(f"{self.path}: expect: missing: add 'expect: holds' or 'expect: violates <invariant>'")
+        found = fuzz(scenario, max_examples=budget, seed=seed)
+        wanted = None if scenario.expect == "holds" else scenario.expect.split(" ", 1)[1]
+        if found.found and found.invariant == wanted:
+            return
+        if not found.found:
+            raise ScenarioFailure(f"expected {wanted} to be violated, but every invariant held in {found.examples} "
+                                  f"runs (seed {seed}; raise --simroll-max-examples to search longer)")
+        stem = self.path.name.rsplit(".", 1)[0]
+        replay = save_counterexample(found, out_dir / f"{stem}.counterexample.yaml", str(self.path), force=True)
+        expected = "every invariant to hold" if wanted is None else f"{wanted} to be violated"
+        raise ScenarioFailure("\n".join(
+            [f"expected {expected}, but the search found a violation of {found.invariant} "
+             f"after {found.examples} runs:"]
+            + [f"  {line}" for line in found.steps]
+            + [f"replay: simroll run {replay}"]))
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, ScenarioFailure):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self):
+        return self.path, None, f"scenario {self.name}"
