@@ -6,6 +6,8 @@ The public API, for scripts and notebooks::
     scenario = simroll.load_scenario("scenarios/lost_dual_writes.yaml")
     result = simroll.run_scenario(scenario, seed=1)
     result.ok, result.violations, result.trace_sha256
+    found = simroll.fuzz(scenario, max_examples=200, seed=0)   # search for a breaking schedule
+    found.found, found.steps, found.counterexample
     simroll.release_timeline(result)          # a matplotlib Figure; see simroll.plots
     simroll.write_html(result, "report.html")  # a self-contained page
 """
@@ -19,12 +21,17 @@ from simroll.model.spec import Scenario
 from simroll.model.versions import Version, is_compatible
 from simroll.report import format_text
 from simroll.runner import RunResult, run_scenario
+from simroll.search import FuzzResult, Schedule, apply_schedule, fuzz
 from simroll.sim.trace import read_trace
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Chooser",
+    "FuzzResult",
+    "Schedule",
+    "apply_schedule",
+    "fuzz",
     "INVARIANTS",
     "LimitExceeded",
     "Outcome",
