@@ -47,6 +47,103 @@ def _make_encode() -> Callable[[Any], str]:
 _encode = _make_encode()
 
 
+# ------------------------------------------------------------------ fast lines for hot kinds
+# Five kinds make up nearly all the records of a long run (each message is sent, received
+# and done; handlers read and write). For them the JSON line is written with an f-string,
+# about three times faster than the encoder. A fast line is used only when the record has
+# exactly the keys listed, in that order, with values of the types the formatter checks;
+# anything else raises TypeError and goes through the encoder, so the bytes never differ
+# (tests/test_trace.py checks the fast lines against the json module).
+from json.encoder import encode_basestring as _str  # noqa: E402 - a str as a JSON string; TypeError otherwise
+
+
+def _int(x: Any) -> str:
+    if type(x) is int:  # not bool, not an int subclass with its own repr
+        return repr(x)
+    raise TypeError
+
+
+def _num(x: Any) -> str:
+    if type(x) is float and x - x == 0.0 or type(x) is int:  # finite: json refuses nan and inf
+        return repr(x)
+    raise TypeError
+
+
+def _bool(x: Any) -> str:
+    if x is True:
+        return "true"
+    if x is False:
+        return "false"
+    raise TypeError
+
+
+def _ints(xs: Any) -> str:
+    if type(xs) is not list:
+        raise TypeError
+    if len(xs) == 1:  # most causes are one record
+        return f"[{_int(xs[0])}]"
+    return "[" + ",".join([_int(x) for x in xs]) + "]"
+
+
+def _strs(xs: Any) -> str:
+    if type(xs) is not list:
+        raise TypeError
+    return "[" + ",".join([_str(x) for x in xs]) + "]"
+
+
+def _opt_str(x: Any) -> str:
+    return "null" if x is None else _str(x)
+
+
+def _send_line(r: Record) -> str:
+    return (f'{{"i":{r["i"]},"t":{_num(r["t"])},"kind":"send","engine":{_str(r["engine"])},"msg":{_int(r["msg"])},'
+            f'"method":{_str(r["method"])},"version":{_str(r["version"])},"queue":{_str(r["queue"])},'
+            f'"call":{_bool(r["call"])},"row":{_int(r["row"])}}}')
+
+
+def _recv_line(r: Record) -> str:
+    return (f'{{"i":{r["i"]},"t":{_num(r["t"])},"kind":"recv","engine":{_str(r["engine"])},"msg":{_int(r["msg"])},'
+            f'"wait":{_num(r["wait"])},"cause":{_ints(r["cause"])}}}')
+
+
+def _done_line(r: Record) -> str:
+    return (f'{{"i":{r["i"]},"t":{_num(r["t"])},"kind":"done","engine":{_str(r["engine"])},"msg":{_int(r["msg"])},'
+            f'"ok":{_bool(r["ok"])}}}')
+
+
+def _read_line(r: Record) -> str:
+    return (f'{{"i":{r["i"]},"t":{_num(r["t"])},"kind":"read","engine":{_str(r["engine"])},"msg":{_int(r["msg"])},'
+            f'"field":{_str(r["field"])},"row":{_int(r["row"])},"loc":{_str(r["loc"])},'
+            f'"value":{_opt_str(r["value"])},"cause":{_ints(r["cause"])}}}')
+
+
+def _write_line(r: Record) -> str:
+    return (f'{{"i":{r["i"]},"t":{_num(r["t"])},"kind":"write","engine":{_str(r["engine"])},"msg":{_int(r["msg"])},'
+            f'"field":{_str(r["field"])},"row":{_int(r["row"])},"value":{_str(r["value"])},'
+            f'"locs":{_strs(r["locs"])},"trig":{_strs(r["trig"])}}}')
+
+
+_BASE = ("i", "t", "kind")
+_FAST: dict[str, tuple[tuple[str, ...], Callable[[Record], str]]] = {
+    "send": (_BASE + ("engine", "msg", "method", "version", "queue", "call", "row"), _send_line),
+    "recv": (_BASE + ("engine", "msg", "wait", "cause"), _recv_line),
+    "done": (_BASE + ("engine", "msg", "ok"), _done_line),
+    "read": (_BASE + ("engine", "msg", "field", "row", "loc", "value", "cause"), _read_line),
+    "write": (_BASE + ("engine", "msg", "field", "row", "value", "locs", "trig"), _write_line),
+}
+
+
+def encode_record(rec: Record) -> str:
+    """One record as its JSON line (without the newline): compact, keys in insertion order."""
+    fast = _FAST.get(rec["kind"])
+    if fast is not None and tuple(rec) == fast[0]:
+        try:
+            return fast[1](rec)
+        except TypeError:
+            pass
+    return _encode(rec)
+
+
 class Trace:
     """Numbers, serialises, hashes and dispatches records as the simulation emits them.
 
@@ -71,7 +168,7 @@ class Trace:
         i = self.count
         self.count = i + 1
         rec = {"i": i, "t": t, "kind": kind, **fields}
-        line = _encode(rec) + "\n"
+        line = encode_record(rec) + "\n"
         self._sha.update(line.encode())
         if self._stream is not None:
             self._stream.write(line)
