@@ -145,13 +145,18 @@ class NoStrandedMessage(Checker):
     serves, none expires unconsumed, none dies in flight with its consumer."""
 
     name = "no-stranded-message"
-    kinds = ("left", "lost", "expire", "recv")
+    kinds = ("left", "lost", "expire", "recv", "stop")
 
     def observe(self, rec: Record) -> None:
+        # score: work in flight when an engine stops gracefully (one kill away from a loss),
+        # else the longest wait (a message nearly left behind)
         kind = rec["kind"]
         if kind == "recv":
             if rec["wait"] > self._score:
                 self._score = rec["wait"]
+            return
+        if kind == "stop":
+            self._score = max(self._score, 1000.0 * len(rec["inflight"]))
             return
         if kind == "left":
             msg = f"message m{rec['msg']} (version {rec['version']}) was never taken: left in {rec['queue']}"
@@ -174,16 +179,29 @@ class NoIncompatibleDelivery(Checker):
     def __init__(self) -> None:
         super().__init__()
         self.running: dict[str, str] = {}
+        self.engines_on: dict[str, int] = {}  # release -> running engines on it (> 0): a send costs O(1)
+
+    def _run(self, engine: str, release: str | None) -> None:
+        old = self.running.pop(engine, None)
+        if old is not None:
+            left = self.engines_on[old] - 1
+            if left:
+                self.engines_on[old] = left
+            else:
+                del self.engines_on[old]
+        if release is not None:
+            self.running[engine] = release
+            self.engines_on[release] = self.engines_on.get(release, 0) + 1
 
     def observe(self, rec: Record) -> None:
         kind = rec["kind"]
         if kind == "send":
-            if len(set(self.running.values())) > 1:  # mixed-version traffic is where this breaks
+            if len(self.engines_on) > 1:  # mixed-version traffic is where this breaks
                 self._score += 1.0
         elif kind == "start":
-            self.running[rec["engine"]] = rec["release"]
+            self._run(rec["engine"], rec["release"])
         elif kind in ("stopped", "kill"):
-            self.running.pop(rec["engine"], None)
+            self._run(rec["engine"], None)
         else:
             what = "cast was consumed and lost" if not rec["call"] else "caller got the error"
             self.violate(Violation(

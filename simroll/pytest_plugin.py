@@ -78,8 +78,8 @@ class ScenarioItem(pytest.Item):
             raise ScenarioFailure(f"{self.path}: expect: missing: add 'expect: holds' or 'expect: violates <invariant>'")
         found = fuzz(scenario, max_examples=budget, seed=seed)
         wanted = None if scenario.expect == "holds" else scenario.expect.split(" ", 1)[1]
-        if found.found and found.invariant == wanted:
-            return
+        if found.found == (wanted is not None) and found.invariant == wanted:
+            return  # holds and nothing found, or the expected invariant broken
         if not found.found:
             raise ScenarioFailure(f"expected {wanted} to be violated, but every invariant held in {found.examples} "
                                   f"runs (seed {seed}; raise --simroll-max-examples to search longer)")

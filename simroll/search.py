@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import tempfile
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from typing import Any
 
 import hypothesis
 from hypothesis import HealthCheck, Phase, settings
+from hypothesis.control import currently_in_test_context
 from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 
@@ -115,37 +117,58 @@ def _horizon(scenario: Scenario) -> float:
     return scenario.workload.stop
 
 
-def _schedules(scenario: Scenario, points: dict[str, int]) -> st.SearchStrategy[Schedule]:
+def _build_schedule(scenario: Scenario, points: dict[str, int], ints: Callable[[int, int], int],
+                    permute: Callable[[list[int]], list[int]]) -> Schedule:
+    """Draw one schedule with ``ints(lo, hi)`` and ``permute(items)``: Hypothesis' draws for the
+    search, a seeded ``random.Random`` for the plain random baseline. Every draw's smallest value
+    is the scenario as written, so shrinking moves towards it."""
     space = search_space(scenario)
     n = len(scenario.plan)
     flips = space.kill_instead_of_stop
-    stoppable = [s.action in ("stop", "restart") and (flips is True or (isinstance(flips, list) and i in flips))
-                 for i, s in enumerate(scenario.plan)]
-    engines = space.kill_engines
+    order = list(range(n))
+    for group in space.reorder:
+        slots = sorted(set(group))
+        for slot, idx in zip(slots, permute(slots)):
+            order[slot] = idx
+    # a step is kept unless its draw is 0, so shrinking drops steps while most schedules keep most
+    keep = tuple(ints(0, 3) != 0 for _ in range(n)) if space.drop_steps else (True,) * n
+    pause = tuple(ints(0, PAUSE_LEVELS) for _ in range(n)) if space.max_pause > 0 else (0,) * n
+    kill = tuple(bool(ints(0, 1)) if s.action in ("stop", "restart") and
+                 (flips is True or (isinstance(flips, list) and i in flips)) else False
+                 for i, s in enumerate(scenario.plan))
+    pins: list[tuple[str, int, int]] = []
     kinds = sorted(k for k, c in points.items() if c > 0)
+    if space.events and kinds:
+        for _ in range(ints(0, MAX_PINS)):
+            kind = kinds[ints(0, len(kinds) - 1)]
+            pin = (kind, ints(0, points[kind] - 1), ints(1, 8))
+            if all(p[:2] != pin[:2] for p in pins):
+                pins.append(pin)
+    fault = None
+    if space.kill_engines and ints(0, 1):
+        fault = (space.kill_engines[ints(0, len(space.kill_engines) - 1)], ints(0, FAULT_LEVELS))
+    return Schedule(tuple(order), keep, pause, kill, tuple(pins), fault)
 
+
+def _schedules(scenario: Scenario, points: dict[str, int]) -> st.SearchStrategy[Schedule]:
     @st.composite
     def build(draw: Callable[[st.SearchStrategy[Any]], Any]) -> Schedule:
-        order = list(range(n))
-        for group in space.reorder:
-            slots = sorted(set(group))
-            for slot, idx in zip(slots, draw(st.permutations(slots))):
-                order[slot] = idx
-        # a step is kept unless its draw is 0, so shrinking drops steps, and most schedules keep most steps
-        keep = tuple(draw(st.integers(0, 3)) != 0 for _ in range(n)) if space.drop_steps else (True,) * n
-        pause = tuple(draw(st.integers(0, PAUSE_LEVELS)) for _ in range(n)) if space.max_pause > 0 else (0,) * n
-        kill = tuple(draw(st.booleans()) if stoppable[i] else False for i in range(n))
-        pins: tuple[tuple[str, int, int], ...] = ()
-        if space.events and kinds:
-            pin = st.sampled_from(kinds).flatmap(
-                lambda k: st.tuples(st.just(k), st.integers(0, points[k] - 1), st.integers(1, 8)))
-            pins = tuple(draw(st.lists(pin, max_size=MAX_PINS, unique_by=lambda t: (t[0], t[1]))))
-        fault = None
-        if engines:
-            fault = draw(st.none() | st.tuples(st.sampled_from(engines), st.integers(0, FAULT_LEVELS)))
-        return Schedule(tuple(order), keep, pause, kill, pins, fault)
+        return _build_schedule(scenario, points, lambda lo, hi: draw(st.integers(lo, hi)),
+                               lambda items: draw(st.permutations(items)))
 
     return build()
+
+
+def _random_schedules(scenario: Scenario, points: dict[str, int], seed: int):
+    rng = random.Random(seed)
+
+    def permute(items: list[int]) -> list[int]:
+        out = list(items)
+        rng.shuffle(out)
+        return out
+
+    while True:
+        yield _build_schedule(scenario, points, rng.randint, permute)
 
 
 @dataclass
@@ -161,8 +184,9 @@ class FuzzResult:
     counterexample: Scenario | None = None
     result: RunResult | None = None
     interrupted: bool = False
-    search_seconds: float = 0.0
-    shrink_seconds: float = 0.0
+    search_seconds: float = 0.0  # wall time to the first violation (or of the whole search)
+    shrink_seconds: float = 0.0  # wall time from the first violation to the 1-minimal one
+    first_violation_after: int | None = None  # simulations run when the first violation showed
     out: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -288,65 +312,70 @@ def fuzz(
     seed: int = 0,
     database: str | None = None,
     progress: Callable[[str, int, dict[str, float]], None] | None = None,
-    guided: bool = True,
+    method: str = "hypothesis",
 ) -> FuzzResult:
     """Search ``scenario``'s space for a schedule that violates one of its invariants.
 
+    ``method="hypothesis"``: after a random sweep of a tenth of the budget, Hypothesis
+    generates schedules, steered by each invariant's distance-to-violation score
+    (``target()``), and shrinks a failure; ``"random"``: plain random sampling of the same
+    space with the same budget (the benchmark's baseline). Either way the failure is then
+    made 1-minimal (:func:`minimize`).
+
     Deterministic for a given ``seed`` when ``database`` is None. With a database directory,
-    past failures of this scenario are replayed first. ``progress(phase, examples, best)`` is
-    called after every simulation. ``guided=False`` turns off ``target()`` (plain random
-    sampling of the same space, for the benchmark). Ctrl-C returns what was found so far,
-    with ``interrupted`` set.
+    past failures of this scenario are replayed first. ``progress(phase, runs, best)`` is
+    called after every simulation. Ctrl-C returns what was found so far, with ``interrupted``.
     """
+    if method not in ("hypothesis", "random"):
+        raise ValueError(f"method={method!r}: expected 'hypothesis' or 'random'")
     t0 = time.perf_counter()
     baseline = run_scenario(scenario, keep_trace=False)
     points = baseline.choice_counts
     state: dict[str, Any] = {"examples": 1, "failure": None, "phase": "searching", "best": dict(baseline.scores)}
+    result = FuzzResult(scenario=scenario, seed=seed, found=False, examples=1)
 
     def tick() -> None:
         if progress is not None:
             progress(state["phase"], state["examples"], state["best"])
 
-    result = FuzzResult(scenario=scenario, seed=seed, found=False, examples=1)
-    found_at_start = not baseline.ok
-    if found_at_start:
-        state["failure"] = (Schedule.default(len(scenario.plan)), baseline.violated[0])
-    else:
-        def test(sched: Schedule) -> None:
-            state["examples"] += 1
-            res = run_scenario(apply_schedule(scenario, sched), keep_trace=False)
-            for name, score in res.scores.items():
-                if score > state["best"].get(name, 0.0):
-                    state["best"][name] = score
-                if guided:
-                    hypothesis.target(score, label=name)
-            tick()
-            if not res.ok:
-                inv = res.violated[0]
-                if state["failure"] is None or state["failure"][1] == inv:
-                    state["failure"] = (sched, inv)
-                    state["phase"] = "shrinking"
-                raise _violation_type(inv)(inv)
+    def test(sched: Schedule) -> None:
+        state["examples"] += 1
+        res = run_scenario(apply_schedule(scenario, sched), keep_trace=False)
+        for name, score in res.scores.items():
+            if score > state["best"].get(name, 0.0):
+                state["best"][name] = score
+            if currently_in_test_context():  # Hypothesis is generating (not the random sweep)
+                hypothesis.target(score, label=name)
+        tick()
+        if not res.ok:
+            inv = res.violated[0]
+            if state["failure"] is None:
+                result.first_violation_after = state["examples"]
+                result.search_seconds = time.perf_counter() - t0
+            if state["failure"] is None or state["failure"][1] == inv:
+                state["failure"] = (sched, inv)
+                state["phase"] = "shrinking"
+            raise _violation_type(inv)(inv)
 
-        db = DirectoryBasedExampleDatabase(database) if database else None
-        phases = [Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink]
-        if guided:
-            phases.insert(3, Phase.target)
-        wrapped = hypothesis.seed(seed)(settings(
-            max_examples=max_examples, deadline=None, database=db, derandomize=False,
-            suppress_health_check=list(HealthCheck), phases=phases, report_multiple_bugs=False,
-            verbosity=hypothesis.Verbosity.quiet, print_blob=False,
-        )(hypothesis.given(_schedules(scenario, points))(test)))
-        wrapped._hypothesis_internal_database_key = _digest(scenario)  # type: ignore[attr-defined]
+    if not baseline.ok:
+        state["failure"] = (Schedule.default(len(scenario.plan)), baseline.violated[0])
+        result.first_violation_after = 1
+    else:
+        # "hypothesis" starts with a short random sweep (a tenth of the budget): a dense bug is then
+        # found as fast as by random sampling, and Hypothesis' guided generation gets the rest
+        sweep = max_examples if method == "random" else max(1, max_examples // 10)
         try:
-            wrapped()
+            for sched, _ in zip(_random_schedules(scenario, points, seed), range(sweep)):
+                test(sched)
+            if method == "hypothesis" and sweep < max_examples:
+                _run_hypothesis(scenario, points, test, max_examples - sweep, seed, database)
         except _Violation:
             pass
         except KeyboardInterrupt:
             result.interrupted = True
-    result.search_seconds = time.perf_counter() - t0
-    if state["failure"] is not None:
-        t1 = time.perf_counter()
+    if state["failure"] is None:
+        result.search_seconds = time.perf_counter() - t0
+    else:
         sched, inv = state["failure"]
         state["phase"] = "minimising"
 
@@ -358,7 +387,7 @@ def fuzz(
             sched = minimize(scenario, sched, inv, count)
         except KeyboardInterrupt:
             result.interrupted = True
-        result.shrink_seconds = time.perf_counter() - t1
+        result.shrink_seconds = time.perf_counter() - t0 - result.search_seconds
         ce = apply_schedule(scenario, sched)
         ce = ce.model_copy(update={
             "expect": f"violates {inv}",
@@ -369,6 +398,20 @@ def fuzz(
         result.result = run_scenario(ce)
     result.examples = state["examples"]
     return result
+
+
+def _run_hypothesis(scenario: Scenario, points: dict[str, int], test: Callable[[Schedule], None],
+                    max_examples: int, seed: int, database: str | None) -> None:
+    db = DirectoryBasedExampleDatabase(database) if database else None
+    wrapped = hypothesis.seed(seed)(settings(
+        max_examples=max_examples, deadline=None, database=db, derandomize=False,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+        report_multiple_bugs=False, verbosity=hypothesis.Verbosity.quiet, print_blob=False,
+    )(hypothesis.given(_schedules(scenario, points))(test)))
+    # past failures are stored per scenario, not per (identical) wrapper function
+    wrapped._hypothesis_internal_database_key = _digest(scenario)  # type: ignore[attr-defined]
+    wrapped()
 
 
 def counterexample_text(fr: FuzzResult, source: str) -> str:

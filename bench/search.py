@@ -1,0 +1,76 @@
+"""Search benchmark: how fast does `simroll fuzz` find each fuzz target, guided vs plain random?
+
+For each fuzz scenario and each of 20 seeds, run the search twice with the same budget:
+Hypothesis-guided (generation steered by each invariant's distance-to-violation score)
+and plain random sampling of the same space. Report the median number of simulations
+and the median wall time to the first violation, the shrink time and the length of
+the final counterexample (its numbered steps, the violation included).
+
+    python bench/search.py [--json] [--seeds 20] [--budget 200]
+
+A search that finds nothing within the budget counts as budget+1 simulations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import simroll  # noqa: E402
+from simroll.search import fuzz  # noqa: E402
+
+SCENARIOS = ["fuzz_backfill_race", "fuzz_last_legacy", "fuzz_early_contract", "fuzz_add_column_one_release"]
+
+
+def measure(name: str, seeds: int, budget: int) -> dict:
+    scenario = simroll.load_scenario(ROOT / "scenarios" / f"{name}.yaml")
+    row: dict = {"scenario": name}
+    for method, key in (("hypothesis", "guided"), ("random", "random")):
+        sims, secs, shrink, steps, found = [], [], [], [], 0
+        for seed in range(seeds):
+            r = fuzz(scenario, max_examples=budget, seed=seed, method=method)
+            if r.found:
+                found += 1
+                sims.append(r.first_violation_after)
+                secs.append(r.search_seconds)
+                shrink.append(r.shrink_seconds)
+                steps.append(len(r.steps))
+            else:
+                sims.append(budget + 1)
+                secs.append(r.search_seconds)
+        row[f"{key}_median_simulations"] = statistics.median(sims)
+        row[f"{key}_median_seconds"] = round(statistics.median(secs), 3)
+        row[f"{key}_found"] = f"{found}/{seeds}"
+        if key == "guided":
+            row["shrink_seconds"] = round(statistics.median(shrink), 3) if shrink else None
+            row["shrink_seconds_max"] = round(max(shrink), 3) if shrink else None
+            row["counterexample_steps"] = statistics.median(steps) if steps else None
+    return row
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--seeds", type=int, default=20)
+    p.add_argument("--budget", type=int, default=200)
+    args = p.parse_args()
+    rows = [measure(name, args.seeds, args.budget) for name in SCENARIOS]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    cols = ["scenario", "guided_median_simulations", "random_median_simulations", "guided_median_seconds",
+            "random_median_seconds", "guided_found", "random_found", "shrink_seconds", "shrink_seconds_max",
+            "counterexample_steps"]
+    print(" | ".join(cols))
+    for r in rows:
+        print(" | ".join(str(r[c]) for c in cols))
+
+
+if __name__ == "__main__":
+    main()
