@@ -68,7 +68,7 @@ class NoLostWrite(Checker):
     value a backfill copied over a newer one, a value a whole-row rewrite put back -- is a lost write."""
 
     name = "no-lost-write"
-    kinds = ("init", "write", "read", "final", "rewrite", "bf_write")
+    kinds = ("init", "write", "read", "final", "rewrite", "bf_read", "bf_write")
 
     def __init__(self) -> None:
         super().__init__()
@@ -76,6 +76,20 @@ class NoLostWrite(Checker):
         self.field_of: dict[str, str] = {}
         self.cells: dict[tuple[str, int], Any] = {}
         self.stale: set[tuple[str, int]] = set()
+        # score, besides the count of stale copies: how narrowly a copy (the backfill) missed a
+        # write of the same row, 1 / (1 + seconds between the copy and the nearest write)
+        self.written_at: dict[tuple[str, int], float] = {}
+        self.copy_read_at: dict[int, float] = {}
+        self.copied_at: dict[tuple[str, int], float] = {}
+        self.near = 0.0
+
+    def _near_miss(self, seconds: float) -> None:
+        closeness = 1.0 / (1.0 + max(0.0, seconds))
+        if closeness > self.near:
+            self.near = closeness
+
+    def score(self) -> float:
+        return super().score() + self.near
 
     def _cell(self, loc: str, row: int, value: Any) -> None:
         self.cells[(loc, row)] = value
@@ -101,6 +115,10 @@ class NoLostWrite(Checker):
         elif kind == "write":
             fld, row, value = rec["field"], rec["row"], rec["value"]
             self.latest[(fld, row)] = (value, rec["i"])
+            self.written_at[(fld, row)] = rec["t"]
+            copied = self.copied_at.get((fld, row))
+            if copied is not None:
+                self._near_miss(rec["t"] - copied)
             for loc in rec["locs"] + rec["trig"]:
                 self.field_of.setdefault(loc, fld)
                 self.cells[(loc, row)] = value
@@ -110,7 +128,16 @@ class NoLostWrite(Checker):
         elif kind == "rewrite":
             for loc, value in rec["cols"].items():
                 self._cell(loc, rec["row"], value)
+        elif kind == "bf_read":
+            self.copy_read_at[rec["row"]] = rec["t"]
         elif kind == "bf_write":
+            fld = self.field_of.get(rec["loc"])
+            if fld is not None:
+                self.copied_at[(fld, rec["row"])] = rec["t"]
+                written = self.written_at.get((fld, rec["row"]))
+                read_at = self.copy_read_at.get(rec["row"], rec["t"])
+                if written is not None and written <= read_at:
+                    self._near_miss(read_at - written)
             for loc in [rec["loc"]] + rec["trig"]:
                 self._cell(loc, rec["row"], rec["value"])
         elif kind == "read":
