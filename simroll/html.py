@@ -16,7 +16,7 @@ from typing import Any
 
 from simroll.errors import UsageError
 from simroll.loader import dump_scenario
-from simroll.plots import explaining_plots, figure_bytes, write_atomic
+from simroll.plots import chain_records, explaining_plots, figure_bytes, step_text, write_atomic
 from simroll.report import describe
 from simroll.runner import RunResult
 
@@ -53,12 +53,12 @@ _CAPTIONS = {
 }
 
 
-def _chain(result: RunResult, v) -> list[Record]:
-    """The union of the causal chains of ``v`` (as the text report prints them), in trace order."""
+def _chain(result: RunResult, v) -> tuple[list[Record], bool]:
+    """The records behind ``v`` -- its causal chains, the records it names as causes, itself -- in trace
+    order (as the sequence diagram highlights them), and whether a happens-before path links them."""
     if result.records is None and result.trace_path is None:
-        return []
-    chains = result.chains(v)
-    return sorted({r["i"]: r for c in chains for r in c}.values(), key=lambda r: r["i"])
+        return [], False
+    return chain_records(result.trace(), v), bool(result.chains(v))
 
 
 def _chain_rows(chain: list[Record], hit: int, max_rows: int) -> str:
@@ -109,12 +109,14 @@ def summary_html(result: RunResult, max_violations: int = 3, max_chain: int = 14
             subject = f" ({escape(v.subject)})" if v.subject else ""
             out.append(f"<h3>at t={v.time:.3f} s, record #{v.event}{where}{subject}</h3>"
                        f'<div class="msg">{escape(v.message)}</div>')
-            chain = _chain(result, v)
-            if chain:
+            chain, linked = _chain(result, v)
+            if linked:
                 out.append(f"<p>Causal chain: {len(chain)} events that lead to it</p>")
+            elif len(chain) > 1:
+                out.append("<p>No chain of events links these records (they are concurrent): "
+                           "the records behind it</p>")
+            if len(chain) > 1:
                 out.append(_chain_rows(chain, v.event, max_chain))
-            elif v.causes:
-                out.append(f"<p>Related records: {', '.join(f'#{c}' for c in v.causes)}</p>")
         if inv.count > max_violations:
             out.append(f"<p>... and {inv.count - max_violations} more {escape(inv.name)} violations.</p>")
     out.append("</div>")
@@ -123,7 +125,8 @@ def summary_html(result: RunResult, max_violations: int = 3, max_chain: int = 14
 
 def steps_html(result: RunResult) -> str:
     """The operator's steps as they happened (time, number, what), as an HTML table."""
-    rows = [f'<tr><td class="mono">{r["t"]:.3f}</td><td>{r.get("index", "fault")}</td><td>{escape(describe(r))}</td></tr>'
+    rows = [f'<tr><td class="mono">{r["t"]:.3f}</td><td>{r.get("index", "fault")}</td>'
+            f'<td>{escape(step_text(r) if r["kind"] == "step" else describe(r))}</td></tr>'
             for r in result.trace() if r["kind"] in ("step", "fault")]
     if not rows:
         return "<p>The plan has no steps.</p>"

@@ -209,7 +209,7 @@ def release_timeline(source: Source) -> Figure:
     colors = _release_colors(run.releases)
     n = max(1, len(run.engines))
     steps = [r for r in run.records if r["kind"] == "step"]
-    step_lines = [f"{r['index']:>2}  t={r['t']:8.2f} s  {_step_text(r)}" for r in steps]
+    step_lines = [f"{r['index']:>2}  t={r['t']:8.2f} s  {step_text(r)}" for r in steps]
     cols = 1 if len(step_lines) <= 6 else 2 if len(step_lines) <= 24 else 3
     list_rows = -(-len(step_lines) // cols)
     with matplotlib.rc_context(_RC):
@@ -271,7 +271,8 @@ def release_timeline(source: Source) -> Figure:
     return fig
 
 
-def _step_text(r: Record) -> str:
+def step_text(r: Record) -> str:
+    """A short description of an operator ``step`` record, e.g. ``restart engine-1 -> plus2``."""
     d = r["detail"]
     a = r["action"]
     if a in ("restart", "start"):
@@ -619,7 +620,7 @@ def _seq_arrow(r: Record) -> tuple[str, str | None, str]:
     if k == "step":
         target = r["detail"].get(r["action"])
         return _OP, target if isinstance(target, str) and target.startswith(tuple("abcdefghijklmnopqrstuvwxyz")) \
-            and r["action"] in ("restart", "stop", "kill", "start") else None, f"step {r['index']}: {_step_text(r)}"
+            and r["action"] in ("restart", "stop", "kill", "start") else None, f"step {r['index']}: {step_text(r)}"
     if k in ("requeue", "lost"):
         return e, _BUS, f"{m} {'goes back to the queue' if k == 'requeue' else 'is lost'}"
     if k in ("left", "expire"):
@@ -752,7 +753,7 @@ class FieldHistory:
 
     ``cells``: per location, (time, value) changes; ``None`` is empty, ``"(dropped)"`` a contracted column.
     ``latest``: (time, value) of each acknowledged write (the value every read should return).
-    ``reads``: every read, as :class:`Read`; ``bf_reads``: (time, location, value) of the backfill's reads.
+    ``reads``: every read, as :class:`Read`; ``bf_reads`` / ``bf_writes``: (time, location, value) of the backfill's reads and writes.
     """
 
     field: str
@@ -761,6 +762,7 @@ class FieldHistory:
     latest: list[tuple[float, Any]]
     reads: list[Read]
     bf_reads: list[tuple[float, str, Any]]
+    bf_writes: list[tuple[float, str, Any]] = field(default_factory=list)
 
 
 DROPPED = "(dropped)"
@@ -799,6 +801,7 @@ def _field_history(run: _Run, subject: str | None) -> FieldHistory:
     latest: list[tuple[float, Any]] = []
     reads: list[Read] = []
     bf_reads: list[tuple[float, str, Any]] = []
+    bf_writes: list[tuple[float, str, Any]] = []
 
     def put(loc: str, t: float, value: Any) -> None:
         if loc in cells:
@@ -831,12 +834,14 @@ def _field_history(run: _Run, subject: str | None) -> FieldHistory:
         elif k == "bf_write":
             for loc in [r["loc"]] + r.get("trig", []):
                 put(loc, t, r["value"])
+            if r["loc"] in cells:
+                bf_writes.append((t, r["loc"], r["value"]))
         elif k == "read" and r["field"] == fld:
             # before any init or write there is nothing to lose: the read counts as up to date
             reads.append(Read(t, r["engine"], r["loc"], r["value"], latest[-1][1] if latest else r["value"]))
         elif k == "bf_read" and r["loc"] in cells:
             bf_reads.append((t, r["loc"], r["value"]))
-    return FieldHistory(fld, row, cells, latest, reads, bf_reads)
+    return FieldHistory(fld, row, cells, latest, reads, bf_reads, bf_writes)
 
 
 def _default_subject(recs: Sequence[Record]) -> str | None:
@@ -855,8 +860,10 @@ def field_values(source: Source, subject: str | None = None) -> Figure:
     The y axis lists the values in the order they were first written ("empty" at the bottom);
     each location is a step line, the latest acknowledged write a thick grey line behind them.
     Reads are marked where they read: a green dot when they returned the latest write, a red
-    cross when they returned a stale or empty value. ``subject`` is ``"field[row]"``; by
-    default the first no-lost-write violation's.
+    cross when they returned a stale or empty value; the backfill's reads and writes are marked
+    too. When the violation comes at the end of a long history, a second panel zooms in on the
+    last changes before it. ``subject`` is ``"field[row]"``; by default the first no-lost-write
+    violation's.
     """
     run = _run(source)
     h = _field_history(run, subject)
@@ -868,50 +875,15 @@ def field_values(source: Source, subject: str | None = None) -> Figure:
     order = [None] + sorted(order[1:], key=lambda val: _first_seen(h, val))
     y_of = {val: k for k, val in enumerate(order)}
     end = max(run.end, 1e-9)
-    colors = _engine_colors(list(h.cells))
-    offsets = {loc: 0.12 * (k - (len(h.cells) - 1) / 2) for k, loc in enumerate(h.cells)}
+    zoom = _zoom_window(run, h, end)
     with matplotlib.rc_context(_RC):
-        fig = Figure(figsize=(12, 2.8 + 0.22 * len(order)), layout="constrained")
-        ax = fig.add_subplot()
-        if h.latest:
-            xs, ys = _steps(h.latest, end, y_of)
-            ax.step(xs, ys, where="post", color="#cccccc", lw=7, solid_capstyle="butt", zorder=1,
-                    label="latest acknowledged write", gid="latest")
-        styles = ["-", "--", "-.", ":"]
-        for k, (loc, seq) in enumerate(h.cells.items()):
-            live = _segments(seq, end)
-            first = True
-            for t0, t1, val in live:
-                if val == DROPPED:
-                    continue
-                y = y_of[val] + offsets[loc]
-                ax.plot([t0, t1], [y, y], color=colors[loc], lw=2, ls=styles[k % 4], zorder=3,
-                        label=f"location {loc}" if first else None, gid=f"cell|{loc}")
-                first = False
-            for (t0, _, v0), (t1, _, v1) in zip(live, live[1:]):  # vertical joins between values
-                if v0 != DROPPED and v1 != DROPPED:
-                    ax.plot([t1, t1], [y_of[v0] + offsets[loc], y_of[v1] + offsets[loc]], color=colors[loc],
-                            lw=1, ls=styles[k % 4], zorder=3)
-            drops = [t for t, val in seq if val == DROPPED]
-            if drops:
-                ax.plot(drops, [y_of[None] + offsets[loc]] * len(drops), ls="", marker="v", ms=8,
-                        color=colors[loc], mec="black", label=f"{loc} dropped (contract)")
-        ok = [(rd.t, y_of[rd.value] + offsets.get(rd.loc, 0)) for rd in h.reads if not rd.stale]
-        bad = [rd for rd in h.reads if rd.stale]
-        if ok:
-            ax.plot(*zip(*ok), ls="", marker="o", ms=6, color="#2ca02c", mec="black", zorder=4,
-                    label="read returned the latest write", gid="reads|ok")
-        if bad:
-            ax.plot([rd.t for rd in bad], [y_of[rd.value] + offsets.get(rd.loc, 0) for rd in bad], ls="", marker="X", ms=11, color=CHAIN_COLOR,
-                    mec="black", zorder=5, label="stale read (lost write)", gid="reads|stale")
-            for rd in bad[:4]:
-                ax.annotate(f"{rd.engine} reads {rd.loc} = {_show(rd.value)}\n(latest write: {_show(rd.expected)})",
-                            xy=(rd.t, y_of[rd.value] + offsets.get(rd.loc, 0)),
-                            xytext=(8, 14), textcoords="offset points", fontsize=7, color=CHAIN_COLOR,
-                            arrowprops=dict(arrowstyle="-", color=CHAIN_COLOR, lw=0.6))
-        if h.bf_reads:
-            ax.plot([t for t, _, _ in h.bf_reads], [y_of[val] + offsets[loc] for t, loc, val in h.bf_reads],
-                    ls="", marker="D", ms=5, color="#8c564b", zorder=4, label="backfill read")
+        height = 2.8 + 0.22 * min(len(order), 40)
+        fig = Figure(figsize=(12, height + (3.4 if zoom else 0)), layout="constrained")
+        if zoom:
+            ax, axz = fig.subplots(2, 1, gridspec_kw={"height_ratios": [height, 3.4]})
+        else:
+            ax, axz = fig.add_subplot(), None
+        _draw_history(ax, h, y_of, end, annotate=zoom is None)
         labels = ["empty" if val is None else str(val) for val in order]
         step = max(1, len(order) // 30)
         ax.set_yticks(range(0, len(order), step), labels[::step])
@@ -923,7 +895,95 @@ def field_values(source: Source, subject: str | None = None) -> Figure:
         ax.set_title(f"Where {h.field}[{h.row}] lives over time - {run.subtitle}")
         ax.grid(alpha=0.3)
         _legend_outside(ax)
+        if axz is not None and zoom is not None:
+            t0, t1 = zoom
+            ax.axvspan(t0, t1, color="#ffe9a8", alpha=0.5, zorder=0, label="zoomed below")
+            _legend_outside(ax)
+            _draw_history(axz, h, y_of, end, annotate=True)
+            seen = [y_of[v] for seq in h.cells.values() for a, b, v in _segments(seq, end)
+                    if v != DROPPED and a <= t1 and b >= t0]
+            seen += [y_of[rd.value] for rd in h.reads if t0 <= rd.t <= t1]
+            seen += [y_of[v] for t, v in h.latest if t0 <= t <= t1]
+            lo, hi = min(seen, default=0), max(seen, default=len(order) - 1)
+            ticks = list(range(lo, hi + 1))
+            axz.set_yticks(ticks, [labels[k] for k in ticks])
+            axz.set_ylim(lo - 0.6, hi + 0.6)
+            axz.set_xlim(t0, t1)
+            _mark_violations(axz, run, label=False)
+            axz.set_xlabel("simulated time (s)")
+            axz.set_ylabel("value held")
+            axz.set_title(f"Close-up: {t0:.2f} s to {t1:.2f} s, the last changes before the violation", fontsize=9)
+            axz.grid(alpha=0.3)
     return fig
+
+
+def _zoom_window(run: _Run, h: FieldHistory, end: float, changes: int = 5) -> tuple[float, float] | None:
+    """A window over the last ``changes`` changes before the field's first violation, or None when that
+    window would show most of the run anyway."""
+    subject = f"{h.field}[{h.row}]"
+    times = [v.time for v in run.violations if v.invariant == "no-lost-write" and v.subject == subject]
+    if not times:
+        return None
+    tv = min(times)
+    events = sorted({t for seq in h.cells.values() for t, _ in seq if t <= tv}
+                    | {rd.t for rd in h.reads if rd.t <= tv} | {t for t, _, _ in h.bf_reads if t <= tv})
+    if len(events) < 2:
+        return None
+    t0 = events[max(0, len(events) - changes)]
+    margin = max((tv - t0) * 0.15, end * 0.003)
+    window = (max(0.0, t0 - margin), min(end, tv + margin))
+    return window if window[1] - window[0] < 0.4 * end else None
+
+
+def _draw_history(ax, h: FieldHistory, y_of: dict[Any, int], end: float, annotate: bool) -> None:
+    """The lines and markers of :func:`field_values` on one axes."""
+    colors = _engine_colors(list(h.cells))
+    offsets = {loc: 0.12 * (k - (len(h.cells) - 1) / 2) for k, loc in enumerate(h.cells)}
+    if h.latest:
+        xs, ys = _steps(h.latest, end, y_of)
+        ax.step(xs, ys, where="post", color="#cccccc", lw=7, solid_capstyle="butt", zorder=1,
+                label="latest acknowledged write", gid="latest")
+    styles = ["-", "--", "-.", ":"]
+    for k, (loc, seq) in enumerate(h.cells.items()):
+        live = _segments(seq, end)
+        first = True
+        for t0, t1, val in live:
+            if val == DROPPED:
+                continue
+            y = y_of[val] + offsets[loc]
+            ax.plot([t0, t1], [y, y], color=colors[loc], lw=2, ls=styles[k % 4], zorder=3,
+                    label=f"location {loc}" if first else None, gid=f"cell|{loc}")
+            first = False
+        for (t0, _, v0), (t1, _, v1) in zip(live, live[1:]):  # vertical joins between values
+            if v0 != DROPPED and v1 != DROPPED:
+                ax.plot([t1, t1], [y_of[v0] + offsets[loc], y_of[v1] + offsets[loc]], color=colors[loc],
+                        lw=1, ls=styles[k % 4], zorder=3)
+        drops = [t for t, val in seq if val == DROPPED]
+        if drops:
+            ax.plot(drops, [y_of[None] + offsets[loc]] * len(drops), ls="", marker="v", ms=8,
+                    color=colors[loc], mec="black", label=f"{loc} dropped (contract)")
+    ok = [(rd.t, y_of[rd.value] + offsets.get(rd.loc, 0)) for rd in h.reads if not rd.stale]
+    bad = [rd for rd in h.reads if rd.stale]
+    if ok:
+        ax.plot(*zip(*ok), ls="", marker="o", ms=6, color="#2ca02c", mec="black", zorder=4,
+                label="read returned the latest write", gid="reads|ok")
+    if bad:
+        ax.plot([rd.t for rd in bad], [y_of[rd.value] + offsets.get(rd.loc, 0) for rd in bad], ls="", marker="X",
+                ms=11, color=CHAIN_COLOR, mec="black", zorder=5, label="stale read (lost write)", gid="reads|stale")
+        if annotate:
+            for rd in bad[:4]:
+                ax.annotate(f"{rd.engine} reads {rd.loc} = {_show(rd.value)}\n(latest write: {_show(rd.expected)})",
+                            xy=(rd.t, y_of[rd.value] + offsets.get(rd.loc, 0)), xytext=(8, 14),
+                            textcoords="offset points", fontsize=7, color=CHAIN_COLOR,
+                            arrowprops=dict(arrowstyle="-", color=CHAIN_COLOR, lw=0.6))
+    if h.bf_reads:
+        ax.plot([t for t, _, _ in h.bf_reads], [y_of[val] + offsets[loc] for t, loc, val in h.bf_reads],
+                ls="", marker="D", ms=6, color="#8c564b", mec="black", zorder=4, label="backfill read",
+                gid="backfill|read")
+    if h.bf_writes:
+        ax.plot([t for t, _, _ in h.bf_writes], [y_of[val] + offsets[loc] for t, loc, val in h.bf_writes],
+                ls="", marker="D", ms=8, mfc="white", color="#8c564b", mew=2, zorder=4, label="backfill write",
+                gid="backfill|write")
 
 
 def _first_seen(h: FieldHistory, val: Any) -> float:
@@ -1007,5 +1067,5 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
 
 __all__ = ["PLOT_NAMES", "FieldHistory", "Read", "chain_records", "engine_load", "explaining_plots",
            "field_history", "field_values", "figure_bytes", "load_table", "load_trace", "queue_depth",
-           "queue_table", "release_timeline", "sequence_diagram", "sequence_records", "violations_from_trace",
+           "queue_table", "release_timeline", "sequence_diagram", "sequence_records", "step_text", "violations_from_trace",
            "write_atomic", "write_plots"]

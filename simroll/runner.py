@@ -89,6 +89,11 @@ class RunResult:
 
         return summary_html(self)
 
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        """IPython's plain-text display: one line, not the dataclass repr with every trace record."""
+        p.text(f"RunResult({self.scenario.name!r}, seed={self.seed}, ok={self.ok}, violated={self.violated}, "
+               f"events={self.events}, sim_time={self.sim_time:.3f}, trace_sha256={self.trace_sha256[:16]}...)")
+
     def to_json(self) -> dict[str, Any]:
         """The machine-readable report (``simroll run --json``)."""
         return {
