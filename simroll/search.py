@@ -21,12 +21,13 @@ or setting any remaining choice back to its default, makes the violation go away
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +212,7 @@ class FuzzResult:
             "trace_sha256": self.trace_sha256,
             "seed": self.seed,
             "interrupted": self.interrupted,
+            "first_violation_after": self.first_violation_after,
         }
 
 
@@ -323,7 +325,8 @@ def fuzz(
     made 1-minimal (:func:`minimize`).
 
     Deterministic for a given ``seed`` when ``database`` is None. With a database directory,
-    past failures of this scenario are replayed first. ``progress(phase, runs, best)`` is
+    past failures of this scenario (the minimal schedules simroll saved, and Hypothesis' own
+    example database) are replayed first. ``progress(phase, runs, best)`` is
     called after every simulation. Ctrl-C returns what was found so far, with ``interrupted``.
     """
     if method not in ("hypothesis", "random"):
@@ -361,10 +364,17 @@ def fuzz(
         state["failure"] = (Schedule.default(len(scenario.plan)), baseline.violated[0])
         result.first_violation_after = 1
     else:
+        try:  # past failures of this scenario first, then a random sweep, then Hypothesis
+            for sched in _saved_failures(database, scenario):
+                test(sched)
+        except _Violation:
+            pass
         # "hypothesis" starts with a short random sweep (a tenth of the budget): a dense bug is then
         # found as fast as by random sampling, and Hypothesis' guided generation gets the rest
         sweep = max_examples if method == "random" else max(1, max_examples // 10)
         try:
+            if state["failure"] is not None:
+                raise _Violation
             for sched, _ in zip(_random_schedules(scenario, points, seed), range(sweep)):
                 test(sched)
             if method == "hypothesis" and sweep < max_examples:
@@ -395,9 +405,44 @@ def fuzz(
                            + scenario.description,
         })
         result.found, result.invariant, result.schedule, result.counterexample = True, inv, sched, ce
+        if database:
+            _save_failure(database, scenario, sched)
         result.result = run_scenario(ce)
     result.examples = state["examples"]
     return result
+
+
+def _failures_file(database: str, scenario: Scenario) -> Path:
+    return Path(database) / "simroll-failures" / f"{_digest(scenario).hex()[:32]}.json"
+
+
+def _saved_failures(database: str | None, scenario: Scenario) -> list[Schedule]:
+    """Minimal failing schedules saved by earlier searches of this very scenario."""
+    if not database:
+        return []
+    path = _failures_file(database, scenario)
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        out = []
+        for d in saved:
+            sched = Schedule(tuple(d["order"]), tuple(d["keep"]), tuple(d["pause"]), tuple(d["kill"]),
+                             tuple(tuple(p) for p in d["pins"]), tuple(d["fault"]) if d["fault"] else None)
+            if len(sched.order) == len(scenario.plan):
+                out.append(sched)
+        return out
+    except (OSError, ValueError, KeyError, TypeError):
+        return []  # no file yet, or one we cannot read: the search starts from scratch
+
+
+def _save_failure(database: str, scenario: Scenario, sched: Schedule) -> None:
+    path = _failures_file(database, scenario)
+    saved = [s for s in _saved_failures(database, scenario) if s != sched]
+    saved.insert(0, sched)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".failures.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump([asdict(s) for s in saved[:20]], f)
+    os.replace(tmp, path)  # atomic: an interrupted save leaves the previous file whole
 
 
 def _run_hypothesis(scenario: Scenario, points: dict[str, int], test: Callable[[Schedule], None],
