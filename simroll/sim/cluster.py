@@ -11,6 +11,7 @@ the invariants read them.
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,12 @@ from simroll.model.versions import Version
 from simroll.sim.trace import Trace
 
 _DELAY_LEVELS = 8  # a delay choice takes k/8 of its bound, k in 0..8
+
+
+@functools.lru_cache(maxsize=None)
+def _text(v: Version) -> str:
+    """A version as the trace writes it; cached, as every send writes one."""
+    return str(v)
 
 
 # ------------------------------------------------------------------ compiled releases
@@ -142,6 +149,7 @@ class _Engine:
     wake: Event | None = None  # idle workers wait on this
     cap: Version | None = None
     accepts: dict[Version, bool] = field(default_factory=dict)
+    outcomes: dict[tuple[str, Version, frozenset[str], str | None], Outcome] = field(default_factory=dict)
     stopped_event: Event | None = None
     server_queue: _Queue | None = None
 
@@ -165,6 +173,8 @@ class Simulation:
         self.topic = _Queue(bus.topic)
         self.consumers: list[_Engine] = []  # running engines consuming the topic, in the order they started
         self.rr = 0  # the broker's round-robin position
+        # version-routed bus: the consumers of each version, in consumer order; rebuilt when consumers change
+        self.routed: dict[Version, list[_Engine]] = {}
         self.engines: dict[str, _Engine] = {}
         for i, e in enumerate(scenario.engine_list()):
             eng = _Engine(name=e.name, index=i)
@@ -327,7 +337,7 @@ class Simulation:
         mid = self._next_msg
         self._next_msg = mid + 1
         q = queue if queue is not None else self.topic
-        rec = self.trace.emit(now, "send", engine=sender, msg=mid, method=method, version=str(rule.version),
+        rec = self.trace.emit(now, "send", engine=sender, msg=mid, method=method, version=_text(rule.version),
                               queue=q.name, call=call, row=row)
         msg = Message(mid, method, rule.version, rule.args, rule.namespace, row, call, sender, rec, hop)
         delay = self.latency
@@ -363,7 +373,10 @@ class Simulation:
             return
         consumers = self.consumers
         if self.version_routed:
-            consumers = [e for e in consumers if self._accepts(e, msg.version)]
+            routed = self.routed.get(msg.version)
+            if routed is None:
+                routed = self.routed[msg.version] = [e for e in consumers if self._accepts(e, msg.version)]
+            consumers = routed
         n = len(consumers)
         if n == 0:
             q.held.append(msg)
@@ -421,12 +434,14 @@ class Simulation:
         eng.state = _RUNNING
         eng.generation += 1
         eng.accepts = {}
+        eng.outcomes = {}
         eng.stopped_event = self.env.event()
         eng.cap = self._resolve_cap(rel.cap)
         self.trace.emit(self.env.now, "start", engine=eng.name, release=rel.name, workers=rel.workers,
                         cap=None if eng.cap is None else str(eng.cap), cause=[] if cause is None else [cause])
         eng.procs = [self.env.process(self._worker(eng, slot, eng.generation)) for slot in range(rel.workers)]
         self.consumers.append(eng)
+        self.routed.clear()
         # a new consumer gets what its queues hold (with unlimited prefetch, all of it)
         own, eng.server_queue.held = eng.server_queue.held, deque()  # type: ignore[union-attr]
         for msg in own:
@@ -446,6 +461,7 @@ class Simulation:
     def _leave(self, eng: _Engine) -> None:
         if eng in self.consumers:
             self.consumers.remove(eng)
+            self.routed.clear()
 
     def _stop(self, eng: _Engine, cause: int | None = None) -> Event | None:
         """Graceful stop: take nothing new, finish in-flight work. Returns the stopped event."""
@@ -507,6 +523,7 @@ class Simulation:
         rel: Release = eng.release  # type: ignore[assignment]
         handlers = self.handlers
         backlog = eng.backlog
+        outcomes = eng.outcomes
         try:
             while eng.state == _RUNNING and eng.generation == generation:
                 backlog = eng.backlog
@@ -525,7 +542,11 @@ class Simulation:
                 eng.inflight[slot] = msg
                 now = env.now
                 recv = emit(now, "recv", engine=eng.name, msg=msg.id, wait=now - msg.enqueued, cause=[msg.send_rec])
-                outcome = dispatch(rel.endpoints, msg.method, msg.version, msg.args, msg.namespace)
+                # dispatch is pure: cache its outcome per kind of message, for this start of the engine
+                key = (msg.method, msg.version, msg.args, msg.namespace)
+                outcome = outcomes.get(key)
+                if outcome is None:
+                    outcome = outcomes[key] = dispatch(rel.endpoints, *key)
                 if outcome is not Outcome.HANDLED:
                     del eng.inflight[slot]
                     emit(now, "reject", engine=eng.name, msg=msg.id, error=outcome.value, method=msg.method,
@@ -618,12 +639,13 @@ class Simulation:
         total = sum(weights)
         single = len(methods) == 1
         call = wl.kind == "call"
-        gap = 1.0 / wl.rate
+        rate, stop, poisson = wl.rate, wl.stop, wl.arrivals == "poisson"
+        gap = 1.0 / rate
         if wl.start > 0:
             yield env.timeout(wl.start)
         while True:
-            d = round(rng.expovariate(wl.rate), 6) if wl.arrivals == "poisson" else gap
-            if env.now + d >= wl.stop:
+            d = round(rng.expovariate(rate), 6) if poisson else gap
+            if env.now + d >= stop:
                 return
             yield env.timeout(d)
             if single:
