@@ -11,7 +11,7 @@ from simroll.errors import SimrollError, UsageError
 from simroll.loader import load_scenario, scenario_json_schema
 from simroll.model.spec import Scenario
 from simroll.report import format_text
-from simroll.runner import run_scenario
+from simroll.runner import first_difference, run_scenario
 
 
 def _with_limits(s: Scenario, args: argparse.Namespace) -> Scenario:
@@ -34,7 +34,7 @@ def _positive(kind):
             v = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if v <= 0:
+        if not v > 0:  # also refuses nan
             raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
         return v
     return parse
@@ -54,12 +54,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     scenario = _with_limits(load_scenario(args.scenario), args)
     _check_new_file(args.trace, args.force, "--trace")
     _check_new_file(args.html, args.force, "--html")
-    result = run_scenario(scenario, seed=args.seed, trace_path=args.trace)
+    result = run_scenario(scenario, seed=args.seed, trace_path=args.trace, overwrite=args.force)
     if args.check_determinism:
         again = run_scenario(scenario, seed=args.seed)
         if again.trace_sha256 != result.trace_sha256:
-            print(f"simroll: determinism check FAILED: two runs of {args.scenario} with seed {result.seed} gave "
-                  f"traces {result.trace_sha256} and {again.trace_sha256}", file=sys.stderr)
+            print(f"simroll: DETERMINISM CHECK FAILED: two runs of {args.scenario} with seed {result.seed} gave "
+                  f"different traces ({result.trace_sha256} and {again.trace_sha256}); "
+                  f"{first_difference(result, again)}. This is a bug in simroll: please report it with the "
+                  "scenario file.", file=sys.stderr)
             return 3
     if args.json:
         out = result.to_json()
@@ -150,11 +152,16 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     def on_term(signum, frame):  # SIGTERM: stop like Ctrl-C, keeping what was found
         raise KeyboardInterrupt
 
+    from simroll.parallel import make_executor
+
     previous = signal.signal(signal.SIGTERM, on_term)
     show = _progress_printer()
+    executor = make_executor(args.workers, args.dask)
     try:
-        fr = fuzz(scenario, max_examples=args.max_examples, seed=args.seed, database=database, progress=show)
+        fr = fuzz(scenario, max_examples=args.max_examples, seed=args.seed, database=database, progress=show,
+                  executor=executor)
     finally:
+        executor.close()
         signal.signal(signal.SIGTERM, previous)
         if show is not None:
             print("\r\x1b[K", end="", file=sys.stderr, flush=True)
@@ -174,6 +181,28 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     if fr.interrupted and not fr.found:
         return 130
     return 1 if fr.found else 0
+
+
+def cmd_expand(args: argparse.Namespace) -> int:
+    from simroll.loader import dump_scenario
+
+    print(dump_scenario(load_scenario(args.scenario)), end="")
+    return 0
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    from simroll.matrix import build_matrix
+
+    matrix = build_matrix(args.dir, fuzz=args.fuzz, seed=args.seed)
+    command = " ".join(["simroll matrix", args.dir] + (["--fuzz", str(args.fuzz)] if args.fuzz else [])
+                       + (["--out", args.out] if args.out else []))
+    if args.out:
+        matrix.write(args.out, force=args.force, command=command)
+    if args.json:
+        print(json.dumps(matrix.to_json(), indent=2))
+    else:
+        print(matrix.to_markdown(command), end="")
+    return 0
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -224,7 +253,25 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--db", metavar="DIR", help="Hypothesis example database: past failures are replayed first "
                    "(default: .simroll/hypothesis if that directory exists and CI is not set)")
     f.add_argument("--no-db", action="store_true", help="use no example database")
+    f.add_argument("--workers", type=_positive(int), default=1,
+                   help="local processes for the random sweep and the minimisation (same result for any number)")
+    f.add_argument("--dask", metavar="ADDRESS", help="run them on this Dask scheduler instead (extra: dask)")
     f.set_defaults(fn=cmd_fuzz)
+
+    e = sub.add_parser("expand", help="print a scenario with its patterns expanded (releases, plan steps), as YAML")
+    e.add_argument("scenario", help="scenario file (YAML)")
+    e.set_defaults(fn=cmd_expand)
+
+    m = sub.add_parser("matrix", help="the safety matrix: each scenario in DIR under each plan or fault family "
+                                      "and both delivery models")
+    m.add_argument("dir", metavar="DIR", help="directory of scenario files (*.yaml)")
+    m.add_argument("--out", metavar="PREFIX", help="write PREFIX.md, PREFIX.json and PREFIX.replays/*.yaml")
+    m.add_argument("--json", action="store_true", help="print the matrix as JSON instead of Markdown")
+    m.add_argument("--fuzz", type=_positive(int), default=None, metavar="N",
+                   help="also search each cell whose default run holds (N examples)")
+    m.add_argument("--seed", type=_seed, default=0, help="seed of --fuzz (default 0)")
+    m.add_argument("--force", action="store_true", help="overwrite output files that exist")
+    m.set_defaults(fn=cmd_matrix)
     return p
 
 

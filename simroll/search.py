@@ -39,6 +39,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 
 from simroll.loader import dump_scenario
 from simroll.model.spec import ChoiceSpec, FaultSpec, Scenario, SearchSpec, StepSpec
+from simroll.parallel import Executor
 from simroll.runner import RunResult, run_scenario
 
 PAUSE_LEVELS = 16  # a pause choice adds k/16 of max_pause, k in 0..16
@@ -160,16 +161,23 @@ def _schedules(scenario: Scenario, points: dict[str, int]) -> st.SearchStrategy[
     return build()
 
 
-def _random_schedules(scenario: Scenario, points: dict[str, int], seed: int):
-    rng = random.Random(seed)
+def _random_schedule(scenario: Scenario, points: dict[str, int], seed: int, index: int) -> Schedule:
+    """The ``index``-th schedule of the random sweep: its own seeded generator, so any worker can
+    draw it and the sweep's outcome does not depend on who evaluated what."""
+    rng = random.Random(f"simroll-sweep/{seed}/{index}")
 
     def permute(items: list[int]) -> list[int]:
         out = list(items)
         rng.shuffle(out)
         return out
 
-    while True:
-        yield _build_schedule(scenario, points, rng.randint, permute)
+    return _build_schedule(scenario, points, rng.randint, permute)
+
+
+def _evaluate(job: tuple[Scenario, Schedule]) -> tuple[list[str], dict[str, float]]:
+    """Run one schedule (in any process): the invariants it violates, and the scores."""
+    res = run_scenario(apply_schedule(*job), keep_trace=False)
+    return res.violated, res.scores
 
 
 @dataclass
@@ -256,15 +264,15 @@ def _violation_type(name: str) -> type[_Violation]:
     return t
 
 
-def _violates(scenario: Scenario, sched: Schedule, invariant: str) -> bool:
-    return invariant in run_scenario(apply_schedule(scenario, sched), keep_trace=False).violated
-
-
 def minimize(scenario: Scenario, sched: Schedule, invariant: str,
-             on_run: Callable[[], None] | None = None) -> Schedule:
+             on_run: Callable[[], None] | None = None, executor: Executor | None = None) -> Schedule:
     """Greedy 1-minimisation within the scenario's search space: drop steps (if the space allows
     it), zero pauses, undo kills, unpin choices, undo the extra fault and the reordering, one at
-    a time, while ``invariant`` stays violated."""
+    a time, while ``invariant`` stays violated. Each round takes the first candidate, in a fixed
+    order, that still fails; with an executor, candidates are run a batch at a time in parallel
+    and the result is the same."""
+    executor = executor or Executor()
+    batch = 1 if executor.workers == 1 else 2 * executor.workers
 
     may_drop = search_space(scenario).drop_steps
 
@@ -294,12 +302,17 @@ def minimize(scenario: Scenario, sched: Schedule, invariant: str,
     improved = True
     while improved:
         improved = False
-        for cand in candidates(sched):
-            if on_run is not None:
-                on_run()
-            if _violates(scenario, cand, invariant):
-                sched = cand
-                improved = True
+        pending = list(candidates(sched))
+        for start in range(0, len(pending), batch):
+            chunk = pending[start:start + batch]
+            outcomes = executor.map(_evaluate, [(scenario, c) for c in chunk])
+            for cand, (violated, _) in zip(chunk, outcomes):
+                if on_run is not None:
+                    on_run()
+                if invariant in violated:
+                    sched, improved = cand, True
+                    break
+            if improved:
                 break
     return sched
 
@@ -315,6 +328,7 @@ def fuzz(
     database: str | None = None,
     progress: Callable[[str, int, dict[str, float]], None] | None = None,
     method: str = "hypothesis",
+    executor: Executor | None = None,
 ) -> FuzzResult:
     """Search ``scenario``'s space for a schedule that violates one of its invariants.
 
@@ -328,7 +342,12 @@ def fuzz(
     past failures of this scenario (the minimal schedules simroll saved, and Hypothesis' own
     example database) are replayed first. ``progress(phase, runs, best)`` is
     called after every simulation. Ctrl-C returns what was found so far, with ``interrupted``.
+
+    ``executor`` (see :mod:`simroll.parallel`) runs the random sweep and the minimisation on
+    many workers; the Hypothesis phase runs here. The first violation of the sweep is the one
+    with the lowest index, so the counterexample does not depend on the number of workers.
     """
+    executor = executor or Executor()
     if method not in ("hypothesis", "random"):
         raise ValueError(f"method={method!r}: expected 'hypothesis' or 'random'")
     t0 = time.perf_counter()
@@ -341,17 +360,17 @@ def fuzz(
         if progress is not None:
             progress(state["phase"], state["examples"], state["best"])
 
-    def test(sched: Schedule) -> None:
+    def test(sched: Schedule, outcome: tuple[list[str], dict[str, float]] | None = None) -> None:
         state["examples"] += 1
-        res = run_scenario(apply_schedule(scenario, sched), keep_trace=False)
-        for name, score in res.scores.items():
+        violated, scores = outcome if outcome is not None else _evaluate((scenario, sched))
+        for name, score in scores.items():
             if score > state["best"].get(name, 0.0):
                 state["best"][name] = score
             if currently_in_test_context():  # Hypothesis is generating (not the random sweep)
                 hypothesis.target(score, label=name)
         tick()
-        if not res.ok:
-            inv = res.violated[0]
+        if violated:
+            inv = violated[0]
             if state["failure"] is None:
                 result.first_violation_after = state["examples"]
                 result.search_seconds = time.perf_counter() - t0
@@ -375,8 +394,11 @@ def fuzz(
         try:
             if state["failure"] is not None:
                 raise _Violation
-            for sched, _ in zip(_random_schedules(scenario, points, seed), range(sweep)):
-                test(sched)
+            batch = 1 if executor.workers == 1 else 4 * executor.workers
+            for start in range(0, sweep, batch):
+                scheds = [_random_schedule(scenario, points, seed, i) for i in range(start, min(sweep, start + batch))]
+                for sched, outcome in zip(scheds, executor.map(_evaluate, [(scenario, x) for x in scheds])):
+                    test(sched, outcome)
             if method == "hypothesis" and sweep < max_examples:
                 _run_hypothesis(scenario, points, test, max_examples - sweep, seed, database)
         except _Violation:
@@ -394,7 +416,7 @@ def fuzz(
             tick()
 
         try:
-            sched = minimize(scenario, sched, inv, count)
+            sched = minimize(scenario, sched, inv, count, executor)
         except KeyboardInterrupt:
             result.interrupted = True
         result.shrink_seconds = time.perf_counter() - t0 - result.search_seconds
@@ -453,7 +475,7 @@ def _run_hypothesis(scenario: Scenario, points: dict[str, int], test: Callable[[
         suppress_health_check=list(HealthCheck),
         phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
         report_multiple_bugs=False, verbosity=hypothesis.Verbosity.quiet, print_blob=False,
-    )(hypothesis.given(_schedules(scenario, points))(test)))
+    )(hypothesis.given(_schedules(scenario, points))(lambda sched: test(sched))))
     # past failures are stored per scenario, not per (identical) wrapper function
     wrapped._hypothesis_internal_database_key = _digest(scenario)  # type: ignore[attr-defined]
     wrapped()

@@ -1,0 +1,44 @@
+"""The search on many workers gives what it gives on one: locally and on a Dask cluster."""
+
+import pytest
+from conftest import SCENARIOS
+
+from simroll import load_scenario
+from simroll.parallel import make_executor
+from simroll.search import fuzz
+
+pytestmark = pytest.mark.slow
+
+
+def outcome(result):
+    return (result.found, result.invariant, result.examples, result.trace_sha256, result.steps, result.schedule)
+
+
+@pytest.mark.parametrize("name", ["fuzz_backfill_race", "fuzz_last_legacy"])
+def test_one_and_two_local_workers_find_the_same_counterexample(name):
+    scenario = load_scenario(SCENARIOS / f"{name}.yaml")
+    serial = fuzz(scenario, max_examples=100, seed=4)
+    with make_executor(workers=2) as ex:
+        parallel = fuzz(scenario, max_examples=100, seed=4, executor=ex)
+    assert serial.found
+    assert outcome(parallel) == outcome(serial)
+
+
+def test_dask_cluster_finds_the_same_counterexample():
+    distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
+    scenario = load_scenario(SCENARIOS / "fuzz_backfill_race.yaml")
+    serial = fuzz(scenario, max_examples=100, seed=4)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
+                                  processes=True) as cluster:
+        with make_executor(dask=cluster.scheduler_address) as ex:
+            assert ex.workers == 2
+            on_dask = fuzz(scenario, max_examples=100, seed=4, executor=ex)
+    assert outcome(on_dask) == outcome(serial)
+
+
+def test_unreachable_dask_scheduler_is_a_clear_error():
+    pytest.importorskip("distributed", reason="the dask extra is not installed")
+    from simroll.errors import UsageError
+
+    with pytest.raises(UsageError, match="cannot reach the scheduler"):
+        make_executor(dask="tcp://127.0.0.1:9")
