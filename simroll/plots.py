@@ -159,14 +159,16 @@ def _legend_outside(ax, **kw) -> None:
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8, **kw)
 
 
-def _mark_violations(ax, run: _Run, label: bool = True) -> None:
-    """A red line at the first violation, red ticks at the others (those that were kept)."""
+def _mark_violations(ax, run: _Run, label: bool = True, within: tuple[float, float] | None = None) -> None:
+    """A red line at the first violation, red ticks at the others (those that were kept); ``within``
+    limits the ticks to a time window (they are drawn outside the clip box, below the axis)."""
     if not run.violations:
         return
     first = run.violations[0]
     ax.axvline(first.time, color=CHAIN_COLOR, lw=1.5, ls="-", zorder=5,
                label=f"first violation ({first.invariant}, t={first.time:.1f} s)" if label else None)
-    rest = sorted({v.time for v in run.violations[1:]})
+    lo, hi = within if within is not None else (float("-inf"), float("inf"))
+    rest = sorted({v.time for v in run.violations[1:] if lo <= v.time <= hi})
     if rest:
         ax.plot(rest, [0.0] * len(rest), ls="", marker="^", ms=5, color=CHAIN_COLOR, zorder=5,
                 transform=ax.get_xaxis_transform(), clip_on=False,
@@ -883,7 +885,7 @@ def field_values(source: Source, subject: str | None = None) -> Figure:
             ax, axz = fig.subplots(2, 1, gridspec_kw={"height_ratios": [height, 3.4]})
         else:
             ax, axz = fig.add_subplot(), None
-        _draw_history(ax, h, y_of, end, annotate=zoom is None)
+        _draw_history(ax, h, y_of, end, annotate=None if zoom else (0.0, end))
         labels = ["empty" if val is None else str(val) for val in order]
         step = max(1, len(order) // 30)
         ax.set_yticks(range(0, len(order), step), labels[::step])
@@ -899,17 +901,17 @@ def field_values(source: Source, subject: str | None = None) -> Figure:
             t0, t1 = zoom
             ax.axvspan(t0, t1, color="#ffe9a8", alpha=0.5, zorder=0, label="zoomed below")
             _legend_outside(ax)
-            _draw_history(axz, h, y_of, end, annotate=True)
+            _draw_history(axz, h, y_of, end, annotate=zoom)
             seen = [y_of[v] for seq in h.cells.values() for a, b, v in _segments(seq, end)
                     if v != DROPPED and a <= t1 and b >= t0]
             seen += [y_of[rd.value] for rd in h.reads if t0 <= rd.t <= t1]
             seen += [y_of[v] for t, v in h.latest if t0 <= t <= t1]
             lo, hi = min(seen, default=0), max(seen, default=len(order) - 1)
-            ticks = list(range(lo, hi + 1))
+            ticks = list(range(lo, hi + 1))[::max(1, (hi - lo) // 12 + 1)]  # at most a dozen labels
             axz.set_yticks(ticks, [labels[k] for k in ticks])
             axz.set_ylim(lo - 0.6, hi + 0.6)
             axz.set_xlim(t0, t1)
-            _mark_violations(axz, run, label=False)
+            _mark_violations(axz, run, label=False, within=zoom)
             axz.set_xlabel("simulated time (s)")
             axz.set_ylabel("value held")
             axz.set_title(f"Close-up: {t0:.2f} s to {t1:.2f} s, the last changes before the violation", fontsize=9)
@@ -918,8 +920,8 @@ def field_values(source: Source, subject: str | None = None) -> Figure:
 
 
 def _zoom_window(run: _Run, h: FieldHistory, end: float, changes: int = 5) -> tuple[float, float] | None:
-    """A window over the last ``changes`` changes before the field's first violation, or None when that
-    window would show most of the run anyway."""
+    """A window over the last ``changes`` changes before the field's first violation (and the backfill's
+    last read of the row), or None when the full history already shows them legibly."""
     subject = f"{h.field}[{h.row}]"
     times = [v.time for v in run.violations if v.invariant == "no-lost-write" and v.subject == subject]
     if not times:
@@ -930,13 +932,19 @@ def _zoom_window(run: _Run, h: FieldHistory, end: float, changes: int = 5) -> tu
     if len(events) < 2:
         return None
     t0 = events[max(0, len(events) - changes)]
+    copies = [t for t, _, _ in h.bf_reads if t <= tv]
+    if copies:  # the backfill's last read of the row belongs in the picture: it may be the stale copy
+        t0 = min(t0, copies[-1])
     margin = max((tv - t0) * 0.15, end * 0.003)
     window = (max(0.0, t0 - margin), min(end, tv + margin))
-    return window if window[1] - window[0] < 0.4 * end else None
+    # zoom only where the main panel crowds those changes into less than an eighth of its width
+    return window if window[1] - window[0] < 0.125 * end else None
 
 
-def _draw_history(ax, h: FieldHistory, y_of: dict[Any, int], end: float, annotate: bool) -> None:
-    """The lines and markers of :func:`field_values` on one axes."""
+def _draw_history(ax, h: FieldHistory, y_of: dict[Any, int], end: float,
+                  annotate: tuple[float, float] | None) -> None:
+    """The lines and markers of :func:`field_values` on one axes; the first stale reads within the
+    ``annotate`` time window get a label."""
     colors = _engine_colors(list(h.cells))
     offsets = {loc: 0.12 * (k - (len(h.cells) - 1) / 2) for k, loc in enumerate(h.cells)}
     if h.latest:
@@ -970,8 +978,8 @@ def _draw_history(ax, h: FieldHistory, y_of: dict[Any, int], end: float, annotat
     if bad:
         ax.plot([rd.t for rd in bad], [y_of[rd.value] + offsets.get(rd.loc, 0) for rd in bad], ls="", marker="X",
                 ms=11, color=CHAIN_COLOR, mec="black", zorder=5, label="stale read (lost write)", gid="reads|stale")
-        if annotate:
-            for rd in bad[:4]:
+        if annotate is not None:
+            for rd in [rd for rd in bad if annotate[0] <= rd.t <= annotate[1]][:4]:
                 ax.annotate(f"{rd.engine} reads {rd.loc} = {_show(rd.value)}\n(latest write: {_show(rd.expected)})",
                             xy=(rd.t, y_of[rd.value] + offsets.get(rd.loc, 0)), xytext=(8, 14),
                             textcoords="offset points", fontsize=7, color=CHAIN_COLOR,

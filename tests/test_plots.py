@@ -282,3 +282,38 @@ def test_cli_plot_and_run_plots(capsys, tmp_path):
     err = capsys.readouterr().err
     assert err.startswith(f"simroll: {bad}: line 2: not JSON") and "Traceback" not in err
     assert main(["plot", str(src), "--out", str(tmp_path / "s"), "--seed", "2"]) == 0
+
+
+def test_field_values_marks_the_backfill_that_copies_a_stale_value():
+    # One plus1 engine (reads the old column, writes both); casts at t=1 and t=2, 0.1 s each:
+    # it writes v0 at 1.1 and v1 at 2.1. The backfill starts at 1.2, reads row 0 at 1.7 (v0),
+    # waits 1 s and writes v0 into the new column at 2.7 -- over the newer v1.
+    s = scenario(LOST, database="""
+        tables: {resource: [id, properties], resource_new: [id, data]}
+        rows: 1
+        initial: {props: [resource.properties]}
+        canonical: {props: resource_new.data}
+        """, engines="{count: 1, release: new}", releases="""
+        new:
+          rpc: {endpoints: [{version: "1.0", methods: {op: [x]}}]}
+          data: {props: {read: resource.properties, write: [resource.properties, resource_new.data]}}
+          service_time: 0.1
+        """, workload="""
+        {rate: 1.0, arrivals: periodic, stop: 2.5, operations: {op: 1}, kind: cast,
+         handlers: {op: {read: [props], write: [props]}}}
+        """, plan="[{after: 1.2, backfill: {from: resource.properties, to: resource_new.data, rate: 2, gap: 1.0}}]")
+    res = simroll.run_scenario(s)
+    assert [(v.time, v.subject) for v in res.violations] == [(pytest.approx(2.7), "props[0]")]
+    h = plots.field_history(res)
+    cell = h.cells["resource_new.data"]
+    assert [v for _, v in cell] == [None, "v0", "v1", "v0"]
+    assert [t for t, _ in cell] == pytest.approx([0.0, 1.1, 2.1, 2.7])
+    assert [(round(t, 6), loc, v) for t, loc, v in h.bf_reads] == [(1.7, "resource.properties", "v0")]
+    assert [(round(t, 6), loc, v) for t, loc, v in h.bf_writes] == [(2.7, "resource_new.data", "v0")]
+    ax = plots.field_values(res).axes[0]
+    (bf_read,) = _gid(ax, "backfill|read")
+    (bf_write,) = _gid(ax, "backfill|write")
+    assert list(bf_read.get_xdata()) == pytest.approx([1.7]) and list(bf_write.get_xdata()) == pytest.approx([2.7])
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["empty", "init0", "v0", "v1"]
+    assert round(bf_write.get_ydata()[0]) == labels.index("v0")  # the new column falls back to v0
