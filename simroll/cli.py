@@ -12,6 +12,7 @@ from simroll.loader import load_scenario, scenario_json_schema
 from simroll.model.spec import Scenario
 from simroll.report import format_text
 from simroll.runner import first_difference, run_scenario
+from simroll.sweep import METRICS
 
 
 def _with_limits(s: Scenario, args: argparse.Namespace) -> Scenario:
@@ -205,6 +206,32 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from simroll.parallel import make_executor
+    from simroll.sweep import SweepParam, run_sweep
+
+    scenario = load_scenario(args.scenario)
+    params = [SweepParam.parse(text) for text in args.param]
+    if args.out:  # refuse existing outputs before the long part
+        from simroll._io import check_new_file
+        from simroll.sweep import output_paths
+
+        for path in output_paths(args.out).values():
+            check_new_file(path, args.force)
+    with make_executor(args.workers, args.dask) as executor:
+        result = run_sweep(scenario, params, seeds=args.seeds, executor=executor, source=args.scenario)
+    command = " ".join(["simroll sweep", args.scenario] + [f"--param {t}" for t in args.param]
+                       + (["--seeds", str(args.seeds)] if args.seeds else []))
+    if args.out:
+        for path in result.write(args.out, force=args.force, metric=args.metric, command=command):
+            print(f"simroll: wrote {path}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(result.to_markdown(command), end="")
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     print(json.dumps(scenario_json_schema(), indent=2))
     return 0
@@ -272,6 +299,24 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--seed", type=_seed, default=0, help="seed of --fuzz (default 0)")
     m.add_argument("--force", action="store_true", help="overwrite output files that exist")
     m.set_defaults(fn=cmd_matrix)
+
+    sw = sub.add_parser("sweep", help="run a grid of scenario parameters; print a table, write it and a heatmap")
+    sw.add_argument("scenario", help="scenario file (YAML)")
+    sw.add_argument("--param", action="append", required=True, metavar="KEY=V1,V2,...",
+                    help="a path into the scenario and its values, e.g. engines.count=3,5,10 or "
+                    "plan[1].wait=0,30,60 (repeat for more parameters; the first varies slowest)")
+    sw.add_argument("--seeds", type=_positive(int), default=None, metavar="N",
+                    help="run each cell with seeds 0..N-1 and report the worst and the median "
+                    "(default: once, with the scenario's seed)")
+    sw.add_argument("--metric", default="worst_wait",
+                    choices=tuple(METRICS),
+                    help="what the heatmap shows over the first two parameters (default worst_wait)")
+    sw.add_argument("--workers", type=_positive(int), default=1, help="local processes (same table for any number)")
+    sw.add_argument("--dask", metavar="ADDRESS", help="run on this Dask scheduler instead (extra: dask)")
+    sw.add_argument("--out", metavar="PREFIX", help="write PREFIX.md, PREFIX.json, PREFIX.csv and the heatmap PREFIX.png")
+    sw.add_argument("--json", action="store_true", help="print the table as JSON instead of Markdown")
+    sw.add_argument("--force", action="store_true", help="overwrite output files that exist")
+    sw.set_defaults(fn=cmd_sweep)
     return p
 
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from simroll.errors import ScenarioError
 from simroll.model.spec import STEP_ACTIONS, Scenario
+from simroll.patterns import add_patterns_schema, expand_patterns
 
 MAX_BYTES = 1_000_000
 MAX_NODES = 200_000  # after alias expansion
@@ -246,6 +247,7 @@ def load_scenario_text(text: str | bytes, source: str = "<string>") -> Scenario:
     if any(not isinstance(k, str) for k in data):
         raise ScenarioError(source, "document", "every top-level key must be a string")
     data = _fix_versions(data)
+    data = expand_patterns(data, source, lambda loc: _line_of(root, loc))  # the founding thread's patterns
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as e:
@@ -415,6 +417,7 @@ def scenario_json_schema() -> dict[str, Any]:
     schema = Scenario.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "simroll scenario"
+    add_patterns_schema(schema)
     return schema
 
 
