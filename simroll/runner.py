@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import io
+import contextlib
 import os
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import networkx as nx
 
+from simroll._io import atomic_open
 from simroll.causality import causal_chains, happens_before
 from simroll.invariants import InvariantResult, Violation, make_checkers
 from simroll.model.spec import Scenario
@@ -115,42 +114,40 @@ class RunResult:
         }
 
 
+def first_difference(a: RunResult, b: RunResult) -> str:
+    """Where two runs' traces part (for ``--check-determinism``): the first record that differs."""
+    ra, rb = a.trace(), b.trace()
+    for x, y in zip(ra, rb):
+        if x != y:
+            return f"they first differ at record #{x['i']}: {str(x)[:300]} vs {str(y)[:300]}"
+    return f"one trace has {len(ra)} records, the other {len(rb)}"
+
+
 def run_scenario(
     scenario: Scenario,
     seed: int | None = None,
     pinned: dict[tuple[str, int], int] | None = None,
     keep_trace: bool = True,
     trace_path: str | os.PathLike[str] | None = None,
+    overwrite: bool = True,
 ) -> RunResult:
     """Run ``scenario`` once with ``seed`` (default: the scenario's) and check its invariants.
 
     ``pinned`` adds to the scenario's own pinned choices. With ``trace_path`` the trace is
-    streamed to that file (written atomically); with ``keep_trace=False`` it is not held in memory.
+    streamed to that file, written atomically (:func:`simroll._io.atomic_open`: an interrupted
+    run leaves no partial file; ``overwrite=False`` refuses an existing one with a UsageError);
+    with ``keep_trace=False`` it is not held in memory.
     """
     seed = scenario.seed if seed is None else seed
     choices = {(c.kind, c.at): c.pick for c in scenario.choices}
     choices.update(pinned or {})
-    stream: io.TextIOBase | None = None
-    tmp = None
-    if trace_path is not None:
-        target = Path(trace_path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
-        stream = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
-    try:
+    with contextlib.ExitStack() as files:
+        stream = None if trace_path is None else files.enter_context(atomic_open(trace_path, force=overwrite))
         trace = Trace(keep=keep_trace, stream=stream)
         checkers = make_checkers(scenario.invariants.enabled())
         for c in checkers:
             trace.subscribe(c.kinds, c.observe)
         sim, trace = simulate(scenario, seed, choices, trace)
-        if stream is not None:
-            stream.close()
-            os.replace(tmp, trace_path)  # type: ignore[arg-type]
-            tmp = None
-    finally:
-        if tmp is not None:
-            if stream is not None and not stream.closed:
-                stream.close()
-            os.unlink(tmp)
     return RunResult(
         scenario=scenario,
         seed=seed,
