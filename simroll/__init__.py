@@ -8,6 +8,9 @@ The public API, for scripts and notebooks::
     result.ok, result.violations, result.trace_sha256
     found = simroll.fuzz(scenario, max_examples=200, seed=0)   # search for a breaking schedule
     found.found, found.steps, found.counterexample
+    matrix = simroll.build_matrix("scenarios/patterns")  # each pattern x plan/fault family x delivery
+    table = simroll.run_sweep(scenario, ["engines.count=3,5", "bus.delivery=oslo,version-routed"])
+    table.to_markdown(), table.heatmap("worst_wait")   # a grid of variants; see simroll.sweep
     simroll.release_timeline(result)          # a matplotlib Figure; see simroll.plots
     simroll.write_html(result, "report.html")  # a self-contained page
 """
@@ -16,12 +19,15 @@ from simroll.chooser import Chooser
 from simroll.errors import LimitExceeded, ScenarioError, SimrollError, UsageError
 from simroll.invariants import INVARIANTS, Violation
 from simroll.loader import dump_scenario, load_scenario, load_scenario_text, scenario_json_schema
+from simroll.matrix import Matrix, build_matrix
 from simroll.model.rpc import Outcome, dispatch
 from simroll.model.spec import Scenario
 from simroll.model.versions import Version, is_compatible
+from simroll.patterns import expand_patterns
 from simroll.report import format_text
 from simroll.runner import RunResult, run_scenario
 from simroll.search import FuzzResult, Schedule, apply_schedule, fuzz
+from simroll.sweep import Sweep, SweepParam, run_sweep
 from simroll.sim.trace import read_trace
 
 __version__ = "0.1.0"
@@ -31,6 +37,9 @@ __all__ = [
     "FuzzResult",
     "Schedule",
     "apply_schedule",
+    "build_matrix",
+    "expand_patterns",
+    "Matrix",
     "fuzz",
     "INVARIANTS",
     "LimitExceeded",
@@ -51,6 +60,9 @@ __all__ = [
     "read_trace",
     "run_scenario",
     "scenario_json_schema",
+    "Sweep",
+    "SweepParam",
+    "run_sweep",
     # plots and HTML (loaded on first use, see __getattr__)
     "engine_load",
     "field_values",
