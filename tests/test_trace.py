@@ -1,15 +1,16 @@
-"""The trace's JSON lines: the fast formatters of hot record kinds write what the json module writes."""
+"""The trace's JSON lines: the fast methods of the hot record kinds write what the json module writes."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 
 import pytest
 
 import simroll
-from simroll.sim.trace import Trace, encode_record
+from simroll.sim.trace import Trace
 
 
 def reference(rec: dict) -> str:
@@ -17,64 +18,91 @@ def reference(rec: dict) -> str:
     return json.dumps(rec, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def test_every_record_of_every_bundled_scenario_encodes_as_json_does(bundled):
+def lines_of(build) -> tuple[list[str], list[dict], str]:
+    """Run ``build(trace)`` on a kept, streamed trace; returns its lines, records and sha256."""
+    out = io.StringIO()
+    trace = Trace(keep=True, stream=out)
+    build(trace)
+    return out.getvalue().split("\n")[:-1], trace.records, trace.sha256
+
+
+def test_every_line_of_every_bundled_scenario_is_the_json_of_its_record(bundled, tmp_path):
     seen = set()
-    for path in bundled:
-        result = simroll.run_scenario(simroll.load_scenario(path), seed=7)
-        text = "".join(encode_record(r) + "\n" for r in result.records)
-        assert text == "".join(reference(r) + "\n" for r in result.records)
-        assert hashlib.sha256(text.encode()).hexdigest() == result.trace_sha256
+    for n, path in enumerate(bundled):
+        trace_path = tmp_path / f"{n}.jsonl"
+        result = simroll.run_scenario(simroll.load_scenario(path), seed=7, trace_path=trace_path)
+        data = trace_path.read_bytes()
+        assert hashlib.sha256(data).hexdigest() == result.trace_sha256
+        lines = data.decode().split("\n")[:-1]
+        assert lines == [reference(r) for r in result.records]
         seen.update(r["kind"] for r in result.records)
     assert {"send", "recv", "done", "read", "write"} <= seen
 
 
 HOT = [
-    {"i": 0, "t": 0, "kind": "send", "engine": "client", "msg": 0, "method": "m", "version": "1.0",
-     "queue": "engine", "call": True, "row": 3},
-    {"i": 5, "t": 0.1 + 0.2, "kind": "recv", "engine": "e-1", "msg": 2, "wait": 0, "cause": [1]},
-    {"i": 6, "t": 1e-7, "kind": "recv", "engine": "e-1", "msg": 2, "wait": 2.5e16, "cause": [1, 4]},
-    {"i": 7, "t": -0.0, "kind": "done", "engine": "e-1", "msg": 2, "ok": False},
-    {"i": 8, "t": 3.0, "kind": "read", "engine": "e-1", "msg": 2, "field": "f", "row": 0, "loc": "a.b",
-     "value": None, "cause": []},
-    {"i": 9, "t": 3.0, "kind": "write", "engine": "é\"\\\n\u2028", "msg": 2, "field": "f", "row": 0,
-     "value": "v1", "locs": ["a.b", "c.d"], "trig": []},
+    ("send", dict(t=0, engine="client", msg=0, method="m", version="1.0", queue="engine", call=True, row=3)),
+    ("recv", dict(t=0.1 + 0.2, engine="e-1", msg=2, wait=0, cause=[1])),
+    ("recv", dict(t=1e-7, engine="e-1", msg=2, wait=2.5e16, cause=[1, 4])),
+    ("done", dict(t=-0.0, engine="e-1", msg=2, ok=False)),
+    ("read", dict(t=3.0, engine="e-1", msg=2, field="f", row=0, loc="a.b", value=None, cause=[])),
+    ("read", dict(t=3.0, engine="e-1", msg=2, field="f", row=0, loc="a.b", value="v1", cause=[7])),
+    ("write", dict(t=3.0, engine="é\"\\\n\u2028", msg=2, field="f", row=0, value="v1", locs=["a.b", "c.d"],
+                   trig=[])),
 ]
 
 
-@pytest.mark.parametrize("rec", HOT, ids=lambda r: r["kind"])
-def test_hot_kinds_match_json_including_ints_for_times_and_escapes(rec):
-    assert encode_record(rec) == reference(rec)
+def _emit_both(kind: str, fields: dict):
+    fields = dict(fields)
+    t = fields.pop("t")
+    fast = lines_of(lambda tr: getattr(tr, kind)(t, **fields))
+    generic = lines_of(lambda tr: tr.emit(t, kind, **fields))
+    return fast, generic
 
 
-@pytest.mark.parametrize("change", [
-    {"msg": True},  # a bool where an int belongs: json writes true
-    {"row": 2.0},  # a float where an int belongs
-    {"extra": [1, {"x": None}]},  # an unexpected key
-    {"engine": None},  # not a string
+@pytest.mark.parametrize("kind,fields", HOT, ids=[k for k, _ in HOT])
+def test_hot_kinds_write_the_record_emit_writes_and_json_would(kind, fields):
+    (fast_lines, fast_recs, fast_sha), (lines, recs, sha) = _emit_both(kind, fields)
+    assert fast_recs == recs == [dict(i=0, t=fields["t"], kind=kind, **{k: v for k, v in fields.items() if k != "t"})]
+    assert list(fast_recs[0]) == list(recs[0])  # same key order
+    assert fast_lines == lines == [reference(recs[0])]
+    assert fast_sha == sha
+
+
+def test_integer_times_stay_integers():
+    (lines, _, _), _ = _emit_both("done", dict(t=0, engine="e", msg=1, ok=True))
+    assert lines == ['{"i":0,"t":0,"kind":"done","engine":"e","msg":1,"ok":true}']
+
+
+@pytest.mark.parametrize("kind,change", [
+    ("send", {"msg": True}),  # a bool where an int belongs: json writes true
+    ("send", {"row": 2.0}),  # a float where an int belongs
+    ("send", {"engine": None}),  # not a string
+    ("recv", {"cause": (1, 2)}),  # a tuple: json writes a list
+    ("write", {"locs": ["a.b", 3]}),
 ])
-def test_records_off_the_expected_shape_still_encode_as_json_does(change):
-    rec = dict(HOT[0], **change)
-    assert encode_record(rec) == reference(rec)
-
-
-def test_keys_in_another_order_keep_their_order():
-    rec = {"i": 1, "t": 2.0, "kind": "done", "msg": 3, "engine": "e", "ok": True}
-    assert encode_record(rec) == reference(rec) == '{"i":1,"t":2.0,"kind":"done","msg":3,"engine":"e","ok":true}'
+def test_values_of_other_types_still_encode_as_json_does(kind, change):
+    fields = dict(next(f for k, f in HOT if k == kind), **change)
+    (fast_lines, fast_recs, _), (lines, recs, _) = _emit_both(kind, fields)
+    assert fast_lines == lines == [reference(recs[0])]
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf])
 def test_non_finite_numbers_are_refused_as_json_refuses_them(bad):
     with pytest.raises(ValueError):
-        encode_record(dict(HOT[1], wait=bad))
+        lines_of(lambda tr: tr.recv(bad, engine="e", msg=1, wait=0.0, cause=[0]))
+    with pytest.raises(ValueError):
+        lines_of(lambda tr: tr.recv(1.0, engine="e", msg=1, wait=bad, cause=[0]))
 
 
-def test_streamed_text_is_what_is_hashed(tmp_path):
-    path = tmp_path / "t.jsonl"
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        trace = Trace(keep=False, stream=f)
-        for rec in HOT:
-            fields = {k: v for k, v in rec.items() if k not in ("i", "t", "kind")}
-            trace.emit(rec["t"], rec["kind"], **fields)
-    data = path.read_bytes()
-    assert hashlib.sha256(data).hexdigest() == trace.sha256
-    assert [json.loads(line)["i"] for line in data.decode().split("\n")[:-1]] == list(range(len(HOT)))
+def test_records_are_numbered_in_order_and_dispatched_to_subscribers():
+    got = []
+
+    def build(tr: Trace) -> None:
+        tr.subscribe(("recv", "step"), got.append)
+        tr.emit(0.0, "begin")
+        tr.recv(1.0, engine="e", msg=0, wait=0.5, cause=[0])
+        tr.emit(2.0, "step", index=0)
+
+    lines, recs, _ = lines_of(build)
+    assert [json.loads(line)["i"] for line in lines] == [0, 1, 2]
+    assert [r["kind"] for r in got] == ["recv", "step"] and got[0] is recs[1]

@@ -337,7 +337,7 @@ class Simulation:
         mid = self._next_msg
         self._next_msg = mid + 1
         q = queue if queue is not None else self.topic
-        rec = self.trace.emit(now, "send", engine=sender, msg=mid, method=method, version=_text(rule.version),
+        rec = self.trace.send(now, engine=sender, msg=mid, method=method, version=_text(rule.version),
                               queue=q.name, call=call, row=row)
         msg = Message(mid, method, rule.version, rule.args, rule.namespace, row, call, sender, rec, hop)
         delay = self.latency
@@ -519,7 +519,7 @@ class Simulation:
             eng.stopped_event.succeed()
 
     def _worker(self, eng: _Engine, slot: int, generation: int):
-        env, emit = self.env, self.trace.emit
+        env, trace, emit = self.env, self.trace, self.trace.emit
         rel: Release = eng.release  # type: ignore[assignment]
         handlers = self.handlers
         backlog = eng.backlog
@@ -541,7 +541,7 @@ class Simulation:
                 msg.taken = True  # oslo.messaging acknowledges here, before dispatching
                 eng.inflight[slot] = msg
                 now = env.now
-                recv = emit(now, "recv", engine=eng.name, msg=msg.id, wait=now - msg.enqueued, cause=[msg.send_rec])
+                recv = trace.recv(now, engine=eng.name, msg=msg.id, wait=now - msg.enqueued, cause=[msg.send_rec])
                 # dispatch is pure: cache its outcome per kind of message, for this start of the engine
                 key = (msg.method, msg.version, msg.args, msg.namespace)
                 outcome = outcomes.get(key)
@@ -562,7 +562,7 @@ class Simulation:
                     if handler is not None:
                         self._writes_and_casts(eng, rel, handler, msg, snapshot)
                 del eng.inflight[slot]
-                emit(env.now, "done", engine=eng.name, msg=msg.id, ok=ok)
+                trace.done(env.now, engine=eng.name, msg=msg.id, ok=ok)
         except simpy.Interrupt:
             return
         if eng.state == _STOPPING and eng.generation == generation and not eng.inflight:
@@ -581,8 +581,8 @@ class Simulation:
                 emit(now, "schema_error", engine=eng.name, msg=msg.id, op="read", locs=[loc], cause=[recv])
                 return False, None
             value, src = self.values.get(loc, {}).get(row, (None, None))
-            emit(now, "read", engine=eng.name, msg=msg.id, field=fld, row=row, loc=loc, value=value,
-                 cause=[recv] if src is None else [recv, src])
+            self.trace.read(now, engine=eng.name, msg=msg.id, field=fld, row=row, loc=loc, value=value,
+                            cause=[recv] if src is None else [recv, src])
         if rel.update_row and handler.write:
             snapshot = {}
             for fld in handler.write:
@@ -610,8 +610,8 @@ class Simulation:
             for loc in locs:
                 fired += self._db_write(loc, row, value, rec)
                 written.add(loc)
-            emit(now, "write", engine=eng.name, msg=msg.id, field=fld, row=row, value=value, locs=list(locs),
-                 trig=fired)
+            self.trace.write(now, engine=eng.name, msg=msg.id, field=fld, row=row, value=value, locs=list(locs),
+                             trig=fired)
         if snapshot:
             stale = {c: v for c, v in snapshot.items() if c not in written and c in self.columns}
             if stale:
