@@ -23,6 +23,9 @@ from simroll.patterns import add_patterns_schema, expand_patterns
 MAX_BYTES = 1_000_000
 MAX_NODES = 200_000  # after alias expansion
 MAX_DEPTH = 64
+MAX_OPERATIONS = 10_000_000  # client operations, rate x (stop - start)
+MAX_CELLS = 2_000_000  # database rows x columns (initial, expanded and absent ones)
+MAX_SENDS = 10_000  # messages one handled message may send (casts + fanout x engines)
 
 
 class _Float(float):
@@ -31,8 +34,29 @@ class _Float(float):
     source: str = ""
 
 
+class _TooDeep(Exception):
+    def __init__(self, mark: Any):
+        self.mark = mark
+
+
 class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader (no object construction), keeping float source text."""
+    """PyYAML's safe loader (no object construction), keeping float source text.
+
+    It also refuses nesting deeper than ``MAX_DEPTH`` while composing, so a file of
+    ``[[[[...`` stops at the 65th bracket instead of scanning (quadratically, in PyYAML's
+    scanner) and recursing until Python's recursion limit.
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: D102 - PyYAML's hook
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH + 1:  # the root is depth 0 for _check_shape, 1 here
+                raise _TooDeep(self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _construct_float(loader: _Loader, node: yaml.ScalarNode) -> float:
@@ -167,6 +191,22 @@ def _unwrap(tp: Any, part: Any) -> Any:
     return None
 
 
+def _first_error(errors: list[Any]) -> Any:
+    """The error to report: the first, unless it only says a union's other member had the wrong type.
+
+    ``engines: {count: 100001, ...}`` fails both as a list ("input should be a valid list") and as
+    a group (count too large); the second is the one that helps.
+    """
+    first = errors[0]
+    place = [p for p in first["loc"] if not _is_tag(p)]
+    if first["type"].endswith("_type"):
+        for err in errors[1:]:
+            loc = [p for p in err["loc"] if not _is_tag(p)]
+            if loc[: len(place)] == place and not err["type"].endswith("_type"):
+                return err
+    return first
+
+
 def _message(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
     kind, msg = err["type"], err["msg"]
     if kind == "missing":
@@ -206,9 +246,13 @@ def _fix_versions(data: Any, path: tuple[Any, ...] = ()) -> Any:
     return data
 
 
-def _yaml_error(e: yaml.YAMLError, source: str) -> ScenarioError:
+def _yaml_error(e: yaml.YAMLError, source: str, text: str) -> ScenarioError:
     mark = getattr(e, "problem_mark", None)
     where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "document"
+    if isinstance(e, yaml.reader.ReaderError):  # a control character: it has a position, not a mark
+        before = text[: e.position]
+        where = f"line {before.count(chr(10)) + 1}, column {e.position - before.rfind(chr(10))}"
+        return ScenarioError(source, where, f"not valid YAML: control character U+{e.character:04X} is not allowed")
     problem = getattr(e, "problem", None) or str(e).splitlines()[0]
     if "constructor for the tag" in problem:
         problem += " (only plain YAML is read: no tags that build objects)"
@@ -227,21 +271,30 @@ def load_scenario_text(text: str | bytes, source: str = "<string>") -> Scenario:
     if len(text) > MAX_BYTES:
         raise ScenarioError(source, "document", f"{len(text)} characters, more than the limit of {MAX_BYTES}")
     try:
-        root = yaml.compose(text, Loader=_Loader)
+        loader = _Loader(text)  # the reader refuses control characters here, before any parsing
     except yaml.YAMLError as e:
-        raise _yaml_error(e, source) from None
-    except RecursionError:
-        raise ScenarioError(source, "document", f"nested deeper than {MAX_DEPTH} levels") from None
-    if root is None:
-        raise ScenarioError(source, "document", "empty: expected a mapping with name, database, releases, "
-                            "engines, workload, invariants")
-    _check_shape(root, source)
+        raise _yaml_error(e, source, text) from None
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
-    except yaml.YAMLError as e:
-        raise _yaml_error(e, source) from None
-    except (RecursionError, ValueError, OverflowError) as e:
-        raise ScenarioError(source, "document", f"not valid YAML: {e}") from None
+        try:
+            root = loader.get_single_node()
+        except yaml.YAMLError as e:
+            raise _yaml_error(e, source, text) from None
+        except _TooDeep as e:
+            raise ScenarioError(source, f"line {e.mark.line + 1}, column {e.mark.column + 1}",
+                                f"nested deeper than {MAX_DEPTH} levels") from None
+        if root is None:
+            raise ScenarioError(source, "document", "empty: expected a mapping with name, database, releases, "
+                                "engines, workload, invariants")
+        _check_shape(root, source)
+        try:
+            data = loader.construct_document(root)
+        except yaml.YAMLError as e:
+            raise _yaml_error(e, source, text) from None
+        except (RecursionError, ValueError, OverflowError) as e:  # e.g. !!timestamp 2001-13-45
+            raise ScenarioError(source, "document", f"not valid YAML: {_short(str(e))}") \
+                from None
+    finally:
+        loader.dispose()
     if not isinstance(data, dict):
         raise ScenarioError(source, "document", f"expected a mapping at the top level, got {type(data).__name__}")
     if any(not isinstance(k, str) for k in data):
@@ -251,7 +304,7 @@ def load_scenario_text(text: str | bytes, source: str = "<string>") -> Scenario:
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as e:
-        err = e.errors(include_url=False)[0]
+        err = _first_error(e.errors(include_url=False))
         loc = tuple(p for p in err["loc"] if not _is_tag(p))
         line = _line_of(root, loc)
         where = _path(loc) + (f" (line {line})" if line else "")
@@ -341,6 +394,9 @@ def _check_references(s: Scenario, source: str, root: yaml.Node) -> None:
         if fn not in fields:
             fail(("database", "canonical", fn), f"undefined field {fn!r} (fields: {choices(sorted(fields))})")
         check_loc(loc, ("database", "canonical", fn))
+    for fn, locs in s.database.initial.items():
+        for j, loc in enumerate(locs):
+            check_loc(loc, ("database", "initial", fn, j))
 
     wl = s.workload
     if wl.client is not None and wl.client not in s.releases:
@@ -401,6 +457,11 @@ def _check_references(s: Scenario, source: str, root: yaml.Node) -> None:
         for j, e in enumerate(s.search.kill_engines):
             if e not in engines:
                 fail(("search", "kill_engines", j), f"undefined engine {e!r} (defined: {choices(engines)})")
+        if isinstance(s.search.kill_instead_of_stop, list):
+            for j, idx in enumerate(s.search.kill_instead_of_stop):
+                if not 0 <= idx < len(s.plan):
+                    fail(("search", "kill_instead_of_stop", j),
+                         f"step {idx} does not exist (the plan has {len(s.plan)} steps)")
     if s.expect is not None and s.expect != "holds":
         inv = s.expect.split(" ", 1)[1]
         enabled = list(s.invariants.enabled())
@@ -410,6 +471,23 @@ def _check_references(s: Scenario, source: str, root: yaml.Node) -> None:
         fail(("invariants",), "no invariant is checked: list at least one of "
                               "no-lost-write, no-stranded-message, no-incompatible-delivery, bounded-imbalance, "
                               "schema-compatible, version-skew")
+
+    # sizes a run can afford: refused here, with the numbers, rather than a run that never ends
+    # or exhausts memory (the run limits, limits.max_time and max_events, bound the rest)
+    wl = s.workload
+    ops = wl.rate * (wl.stop - wl.start)
+    if ops > MAX_OPERATIONS:
+        fail(("workload", "rate"), f"rate {wl.rate:g}/s from {wl.start:g} s to {wl.stop:g} s is about {ops:.3g} client "
+                                   f"operations, more than the limit of {MAX_OPERATIONS:,}; lower rate or stop")
+    cells = s.database.rows * len(known_cols)
+    if cells > MAX_CELLS:
+        fail(("database", "rows"), f"{s.database.rows} rows x {len(known_cols)} columns is {cells:,} cells, more than "
+                                   f"the limit of {MAX_CELLS:,}")
+    for hn, h in wl.handlers.items():
+        sends = sum(h.cast.values()) + len(h.fanout) * len(engines)
+        if sends > MAX_SENDS:
+            fail(("workload", "handlers", hn), f"handling one {hn} sends {sends:,} messages (casts, plus fanout to "
+                                               f"{len(engines)} engines), more than the limit of {MAX_SENDS:,}")
 
 
 def scenario_json_schema() -> dict[str, Any]:

@@ -131,7 +131,7 @@ class EngineSpec(_Frozen):
 
 
 class EngineGroupSpec(_Frozen):
-    count: int = Field(ge=1, le=100_000)
+    count: int = Field(ge=1, le=10_000)
     release: Name
     prefix: Name = "engine-"
 
@@ -160,7 +160,7 @@ class WorkloadSpec(_Frozen):
     stop: Seconds = Field(description="No operation is issued at or after this time.")
     arrivals: Literal["poisson", "periodic"] = "poisson"
     client: Name | None = Field(None, description="Release whose send rules the clients use; default: the first engine's.")
-    operations: dict[Name, Annotated[float, Field(gt=0)]] = Field(
+    operations: dict[Name, Annotated[float, Field(gt=0, le=1e9, allow_inf_nan=False)]] = Field(
         min_length=1, description="Entry method -> weight; each operation is a call of one of them."
     )
     kind: Literal["call", "cast"] = Field("call", description="Whether client operations are calls or casts.")
@@ -263,7 +263,7 @@ class ImbalanceSpec(_Frozen):
 
 
 class SkewSpec(_Frozen):
-    max_releases: int = Field(2, ge=1, description="Most releases running at once.")
+    max_releases: int = Field(2, ge=1, le=1000, description="Most releases running at once.")
 
 
 class _NoParams(_Frozen):
@@ -326,7 +326,9 @@ class LimitsSpec(_Frozen):
     """A run stops at these bounds with a partial report."""
 
     max_time: PositiveSeconds = Field(1e6, description="Simulated seconds.")
-    max_events: int = Field(20_000_000, ge=1, description="Trace events.")
+    # 2 million events take tens of seconds and about 1 GB while `simroll run` keeps the trace in
+    # memory (~500 bytes a record); more is asked for explicitly (--max-events or this key).
+    max_events: int = Field(2_000_000, ge=1, le=1_000_000_000, description="Trace events.")
 
 
 class Scenario(_Frozen):
@@ -338,7 +340,7 @@ class Scenario(_Frozen):
     bus: BusSpec = Field(default_factory=BusSpec)
     database: DatabaseSpec
     releases: dict[Name, ReleaseSpec] = Field(min_length=1)
-    engines: list[EngineSpec] | EngineGroupSpec
+    engines: Annotated[list[EngineSpec], Field(min_length=1)] | EngineGroupSpec
     workload: WorkloadSpec
     plan: list[StepSpec] = Field(default_factory=list)
     faults: list[FaultSpec] = Field(default_factory=list)

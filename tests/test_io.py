@@ -1,0 +1,91 @@
+"""Output files are written atomically and never overwritten by surprise (simroll._io, run --trace)."""
+
+import os
+import stat
+
+import pytest
+from conftest import SCENARIOS
+
+import simroll.runner
+from simroll._io import atomic_open, atomic_write_bytes, atomic_write_text, check_new_file
+from simroll.cli import main
+from simroll.errors import UsageError
+
+
+def test_writes_the_text_and_leaves_no_temporary_file(tmp_path):
+    p = tmp_path / "out.txt"
+    assert atomic_write_text(p, "a\nb\n") == p
+    assert p.read_bytes() == b"a\nb\n"
+    assert os.listdir(tmp_path) == ["out.txt"]
+    atomic_write_bytes(tmp_path / "b.bin", b"\x00\xff")
+    assert (tmp_path / "b.bin").read_bytes() == b"\x00\xff"
+
+
+def test_refuses_an_existing_file_unless_forced(tmp_path):
+    p = tmp_path / "out.txt"
+    p.write_text("old")
+    with pytest.raises(UsageError) as exc:
+        atomic_write_text(p, "new")
+    assert str(exc.value) == f"{p}: file exists; pass --force to overwrite it"
+    assert p.read_text() == "old"
+    with pytest.raises(UsageError):
+        check_new_file(p)
+    atomic_write_text(p, "new", force=True)
+    assert p.read_text() == "new"
+    assert sorted(os.listdir(tmp_path)) == ["out.txt"]
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("boom"), KeyboardInterrupt()])
+def test_an_interrupted_write_leaves_the_old_file_and_no_debris(tmp_path, exc):
+    p = tmp_path / "out.txt"
+    p.write_text("old")
+    with pytest.raises(type(exc)):
+        with atomic_open(p, force=True) as f:
+            f.write("half of the new")
+            raise exc
+    assert p.read_text() == "old"
+    assert os.listdir(tmp_path) == ["out.txt"]
+
+
+def test_a_file_created_meanwhile_is_not_clobbered(tmp_path):
+    p = tmp_path / "out.txt"
+    with pytest.raises(UsageError, match="file exists"):
+        with atomic_open(p) as f:
+            f.write("ours")
+            p.write_text("theirs")  # another process took the name while we wrote
+    assert p.read_text() == "theirs"
+    assert os.listdir(tmp_path) == ["out.txt"]
+
+
+def test_mode_follows_the_umask_like_open(tmp_path):
+    atomic_write_text(tmp_path / "a", "x")
+    with open(tmp_path / "b", "w") as f:
+        f.write("x")
+    assert stat.S_IMODE(os.stat(tmp_path / "a").st_mode) == stat.S_IMODE(os.stat(tmp_path / "b").st_mode)
+
+
+def test_unwritable_places_are_usage_errors(tmp_path):
+    with pytest.raises(UsageError, match="does not exist"):
+        atomic_write_text(tmp_path / "no" / "such" / "dir.txt", "x")
+    (tmp_path / "d").mkdir()
+    with pytest.raises(UsageError, match="cannot write"):
+        atomic_write_text(tmp_path / "d", "x", force=True)
+
+
+def test_run_interrupted_while_streaming_the_trace_leaves_no_file(tmp_path, monkeypatch, capsys):
+    """Ctrl-C in the middle of a run: exit 130, and neither the trace nor a temporary file remains."""
+    real = simroll.runner.simulate
+
+    def interrupted(scenario, seed, choices, trace):
+        for i in range(100):
+            trace.emit(0.0, "begin", n=i)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(simroll.runner, "simulate", interrupted)
+    trace = tmp_path / "t.jsonl"
+    assert main(["run", str(SCENARIOS / "lost_dual_writes.yaml"), "--trace", str(trace)]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
+    monkeypatch.setattr(simroll.runner, "simulate", real)
+    assert main(["run", str(SCENARIOS / "lost_dual_writes.yaml"), "--trace", str(trace)]) == 1
+    assert os.listdir(tmp_path) == ["t.jsonl"]
