@@ -54,14 +54,10 @@ def stop_time_for(messages: int, rate: float, seed: int = SEED) -> float:
     puts ``stop`` halfway between the last wanted arrival and the next one.
     """
     rng = random.Random(seed)
-    t = 0.0
-    times = []
-    while len(times) <= messages:
-        d = round(rng.expovariate(rate), 6)
-        t = t + d
+    last = following = 0.0
+    for _ in range(messages + 1):
+        last, following = following, following + round(rng.expovariate(rate), 6)
         rng.randrange(ROWS)
-        times.append(t)
-    last, following = times[messages - 1], times[messages]
     if following <= last:  # two arrivals at the same microsecond: let one more through
         raise ValueError(f"arrivals {messages} and {messages + 1} coincide; pick another count")
     return (last + following) / 2
