@@ -68,7 +68,7 @@ class NoLostWrite(Checker):
     value a backfill copied over a newer one, a value a whole-row rewrite put back -- is a lost write."""
 
     name = "no-lost-write"
-    kinds = ("init", "write", "read", "final", "rewrite", "bf_read", "bf_write")
+    kinds = ("init", "write", "read", "final", "rewrite", "bf_read", "bf_write", "start")
 
     def __init__(self) -> None:
         super().__init__()
@@ -82,6 +82,7 @@ class NoLostWrite(Checker):
         self.copy_read_at: dict[int, float] = {}
         self.copied_at: dict[tuple[str, int], float] = {}
         self.near = 0.0
+        self.started: dict[str, int] = {}  # engine -> its start record (which release it reads with)
 
     def _near_miss(self, seconds: float) -> None:
         closeness = 1.0 / (1.0 + max(0.0, seconds))
@@ -105,7 +106,9 @@ class NoLostWrite(Checker):
 
     def observe(self, rec: Record) -> None:
         kind = rec["kind"]
-        if kind == "init":
+        if kind == "start":
+            self.started[rec["engine"]] = rec["i"]
+        elif kind == "init":
             for loc in rec["locs"]:
                 self.field_of.setdefault(loc, rec["field"])
             for r in range(rec["rows"]):
@@ -145,8 +148,9 @@ class NoLostWrite(Checker):
             latest = self.latest.get((fld, row))
             if latest is not None and value != latest[0]:
                 got = "nothing (the location is empty)" if value is None else repr(value)
-                causes = tuple(c for c in (latest[1], rec["cause"][-1] if len(rec["cause"]) > 1 else None)
-                               if c is not None)
+                # the reader's start (the release it reads with), the write it missed, the one it saw
+                causes = tuple(c for c in (self.started.get(rec["engine"]), latest[1],
+                                           rec["cause"][-1] if len(rec["cause"]) > 1 else None) if c is not None)
                 self.violate(Violation(
                     self.name, rec["t"],
                     f"{rec['engine']} read {fld} of row {row} from {rec['loc']} and got {got}, "

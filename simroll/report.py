@@ -92,12 +92,15 @@ def format_text(result: RunResult, max_violations: int = 3, max_chain: int = 12)
                       f"  {v.message}"]
             chains = result.chains(v) if result.records is not None or result.trace_path else []
             if chains:
-                chain = sorted({r["i"]: r for c in chains for r in c}.values(), key=lambda r: r["i"])
-                lines.append(f"  causal chain ({len(chain)} events; {len(chains)} paths, shortest "
-                             f"{len(chains[0])} events):")
+                # the shortest chain in full; the other chains by the record they start from
+                chain = chains[0]
+                lines.append(f"  causal chain ({len(chain)} events, the shortest of {len(chains)}):")
                 shown = chain if len(chain) <= max_chain else chain[:2] + [None] + chain[-(max_chain - 3):]
                 for rec in shown:
                     lines.append("    ..." if rec is None else f"    {format_record(rec)}")
+                starts = {c[0]["i"]: c[0] for c in chains[1:] if c[0]["i"] not in {r["i"] for r in chain}}
+                for rec in starts.values():
+                    lines.append(f"    also after: {format_record(rec)}")
             elif v.causes:
                 lines.append(f"  related records: {', '.join(f'#{c}' for c in v.causes)}")
         if inv.count > max_violations:

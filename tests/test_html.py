@@ -68,10 +68,12 @@ def test_summary_names_invariants_violation_and_chain(lost):
     assert "VIOLATED (2x)" in frag  # the read at t=2 and the final value of resource_new.data
     assert f"<code>{lost.trace_sha256}</code>" in frag
     assert "engine-2 read props of row 0 from resource_new.data and got nothing" in frag
-    # the chain: the write engine-2 missed, then the read that missed it (highlighted)
+    # the chains: engine-2 starts on "new" and takes m1; the write it missed; the read (highlighted)
     rows = re.findall(r'<tr( class="hit")?><td class="mono">([\d.]+)</td><td class="mono">#(\d+)</td><td>([^<]*)<', frag)
-    first = [(hit, t, i, text) for hit, t, i, text in rows][:2]
-    assert first == [("", "2.000", "9", "engine-1 writes props[0] = &#x27;v0&#x27; to resource.properties"),
+    first = [(hit, t, i, text) for hit, t, i, text in rows][:4]
+    assert first == [("", "0.000", "3", "engine-2 starts on new"),
+                     ("", "2.000", "9", "engine-1 writes props[0] = &#x27;v0&#x27; to resource.properties"),
+                     ("", "2.000", "11", "engine-2 takes m1 (waited 0.000 s)"),
                      (' class="hit"', "2.000", "12", "engine-2 reads props[0] from resource_new.data = None")]
     assert "<th>events</th><td>23</td>" in frag  # records 0..22
     _parse(frag)

@@ -190,14 +190,15 @@ def test_field_history_and_plot_of_a_lost_write(lost):
 
 def test_sequence_diagram_highlights_the_chain(lost):
     shown, chain, v = plots.sequence_records(lost)
-    # the write engine-2 missed (#9, by engine-1) and the read that missed it (#12)
-    assert v.event == 12 and chain == {9, 12}
+    # engine-2 starts on "new" (#3), takes m1 (#11) and reads the new column (#12); the write it
+    # missed is #9 (by engine-1)
+    assert v.event == 12 and chain == {3, 9, 11, 12}
     fig = plots.sequence_diagram(lost)
     ax = fig.axes[0]
     lanes = [t.get_text() for t in ax.get_xticklabels()]
     assert lanes == ["client", "bus", "engine-1", "engine-2", "database"]
     hot = {a.get_gid(): a for a in _gid(ax, "chain|")}
-    assert set(hot) == {"chain|9", "chain|12"}
+    assert set(hot) == {"chain|3", "chain|9", "chain|11", "chain|12"}
     rows = [t.get_text() for t in ax.get_yticklabels()]
     row12 = rows.index("t=2.000 s  #12")
     # the read goes from the database lifeline to engine-2's, on record 12's row
