@@ -118,7 +118,7 @@ def plot(cells: list[dict[str, Any]], path: str) -> None:
         ax.set_ylabel(label)
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize="small")
+        ax.legend(fontsize="small", loc="lower right")
     fig.suptitle("simroll: one run, trace streamed to a file (plain workload, all invariants online)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
