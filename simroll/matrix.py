@@ -16,6 +16,7 @@ plus :meth:`Matrix.write`.
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -312,12 +313,13 @@ def _doc(fn: Callable[..., Any]) -> str:
 
 def _replay_text(row: Row, c: Cell, command: str | None) -> str:
     assert c.replay is not None
-    head = [f"# Replay of the safety-matrix cell {row.stem} x {c.family} x {c.delivery}"
-            + (f" (`{command}`)." if command else "."),
-            f"# Made from {row.path}: {_doc(FAMILIES[c.family])}",
-            f"# `simroll run` on this file violates {', '.join(c.violated)}"
-            + (" (found by simroll fuzz)." if c.by == "fuzz" else "."), ""]
-    return "\n".join(head) + dump_scenario(c.replay)
+    text = (f"Replay of the safety-matrix cell {row.stem} x {c.family} x {c.delivery}"
+            + (f" (`{command}`)." if command else ".")
+            + f" Made from {row.path}: {_doc(FAMILIES[c.family])}"
+            + f" `simroll run` on this file violates {', '.join(c.violated)}"
+            + (" (found by simroll fuzz)." if c.by == "fuzz" else "."))
+    head = textwrap.wrap(text, width=98, break_on_hyphens=False, break_long_words=False)
+    return "".join(f"# {line}\n" for line in head) + dump_scenario(c.replay)
 
 
 def _with_delivery(s: Scenario, delivery: str) -> Scenario:
