@@ -477,8 +477,8 @@ def _check_references(s: Scenario, source: str, root: yaml.Node) -> None:
     wl = s.workload
     ops = wl.rate * (wl.stop - wl.start)
     if ops > MAX_OPERATIONS:
-        fail(("workload", "rate"), f"rate {wl.rate:g}/s from {wl.start:g} s to {wl.stop:g} s is about {ops:.3g} client "
-                                   f"operations, more than the limit of {MAX_OPERATIONS:,}; lower rate or stop")
+        fail(("workload", "rate"), f"rate {wl.rate:g}/s from {wl.start:g} s to {wl.stop:g} s is about {ops:,.0f} "
+                                   f"client operations, more than the limit of {MAX_OPERATIONS:,}; lower rate or stop")
     cells = s.database.rows * len(known_cols)
     if cells > MAX_CELLS:
         fail(("database", "rows"), f"{s.database.rows} rows x {len(known_cols)} columns is {cells:,} cells, more than "

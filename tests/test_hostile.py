@@ -245,7 +245,8 @@ SUBPROCESS_CASES = {
         f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 9))).encode(),
     "deep.yaml": b"a: " + b"[" * 5000 + b"]" * 5000 + b"\n",
     "list_root.yaml": b"- 1\n- 2\n",
-    "bad_version.yaml": (SCENARIOS / "lost_dual_writes.yaml").read_bytes().replace(b'version: "1.0"', b"version: 1.x", 1),
+    "bad_version.yaml": (SCENARIOS / "lost_dual_writes.yaml").read_bytes().replace(b'version: "1.0"', b"version: 1.x",
+                                                                                    1),
     "huge.yaml": b"name: x\n" + b"#" * (MAX_BYTES + 10) + b"\n",
 }
 
@@ -308,3 +309,60 @@ def test_absurd_values_are_refused_at_load_or_run_to_a_limit():
     check()
     print("\nabsurd scenarios:", dict(counts))
     assert counts["ran"] >= int(os.environ.get("ABSURD_EXAMPLES", 150))
+
+
+# ---------------------------------------------------------------- absurd sizes: refused at load, with the numbers
+@pytest.mark.parametrize("override, message", [
+    ({"workload": "{rate: 1.0e7, stop: 1.0e9, operations: {op: 1}}"},
+     "workload.rate: rate 1e+07/s from 0 s to 1e+09 s is about 10,000,000,000,000,000 client operations, more than the "
+     "limit of 10,000,000; lower rate or stop"),
+    ({"workload": "{rate: 10, start: 5, stop: 1000006, operations: {op: 1}}"},
+     "workload.rate: rate 10/s from 5 s to 1.00001e+06 s is about 10,000,010 client operations, more than the "
+     "limit of 10,000,000; lower rate or stop"),
+    ({"database": "{tables: {resource: [id, properties, a]}, rows: 1000000}"},
+     "database.rows: 1000000 rows x 3 columns is 3,000,000 cells, more than the limit of 2,000,000"),
+    ({"engines": "{count: 200, release: r1}",
+      "workload": "{rate: 1, stop: 5, operations: {op: 1}, handlers: {op: {fanout: [op, op, op, op, op, op, op, op, "
+                  "op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, "
+                  "op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op]}}}"},
+     "workload.handlers.op: handling one op sends 10,200 messages (casts, plus fanout to 200 engines), "
+     "more than the limit of 10,000"),
+    ({"engines": "[]"}, "engines: list should have at least 1 item after validation, not 0"),
+    ({"engines": "{count: 10001, release: r1}"},
+     "engines.count: input should be less than or equal to 10000, got 10001"),
+    ({"workload": "{rate: 1, stop: 5, operations: {op: .inf}}"},
+     "workload.operations.op: input should be a finite number, got inf"),
+    ({"limits": "{max_events: 100000000000000000000}"},
+     "limits.max_events: input should be less than or equal to 1000000000, got 100000000000000000000"),
+    ({"plan": "[{wait: 1}]", "search": "{kill_instead_of_stop: [0, 3]}"},
+     "search.kill_instead_of_stop[1]: step 3 does not exist (the plan has 1 steps)"),
+    ({"database": "{tables: {resource: [id, properties]}, initial: {props: [resource.nope]}}"},
+     "database.initial.props[0]: column 'resource.nope' is neither in database.tables nor added by an "
+     "expand step (known: resource.id, resource.properties)"),
+])
+def test_absurd_sizes_are_refused_with_the_numbers(override, message):
+    import textwrap
+
+    from conftest import BASE
+
+    data = yaml.safe_load(textwrap.dedent(BASE))
+    data.update({k: yaml.safe_load(v) for k, v in override.items()})
+    with pytest.raises(ScenarioError) as exc:
+        load_scenario_text(yaml.safe_dump(data, sort_keys=False, width=1000), "f.yaml")
+    place, text = message.split(": ", 1)
+    # the line number is the loader's business (tests/test_loader.py); here: the place and the numbers
+    assert re.fullmatch(rf"f\.yaml: {re.escape(place)} \(line \d+\): {re.escape(text)}", str(exc.value)), str(exc.value)
+
+
+def test_the_readme_states_the_limits_the_code_enforces():
+    from simroll import loader
+    from simroll.model.spec import LimitsSpec
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Guarantees and limits"):]
+    section = section[: section.index("\n## ", 1)]
+    for stated in (f"{loader.MAX_BYTES:,} bytes", f"{loader.MAX_DEPTH} levels", f"| {loader.MAX_NODES:,} |",
+                   f"| {loader.MAX_OPERATIONS:,} |", f"| {loader.MAX_CELLS:,} |", f"| {loader.MAX_SENDS:,} |",
+                   f"`max_time: {LimitsSpec().max_time:.0f}` s", f"`max_events: {LimitsSpec().max_events}`",
+                   f"{MIN_MALFORMED:,} malformed documents"):
+        assert stated in section, stated

@@ -14,7 +14,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, SCENARIOS
+import yaml
+from conftest import BASE, ROOT, SCENARIOS
 
 import simroll.sim.cluster
 from simroll.chooser import Chooser
@@ -83,3 +84,53 @@ def test_check_determinism_fails_loudly_when_the_model_is_not(monkeypatch, capsy
     assert err.startswith(f"simroll: DETERMINISM CHECK FAILED: two runs of {path} with seed 1 gave different traces")
     assert "they first differ at record #" in err
     assert out == ""  # no report that could be mistaken for a result
+
+
+# ---------------------------------------------------------------- runaway runs stop at a limit
+def _base_with(**keys) -> str:
+    """conftest's BASE (3 engines, 1 s a message, casts of `op` at t = 1, 2, 3) with top-level keys set."""
+    data = yaml.safe_load(BASE)
+    data.update(keys)
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+# Every handled `op` casts two more `op`s: the work doubles each second and never ends.
+ENDLESS = _base_with(workload=dict(yaml.safe_load(BASE)["workload"], handlers={"op": {"cast": {"op": 2}}}),
+                     limits={"max_events": 5000})
+# The plan waits a billion seconds; the workload ends at 3.5 s.
+NEVER_ENDING_PLAN = _base_with(plan=[{"wait": 1.0e9}], limits={"max_time": 100})
+
+
+def _run_json(tmp_path, text, *flags):
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    proc = subprocess.run([sys.executable, "-m", "simroll.cli", "run", str(path), "--json", *flags], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)  # a hang fails here instead of forever
+    assert proc.returncode in (0, 1), proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_an_endless_workload_stops_at_max_events_with_a_partial_report(tmp_path):
+    report = _run_json(tmp_path, ENDLESS)
+    assert report["partial"] is True
+    assert report["end_reason"] == "limit: trace reached max_events=5000 events"
+    # the loop checks the count before each step; one step emits a handful of records, plus `end`
+    assert 5001 <= report["events"] <= 5050
+    raised = _run_json(tmp_path, ENDLESS, "--max-events", "12000")
+    assert raised["end_reason"] == "limit: trace reached max_events=12000 events"
+    assert 12001 <= raised["events"] <= 12050
+
+
+def test_a_plan_that_never_ends_stops_at_max_time(tmp_path, capsys):
+    report = _run_json(tmp_path, NEVER_ENDING_PLAN)
+    assert report["partial"] is True and report["end_reason"] == "limit: simulated time reached max_time=100 s"
+    # the clients stop at 3.5 s and the last cast ends one service time later; next comes t = 1e9
+    assert report["sim_time"] == 4.0
+    done = _run_json(tmp_path, NEVER_ENDING_PLAN, "--max-time", "2e9")
+    assert done["partial"] is False and done["end_reason"] == "quiescent" and done["sim_time"] == 1e9
+    # the text report says it is partial and how to raise the limit
+    path = tmp_path / "s.yaml"
+    assert main(["run", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "PARTIAL: the run stopped at a limit (limit: simulated time reached max_time=100 s); raise it with " \
+           "--max-time / --max-events" in out
