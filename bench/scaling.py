@@ -132,12 +132,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plot", default=str(HERE / "scaling.png"), help="PNG written (default bench/scaling.png)")
     p.add_argument("--cell", nargs=2, type=int, metavar=("ENGINES", "MESSAGES"),
                    help="run one cell in this process and print it as one JSON line")
+    p.add_argument("--load", metavar="JSON", help="check and plot the cells of an earlier --json output instead")
     args = p.parse_args(argv)
     if args.cell:
         print(json.dumps(run_cell(*args.cell)))
         return 0
     cells = []
-    for n in (QUICK_MESSAGES if args.quick else MESSAGES):
+    if args.load:
+        with open(args.load, encoding="utf-8") as f:
+            cells = json.load(f)["cells"]
+    for n in () if args.load else (QUICK_MESSAGES if args.quick else MESSAGES):
         for e in ENGINES:
             cell = run_cell_in_subprocess(e, n)
             cells.append(cell)
