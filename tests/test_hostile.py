@@ -205,6 +205,7 @@ def _loads(data: bytes) -> bool:
 
 
 # ---------------------------------------------------------------- the tests
+@pytest.mark.slow
 def test_hostile_documents_exit_2_with_a_placed_message_and_write_nothing(tmp_path):
     counts: Counter[str] = Counter()
     work = tmp_path / "work"
@@ -269,6 +270,8 @@ def test_no_traceback_reaches_the_terminal(tmp_path, name):
 EXTREMES = [0, 1, 2, 1e-9, 1e-300, 0.5, 64, 65, 1000, 1001, 10_000, 10_001, 999_999, 1_000_000, 1e7, 1e9, 1e9 + 1,
             2**63 - 1, "1.0", "2.0", "9.99", "auto", "none", "kill", "row", "cast", "periodic", "version-routed",
             "on-complete", [], {}]
+# valid absurd scenarios run per test run; SIMROLL_ABSURD_EXAMPLES=1500 makes a deeper hunt (~5 min)
+ABSURD_EXAMPLES = int(os.environ.get("SIMROLL_ABSURD_EXAMPLES", "150"))
 
 
 @st.composite
@@ -284,13 +287,14 @@ def absurd_scenarios(draw) -> bytes:
     return yaml.safe_dump(doc, sort_keys=False).encode("utf-8")
 
 
+@pytest.mark.slow
 def test_absurd_values_are_refused_at_load_or_run_to_a_limit():
     """What loads must run to its end or to a limit without an exception (here a low limit of events)."""
     from simroll.runner import run_scenario
 
     counts: Counter[str] = Counter()
 
-    @settings(max_examples=int(os.environ.get("ABSURD_EXAMPLES", 150)), deadline=None, derandomize=True, database=None,
+    @settings(max_examples=ABSURD_EXAMPLES, deadline=None, derandomize=True, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
     @given(absurd_scenarios())
     def check(data: bytes) -> None:
@@ -308,7 +312,7 @@ def test_absurd_values_are_refused_at_load_or_run_to_a_limit():
 
     check()
     print("\nabsurd scenarios:", dict(counts))
-    assert counts["ran"] >= int(os.environ.get("ABSURD_EXAMPLES", 150))
+    assert counts["ran"] >= ABSURD_EXAMPLES
 
 
 # ---------------------------------------------------------------- absurd sizes: refused at load, with the numbers
