@@ -9,7 +9,6 @@ The public API, for scripts and notebooks::
     found = simroll.fuzz(scenario, max_examples=200, seed=0)   # search for a breaking schedule
     found.found, found.steps, found.counterexample
     matrix = simroll.build_matrix("scenarios/patterns")  # each pattern x plan/fault family x delivery
-    matrix = simroll.build_matrix("scenarios/patterns")  # each pattern x plan/fault family x delivery
     table = simroll.run_sweep(scenario, ["engines.count=3,5", "bus.delivery=oslo,version-routed"])
     table.to_markdown(), table.heatmap("worst_wait")   # a grid of variants; see simroll.sweep
     simroll.release_timeline(result)          # a matplotlib Figure; see simroll.plots
@@ -21,11 +20,9 @@ from simroll.errors import LimitExceeded, ScenarioError, SimrollError, UsageErro
 from simroll.invariants import INVARIANTS, Violation
 from simroll.loader import dump_scenario, load_scenario, load_scenario_text, scenario_json_schema
 from simroll.matrix import Matrix, build_matrix
-from simroll.matrix import Matrix, build_matrix
 from simroll.model.rpc import Outcome, dispatch
 from simroll.model.spec import Scenario
 from simroll.model.versions import Version, is_compatible
-from simroll.patterns import expand_patterns
 from simroll.patterns import expand_patterns
 from simroll.report import format_text
 from simroll.runner import RunResult, run_scenario
@@ -40,9 +37,6 @@ __all__ = [
     "FuzzResult",
     "Schedule",
     "apply_schedule",
-    "build_matrix",
-    "expand_patterns",
-    "Matrix",
     "build_matrix",
     "expand_patterns",
     "Matrix",
