@@ -15,6 +15,9 @@ from simroll.runner import first_difference, run_scenario
 from simroll.sweep import METRICS
 
 
+EXIT_PARTIAL = 4  # the run stopped at a limit before anything was violated: not a proof that it holds
+
+
 def _with_limits(s: Scenario, args: argparse.Namespace) -> Scenario:
     update = {}
     if getattr(args, "max_time", None) is not None:
@@ -74,7 +77,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.check_determinism:
             print("determinism: two runs gave the same trace")
     _write_pictures(result, args)
-    return 0 if result.ok else 1
+    if not result.ok:
+        return 1
+    return EXIT_PARTIAL if result.limited else 0
 
 
 def _write_pictures(result, args: argparse.Namespace) -> None:
@@ -242,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 "for designing rolling upgrades.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    r = sub.add_parser("run", help="replay a scenario and check its invariants (exit 0 held, 1 violated, 2 bad input)")
+    r = sub.add_parser("run", help="replay a scenario and check its invariants (exit 0 held, 1 violated, 2 bad input, "
+                       "4 stopped at a limit with nothing violated so far)")
     r.add_argument("scenario", help="scenario file (YAML)")
     r.add_argument("--seed", type=_seed, default=None, help="seed (default: the scenario's)")
     r.add_argument("--trace", metavar="FILE", help="write the trace as JSON Lines")

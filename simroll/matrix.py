@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from simroll._io import atomic_write_text
 from simroll.errors import UsageError
 from simroll.loader import dump_scenario, load_scenario
 from simroll.model.spec import Scenario, StepSpec
@@ -299,10 +300,10 @@ class Matrix:
         if planned:
             replays.mkdir(parents=True, exist_ok=True)
         md.parent.mkdir(parents=True, exist_ok=True)
-        for p, row, c in planned:
-            p.write_text(_replay_text(row, c, command), encoding="utf-8")
-        md.write_text(self.to_markdown(command), encoding="utf-8")
-        js.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
+        for p, row, c in planned:  # atomic: an interrupted matrix leaves no half-written file
+            atomic_write_text(p, _replay_text(row, c, command), force=True)
+        atomic_write_text(md, self.to_markdown(command), force=True)
+        atomic_write_text(js, json.dumps(self.to_json(), indent=2) + "\n", force=True)
         return [str(p) for p in targets]
 
 

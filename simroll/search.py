@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -37,6 +35,7 @@ from hypothesis.control import currently_in_test_context
 from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 
+from simroll._io import atomic_write_text
 from simroll.loader import dump_scenario
 from simroll.model.spec import ChoiceSpec, FaultSpec, Scenario, SearchSpec, StepSpec
 from simroll.parallel import Executor
@@ -461,10 +460,8 @@ def _save_failure(database: str, scenario: Scenario, sched: Schedule) -> None:
     saved = [s for s in _saved_failures(database, scenario) if s != sched]
     saved.insert(0, sched)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".failures.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump([asdict(s) for s in saved[:20]], f)
-    os.replace(tmp, path)  # atomic: an interrupted save leaves the previous file whole
+    # atomic: an interrupted save leaves the previous file whole
+    atomic_write_text(path, json.dumps([asdict(s) for s in saved[:20]]), force=True)
 
 
 def _run_hypothesis(scenario: Scenario, points: dict[str, int], test: Callable[[Schedule], None],
@@ -493,20 +490,7 @@ def counterexample_text(fr: FuzzResult, source: str) -> str:
 
 def save_counterexample(fr: FuzzResult, path: str | Path, source: str, force: bool = False) -> Path:
     """Write the counterexample scenario atomically; an existing file is replaced only if ``force``."""
-    from simroll.errors import UsageError
-
-    target = Path(path)
-    if target.exists() and not force:
-        raise UsageError(f"{target}: file exists; pass --force to overwrite it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(counterexample_text(fr, source))
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    target = atomic_write_text(path, counterexample_text(fr, source), force=force)
     fr.out = str(target)
     return target
