@@ -316,7 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default: once, with the scenario's seed)")
     sw.add_argument("--metric", default="worst_wait",
                     choices=tuple(METRICS),
-                    help="what the heatmap shows over the first two parameters (default worst_wait)")
+                    help="what the heatmap shows over the first two parameters that take more than one "
+                    "value (default worst_wait)")
     sw.add_argument("--workers", type=_positive(int), default=1, help="local processes (same table for any number)")
     sw.add_argument("--dask", metavar="ADDRESS", help="run on this Dask scheduler instead (extra: dask)")
     sw.add_argument("--out", metavar="PREFIX", help="write PREFIX.md, PREFIX.json, PREFIX.csv and the heatmap PREFIX.png")
