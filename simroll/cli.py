@@ -165,7 +165,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     executor = make_executor(args.workers, args.dask)
     try:
         fr = fuzz(scenario, max_examples=args.max_examples, seed=args.seed, database=database, progress=show,
-                  executor=executor)
+                  executor=executor, method=args.method)
     finally:
         executor.close()
         signal.signal(signal.SIGTERM, previous)
@@ -289,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--workers", type=_positive(int), default=1,
                    help="local processes for the random sweep and the minimisation (same result for any number)")
     f.add_argument("--dask", metavar="ADDRESS", help="run them on this Dask scheduler instead (extra: dask)")
+    f.add_argument("--method", choices=("hypothesis", "random"), default="hypothesis",
+                   help="hypothesis: a random sweep (a tenth of the budget) then guided generation, which runs in "
+                   "one process; random: plain random sampling of the whole budget, all of it on the workers")
     f.set_defaults(fn=cmd_fuzz)
 
     e = sub.add_parser("expand", help="print a scenario with its patterns expanded (releases, plan steps), as YAML")

@@ -42,3 +42,20 @@ def test_unreachable_dask_scheduler_is_a_clear_error():
 
     with pytest.raises(UsageError, match="cannot reach the scheduler"):
         make_executor(dask="tcp://127.0.0.1:9")
+
+
+def test_cli_random_method_on_two_workers_matches_one(tmp_path, capsys):
+    import json
+
+    from simroll.cli import main
+
+    src = tmp_path / "race.yaml"
+    src.write_text((SCENARIOS / "fuzz_backfill_race.yaml").read_text())
+    reports = []
+    for workers in ("1", "2"):
+        assert main(["fuzz", str(src), "--method", "random", "--workers", workers, "--json", "--no-db",
+                     "--out", str(tmp_path / f"w{workers}.yaml")]) == 1
+        reports.append(json.loads(capsys.readouterr().out))
+    assert reports[0]["trace_sha256"] == reports[1]["trace_sha256"]
+    assert reports[0]["steps"] == reports[1]["steps"]
+    assert (tmp_path / "w1.yaml").read_text() == (tmp_path / "w2.yaml").read_text()
