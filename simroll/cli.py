@@ -161,6 +161,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     from simroll.parallel import make_executor
 
     previous = signal.signal(signal.SIGTERM, on_term)
+    # a process started in the background inherits SIGINT ignored; Ctrl-C must still stop the search
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     show = _progress_printer()
     executor = make_executor(args.workers, args.dask)
     try:
@@ -169,6 +171,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     finally:
         executor.close()
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
         if show is not None:
             print("\r\x1b[K", end="", file=sys.stderr, flush=True)
     if fr.found:
