@@ -16,7 +16,7 @@ The public API, for scripts and notebooks::
 """
 
 from simroll.chooser import Chooser
-from simroll.errors import LimitExceeded, ScenarioError, SimrollError, UsageError
+from simroll.errors import ScenarioError, SimrollError, UsageError
 from simroll.invariants import INVARIANTS, Violation
 from simroll.loader import dump_scenario, load_scenario, load_scenario_text, scenario_json_schema
 from simroll.matrix import Matrix, build_matrix
@@ -42,7 +42,6 @@ __all__ = [
     "Matrix",
     "fuzz",
     "INVARIANTS",
-    "LimitExceeded",
     "Outcome",
     "RunResult",
     "Scenario",

@@ -25,15 +25,13 @@ from collections.abc import Mapping
 class Chooser:
     """Seeded, FIFO-by-default chooser; ``pinned`` overrides individual choice points."""
 
-    __slots__ = ("rng", "pinned", "points", "counts", "overridden")
+    __slots__ = ("rng", "pinned", "points", "counts")
 
     def __init__(self, seed: int, pinned: Mapping[tuple[str, int], int] | None = None):
         self.rng = random.Random(seed)
         self.pinned: dict[tuple[str, int], int] = dict(pinned or {})
         self.points = 0
         self.counts: dict[str, int] = {}  # choice points seen so far, per kind
-        # (kind, number, options, option taken) for every pinned point that was reached
-        self.overridden: list[tuple[str, int, int, int]] = []
 
     def pick(self, kind: str, n: int) -> int:
         """Choose one of ``n`` >= 2 options; 0 unless this choice point is pinned."""
@@ -45,6 +43,4 @@ class Chooser:
         p = self.pinned.get((kind, i))
         if p is None:
             return 0
-        choice = p % n
-        self.overridden.append((kind, i, n, choice))
-        return choice
+        return p % n

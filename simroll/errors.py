@@ -25,9 +25,5 @@ class ScenarioError(SimrollError):
         super().__init__(f"{source}: {where}: {message}")
 
 
-class LimitExceeded(SimrollError):
-    """A run reached a configured limit of simulated time or events."""
-
-
 class UsageError(SimrollError):
     """A command-line or API argument is invalid (a path, a flag value)."""

@@ -30,7 +30,6 @@ class RunResult:
     end_reason: str
     choice_points: int
     choice_counts: dict[str, int]
-    overridden: list[tuple[str, int, int, int]]
     scores: dict[str, float]
     records: list[Record] | None = None
     trace_path: str | None = None
@@ -158,7 +157,6 @@ def run_scenario(
         end_reason=sim.end_reason,
         choice_points=sim.chooser.points,
         choice_counts=dict(sorted(sim.chooser.counts.items())),
-        overridden=sim.chooser.overridden,
         scores={c.name: c.score() for c in checkers},
         records=trace.records,
         trace_path=None if trace_path is None else str(trace_path),

@@ -25,7 +25,7 @@ import json
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -196,7 +196,6 @@ class FuzzResult:
     shrink_seconds: float = 0.0  # wall time from the first violation to the 1-minimal one
     first_violation_after: int | None = None  # simulations run when the first violation showed
     out: str | None = None
-    notes: list[str] = field(default_factory=list)
 
     @property
     def steps(self) -> list[str]:

@@ -20,7 +20,6 @@ import simpy
 from simpy.events import Event
 
 from simroll.chooser import Chooser
-from simroll.errors import LimitExceeded
 from simroll.model.rpc import Endpoint, Outcome, SendRule, Signature, accepts_version, choose_send_rule, dispatch
 from simroll.model.spec import BackfillSpec, ReleaseSpec, Scenario, StepSpec, TriggerSpec
 from simroll.model.versions import Version
@@ -774,4 +773,4 @@ def simulate(scenario: Scenario, seed: int | None = None, pinned: dict[tuple[str
     return sim, trace
 
 
-__all__ = ["Simulation", "simulate", "Release", "LimitExceeded"]
+__all__ = ["Simulation", "simulate", "Release"]
