@@ -9,7 +9,7 @@ Three workloads, each with 1 local process and with 2 (``--dask``: also on a
   --no-db --workers W`` does (the scenario holds, so the whole budget runs). Only the random
   sweep (a tenth of the budget) and the minimisation run on the workers; Hypothesis'
   guided phase runs in the calling process, so this figure barely moves with workers.
-* ``random``: ``simroll.search.fuzz(..., method="random")``, the same budget all random,
+* ``random``: ``simroll.explore.search.fuzz(..., method="random")``, the same budget all random,
   every run on the workers: the figure that shows what the executor gives.
 * ``sweep``: ``simroll sweep`` of pause length x engine count on the same scenario with the
   version pin removed under version routing (the worst queue wait in each cell).
@@ -36,9 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import simroll  # noqa: E402
-from simroll.parallel import make_executor  # noqa: E402
-from simroll.search import fuzz  # noqa: E402
-from simroll.sweep import run_sweep  # noqa: E402
+from simroll.explore.parallel import make_executor  # noqa: E402
+from simroll.explore.search import fuzz  # noqa: E402
+from simroll.explore.sweep import run_sweep  # noqa: E402
 
 SCENARIO = ROOT / "scenarios" / "single_upgraded_pinned.yaml"
 SWEEP = ["plan[1].wait=0,15,30,60,90,120,160,200", "engines.count=3,4,5,6", "releases.new.rpc.cap=null",

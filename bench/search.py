@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import simroll  # noqa: E402
-from simroll.search import fuzz  # noqa: E402
+from simroll.explore.search import fuzz  # noqa: E402
 
 SCENARIOS = ["fuzz_backfill_race", "fuzz_last_legacy", "fuzz_early_contract", "fuzz_add_column_one_release"]
 # a sparser race, where the random sweep alone rarely finds the bug and target() has to steer

@@ -34,7 +34,7 @@ from typing import Any
 import simpy
 
 import simroll
-from simroll.runner import run_scenario
+from simroll.run import run_scenario
 
 SEED = 1
 SERVICE_TIME = 0.1  # seconds an engine spends on one message

@@ -10,24 +10,24 @@ The public API, for scripts and notebooks::
     found.found, found.steps, found.counterexample
     matrix = simroll.build_matrix("scenarios/patterns")  # each pattern x plan/fault family x delivery
     table = simroll.run_sweep(scenario, ["engines.count=3,5", "bus.delivery=oslo,version-routed"])
-    table.to_markdown(), table.heatmap("worst_wait")   # a grid of variants; see simroll.sweep
-    simroll.release_timeline(result)          # a matplotlib Figure; see simroll.plots
+    table.to_markdown(), table.heatmap("worst_wait")   # a grid of variants; see simroll.explore.sweep
+    simroll.release_timeline(result)          # a matplotlib Figure; see simroll.view.plots
     simroll.write_html(result, "report.html")  # a self-contained page
 """
 
-from simroll.chooser import Chooser
+from simroll.sim.chooser import Chooser
 from simroll.errors import ScenarioError, SimrollError, UsageError
-from simroll.invariants import INVARIANTS, Violation
-from simroll.loader import dump_scenario, load_scenario, load_scenario_text, scenario_json_schema
-from simroll.matrix import Matrix, build_matrix
-from simroll.model.rpc import Outcome, dispatch
-from simroll.model.spec import Scenario
-from simroll.model.versions import Version, is_compatible
-from simroll.patterns import expand_patterns
-from simroll.report import format_text
-from simroll.runner import RunResult, run_scenario
-from simroll.search import FuzzResult, Schedule, apply_schedule, fuzz
-from simroll.sweep import Sweep, SweepParam, run_sweep
+from simroll.check.invariants import INVARIANTS, Violation
+from simroll.scenario.load import dump_scenario, load_scenario, load_scenario_text, scenario_json_schema
+from simroll.explore.matrix import Matrix, build_matrix
+from simroll.scenario.rpc import Outcome, dispatch
+from simroll.scenario.spec import Scenario
+from simroll.scenario.versions import Version, is_compatible
+from simroll.scenario.patterns import expand_patterns
+from simroll.view.report import format_text
+from simroll.run import RunResult, run_scenario
+from simroll.explore.search import FuzzResult, Schedule, apply_schedule, fuzz
+from simroll.explore.sweep import Sweep, SweepParam, run_sweep
 from simroll.sim.trace import read_trace
 
 __version__ = "0.1.0"
@@ -73,9 +73,9 @@ __all__ = [
     "write_plots",
 ]
 
-_LAZY = {name: "simroll.plots" for name in ("engine_load", "field_values", "queue_depth", "release_timeline",
+_LAZY = {name: "simroll.view.plots" for name in ("engine_load", "field_values", "queue_depth", "release_timeline",
                                              "sequence_diagram", "write_plots")}
-_LAZY.update(report_html="simroll.html", write_html="simroll.html")
+_LAZY.update(report_html="simroll.view.html", write_html="simroll.view.html")
 
 
 def __getattr__(name: str):

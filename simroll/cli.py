@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 from simroll.errors import SimrollError, UsageError
-from simroll.loader import load_scenario, scenario_json_schema
-from simroll.model.spec import Scenario
-from simroll.report import format_text
-from simroll.runner import first_difference, run_scenario
-from simroll.sweep import METRICS
+from simroll.scenario.load import load_scenario, scenario_json_schema
+from simroll.scenario.spec import Scenario
+from simroll.view.report import format_text
+from simroll.run import first_difference, run_scenario
+from simroll.explore.sweep import METRICS
 
 
 EXIT_PARTIAL = 4  # the run stopped at a limit before anything was violated: not a proof that it holds
@@ -85,18 +85,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _write_pictures(result, args: argparse.Namespace) -> None:
     """``--plots DIR`` and ``--html FILE`` of ``simroll run`` (paths written go to stderr: stdout may be JSON)."""
     if args.plots:
-        from simroll.plots import write_plots  # matplotlib is slow to import: only when asked for
+        from simroll.view.plots import write_plots  # matplotlib is slow to import: only when asked for
 
         for p in write_plots(result, args.plots, fmt=args.format, overwrite=args.force):
             print(f"simroll: wrote {p}", file=sys.stderr)
     if args.html:
-        from simroll.html import write_html
+        from simroll.view.html import write_html
 
         print(f"simroll: wrote {write_html(result, args.html, overwrite=args.force)}", file=sys.stderr)
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from simroll.plots import load_trace, write_plots
+    from simroll.view.plots import load_trace, write_plots
 
     if args.source.endswith(".jsonl"):  # a trace from `simroll run --trace`: plot it as it is
         if args.seed is not None:
@@ -144,7 +144,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     import os
     import signal
 
-    from simroll.search import fuzz, save_counterexample
+    from simroll.explore.search import fuzz, save_counterexample
 
     scenario = load_scenario(args.scenario)
     if args.out is not None:
@@ -158,7 +158,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     def on_term(signum, frame):  # SIGTERM: stop like Ctrl-C, keeping what was found
         raise KeyboardInterrupt
 
-    from simroll.parallel import make_executor
+    from simroll.explore.parallel import make_executor
 
     previous = signal.signal(signal.SIGTERM, on_term)
     # a process started in the background inherits SIGINT ignored; Ctrl-C must still stop the search
@@ -193,14 +193,14 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 
 
 def cmd_expand(args: argparse.Namespace) -> int:
-    from simroll.loader import dump_scenario
+    from simroll.scenario.load import dump_scenario
 
     print(dump_scenario(load_scenario(args.scenario)), end="")
     return 0
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
-    from simroll.matrix import build_matrix
+    from simroll.explore.matrix import build_matrix
 
     matrix = build_matrix(args.dir, fuzz=args.fuzz, seed=args.seed)
     command = " ".join(["simroll matrix", args.dir] + (["--fuzz", str(args.fuzz)] if args.fuzz else [])
@@ -215,14 +215,14 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from simroll.parallel import make_executor
-    from simroll.sweep import SweepParam, run_sweep
+    from simroll.explore.parallel import make_executor
+    from simroll.explore.sweep import SweepParam, run_sweep
 
     scenario = load_scenario(args.scenario)
     params = [SweepParam.parse(text) for text in args.param]
     if args.out:  # refuse existing outputs before the long part
         from simroll._io import check_new_file
-        from simroll.sweep import output_paths
+        from simroll.explore.sweep import output_paths
 
         for path in output_paths(args.out).values():
             check_new_file(path, args.force)

@@ -63,8 +63,8 @@ class ScenarioItem(pytest.Item):
 
     def runtest(self) -> None:
         from simroll.errors import SimrollError
-        from simroll.loader import load_scenario
-        from simroll.search import fuzz, save_counterexample
+        from simroll.scenario.load import load_scenario
+        from simroll.explore.search import fuzz, save_counterexample
 
         config = self.config
         budget = config.getoption("--simroll-max-examples") or int(config.getini("simroll_max_examples"))

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from simroll.cli import main
 from simroll.errors import ScenarioError
-from simroll.loader import MAX_BYTES, load_scenario_text
+from simroll.scenario.load import MAX_BYTES, load_scenario_text
 
 MIN_MALFORMED = 2000
 
@@ -290,7 +290,7 @@ def absurd_scenarios(draw) -> bytes:
 @pytest.mark.slow
 def test_absurd_values_are_refused_at_load_or_run_to_a_limit():
     """What loads must run to its end or to a limit without an exception (here a low limit of events)."""
-    from simroll.runner import run_scenario
+    from simroll.run import run_scenario
 
     counts: Counter[str] = Counter()
 
@@ -359,8 +359,8 @@ def test_absurd_sizes_are_refused_with_the_numbers(override, message):
 
 
 def test_the_readme_states_the_limits_the_code_enforces():
-    from simroll import loader
-    from simroll.model.spec import LimitsSpec
+    from simroll.scenario import load as loader
+    from simroll.scenario.spec import LimitsSpec
 
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     section = text[text.index("## Guarantees and limits"):]

@@ -10,7 +10,7 @@ from test_plots import LOST, R2
 import simroll
 from simroll.cli import main
 from simroll.errors import UsageError
-from simroll.html import report_html, summary_html, write_html
+from simroll.view.html import report_html, summary_html, write_html
 
 
 class _Tags(HTMLParser):

@@ -6,7 +6,7 @@ import stat
 import pytest
 from conftest import SCENARIOS
 
-import simroll.runner
+import simroll.run
 from simroll._io import atomic_open, atomic_write_bytes, atomic_write_text, check_new_file
 from simroll.cli import main
 from simroll.errors import UsageError
@@ -74,18 +74,18 @@ def test_unwritable_places_are_usage_errors(tmp_path):
 
 def test_run_interrupted_while_streaming_the_trace_leaves_no_file(tmp_path, monkeypatch, capsys):
     """Ctrl-C in the middle of a run: exit 130, and neither the trace nor a temporary file remains."""
-    real = simroll.runner.simulate
+    real = simroll.run.simulate
 
     def interrupted(scenario, seed, choices, trace):
         for i in range(100):
             trace.emit(0.0, "begin", n=i)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(simroll.runner, "simulate", interrupted)
+    monkeypatch.setattr(simroll.run, "simulate", interrupted)
     trace = tmp_path / "t.jsonl"
     assert main(["run", str(SCENARIOS / "lost_dual_writes.yaml"), "--trace", str(trace)]) == 130
     assert "interrupted" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []
-    monkeypatch.setattr(simroll.runner, "simulate", real)
+    monkeypatch.setattr(simroll.run, "simulate", real)
     assert main(["run", str(SCENARIOS / "lost_dual_writes.yaml"), "--trace", str(trace)]) == 1
     assert os.listdir(tmp_path) == ["t.jsonl"]

@@ -6,7 +6,7 @@ import pytest
 from conftest import BASE, SCENARIOS
 
 from simroll import ScenarioError, load_scenario, load_scenario_text, scenario_json_schema
-from simroll.loader import dump_scenario
+from simroll.scenario.load import dump_scenario
 
 
 def error(text: str | bytes) -> str:

@@ -11,8 +11,8 @@ import pytest
 
 import simroll
 from simroll.cli import main
-from simroll.model.spec import FaultSpec
-from simroll.matrix import (
+from simroll.scenario.spec import FaultSpec
+from simroll.explore.matrix import (
     FAMILIES,
     backfill_race,
     build_matrix,

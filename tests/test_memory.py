@@ -10,8 +10,8 @@ import gc
 
 from conftest import scenario
 
-from simroll.invariants import make_checkers
-from simroll.sim.cluster import Message, simulate
+from simroll.check.invariants import make_checkers
+from simroll.sim.kernel import Message, simulate
 from simroll.sim.trace import Trace
 
 # 3 engines, 1 s per message, a cast every 0.5 s: each engine gets one every 1.5 s, so at

@@ -4,8 +4,8 @@ import pytest
 from conftest import SCENARIOS
 
 from simroll import load_scenario
-from simroll.parallel import make_executor
-from simroll.search import fuzz
+from simroll.explore.parallel import make_executor
+from simroll.explore.search import fuzz
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ import yaml
 
 import simroll
 from simroll.cli import main
-from simroll.patterns import PATTERNS, expand_patterns
+from simroll.scenario.patterns import PATTERNS, expand_patterns
 
 ROOT = Path(__file__).resolve().parent.parent
 PATTERN_FILES = sorted((ROOT / "scenarios" / "patterns").glob("*.yaml"))

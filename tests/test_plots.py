@@ -9,7 +9,7 @@ import pytest
 from conftest import BASE, SCENARIOS, scenario
 
 import simroll
-from simroll import plots
+from simroll.view import plots
 from simroll.cli import main
 from simroll.errors import UsageError
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from simroll.model.rpc import Endpoint, Outcome, SendRule, Signature, choose_send_rule, dispatch
-from simroll.model.versions import Version, is_compatible
+from simroll.scenario.rpc import Endpoint, Outcome, SendRule, Signature, choose_send_rule, dispatch
+from simroll.scenario.versions import Version, is_compatible
 
 V = Version.parse
 

@@ -7,8 +7,8 @@ from conftest import SCENARIOS, kinds
 
 from simroll import load_scenario, load_scenario_text, run_scenario
 from simroll.cli import main
-from simroll.loader import dump_scenario
-from simroll.search import Schedule, apply_schedule, fuzz, minimize
+from simroll.scenario.load import dump_scenario
+from simroll.explore.search import Schedule, apply_schedule, fuzz, minimize
 
 LAST_LEGACY = SCENARIOS / "fuzz_last_legacy.yaml"
 

@@ -17,8 +17,8 @@ import pytest
 import yaml
 from conftest import BASE, ROOT, SCENARIOS
 
-import simroll.sim.cluster
-from simroll.chooser import Chooser
+import simroll.sim.kernel
+from simroll.sim.chooser import Chooser
 from simroll.cli import main
 
 SEEDS = (1, 2, 1234567)
@@ -76,7 +76,7 @@ def test_check_determinism_fails_loudly_when_the_model_is_not(monkeypatch, capsy
             runs.append(seed)
             super().__init__(seed + len(runs), pinned)
 
-    monkeypatch.setattr(simroll.sim.cluster, "Chooser", Drifting)
+    monkeypatch.setattr(simroll.sim.kernel, "Chooser", Drifting)
     path = str(SCENARIOS / "single_upgraded_pinned.yaml")
     assert main(["run", path, "--check-determinism"]) == 3
     out, err = capsys.readouterr()

@@ -13,8 +13,8 @@ from conftest import scenario
 import simroll
 from simroll.cli import main
 from simroll.errors import ScenarioError, UsageError
-from simroll.parallel import make_executor
-from simroll.sweep import SweepParam, grid, make_variant, parse_path, percentile, run_sweep, set_path
+from simroll.explore.parallel import make_executor
+from simroll.explore.sweep import SweepParam, grid, make_variant, parse_path, percentile, run_sweep, set_path
 
 
 # ------------------------------------------------------------------ parameters and the grid

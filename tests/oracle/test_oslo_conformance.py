@@ -2,8 +2,8 @@
 
 Every case is run twice: once through oslo.messaging's own ``RPCServer`` and
 ``RPCClient`` over its in-memory ``fake://`` transport (threading executor), and
-once through simroll's pure functions (:func:`simroll.model.rpc.dispatch`,
-:func:`simroll.model.rpc.choose_send_rule`, :class:`simroll.model.rpc.Signature`).
+once through simroll's pure functions (:func:`simroll.scenario.rpc.dispatch`,
+:func:`simroll.scenario.rpc.choose_send_rule`, :class:`simroll.scenario.rpc.Signature`).
 The two must give the same outcome: handled, ``UnsupportedVersion``,
 ``NoSuchMethod``, a bad-argument ``TypeError``, or, on the client side,
 ``RPCVersionCapError``. The endpoints are not written twice: the oslo endpoint
@@ -59,8 +59,8 @@ from oslo_messaging.rpc.client import RPCVersionCapError  # noqa: E402
 from oslo_messaging.rpc.dispatcher import NoSuchMethod, UnsupportedVersion  # noqa: E402
 
 import simroll  # noqa: E402
-from simroll.model.rpc import Endpoint, Outcome, SendRule, Signature, choose_send_rule, dispatch  # noqa: E402
-from simroll.model.versions import Version  # noqa: E402
+from simroll.scenario.rpc import Endpoint, Outcome, SendRule, Signature, choose_send_rule, dispatch  # noqa: E402
+from simroll.scenario.versions import Version  # noqa: E402
 
 CALL_TIMEOUT = 1.0  # seconds; a reply from the in-memory transport takes a few milliseconds
 TIMEOUT = "MessagingTimeout"

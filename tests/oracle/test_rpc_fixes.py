@@ -6,8 +6,8 @@ Worked out from oslo.messaging 18.3.1's source: ``RPCClient._check_version_cap``
 method names starting with ``_`` (the endpoint then counts as compatible: NoSuchMethod).
 """
 
-from simroll.model.rpc import Endpoint, Outcome, SendRule, Signature, choose_send_rule, dispatch
-from simroll.model.versions import Version
+from simroll.scenario.rpc import Endpoint, Outcome, SendRule, Signature, choose_send_rule, dispatch
+from simroll.scenario.versions import Version
 
 V = Version.parse
 

@@ -6,8 +6,8 @@ import pytest
 from conftest import SCENARIOS
 
 from simroll import load_scenario, run_scenario
-from simroll.loader import dump_scenario, load_scenario_text
-from simroll.search import fuzz
+from simroll.scenario.load import dump_scenario, load_scenario_text
+from simroll.explore.search import fuzz
 
 BUGS = {
     "fuzz_backfill_race": "no-lost-write",

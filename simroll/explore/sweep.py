@@ -5,14 +5,14 @@ on the command line: ``engines.count=3,5,10``, ``bus.delivery=oslo,version-route
 ``plan[1].wait=0,30,60``, ``invariants.bounded-imbalance.max_wait=2.5,5``. Each cell of
 the grid (every combination of values, the first parameter varying slowest) is the
 scenario's document with those values set, validated again by
-:func:`~simroll.loader.load_scenario_text`, so a bad value gives the usual
+:func:`~simroll.scenario.load.load_scenario_text`, so a bad value gives the usual
 ``FILE: where: what`` error before anything runs.
 
 Each cell runs once with the scenario's seed, or with seeds ``0..N-1`` (``seeds=N``), and
 reports the invariants violated, the worst and the 99th-percentile queue wait (the ``wait``
 of every message an engine took), the events, the simulated time and the trace's sha256;
 over several seeds, the worst (max) and the median of each figure. Cells run on an
-:class:`~simroll.parallel.Executor` (local processes or a Dask cluster) whose results come
+:class:`~simroll.explore.parallel.Executor` (local processes or a Dask cluster) whose results come
 back in input order, so the table never depends on the number of workers.
 
 ``simroll sweep SCENARIO --param KEY=V1,V2 ... [--out PREFIX]`` is :func:`run_sweep`
@@ -38,10 +38,10 @@ import yaml
 
 from simroll._io import atomic_write_bytes, atomic_write_text, check_new_file
 from simroll.errors import ScenarioError, UsageError
-from simroll.loader import load_scenario_text
-from simroll.model.spec import Scenario
-from simroll.parallel import Executor
-from simroll.runner import run_scenario
+from simroll.scenario.load import load_scenario_text
+from simroll.scenario.spec import Scenario
+from simroll.explore.parallel import Executor
+from simroll.run import run_scenario
 
 # metric name -> axis label; each is a number per run, summarised per cell by max and median
 METRICS: dict[str, str] = {
@@ -418,7 +418,7 @@ class Sweep:
         paths = output_paths(prefix)
         for p in paths.values():
             check_new_file(p, force)
-        from simroll.plots import figure_bytes  # matplotlib: only when writing
+        from simroll.view.plots import figure_bytes  # matplotlib: only when writing
 
         atomic_write_text(paths["md"], self.to_markdown(command), force=force)
         atomic_write_text(paths["json"], json.dumps(self.to_json(), indent=2) + "\n", force=force)
@@ -462,7 +462,7 @@ def run_sweep(
 
     ``seeds=N`` runs each cell with seeds ``0..N-1``; None, once with the scenario's seed.
     Every variant is built and validated before anything runs. ``executor`` (see
-    :mod:`simroll.parallel`) runs the cells; the result is the same for any executor.
+    :mod:`simroll.explore.parallel`) runs the cells; the result is the same for any executor.
     """
     ps = [p if isinstance(p, SweepParam) else SweepParam.parse(p) for p in params]
     if not ps:

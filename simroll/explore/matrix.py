@@ -6,8 +6,8 @@ engine, the last legacy engine killed, a racing backfill, an early contract, a
 switch flipped early, three releases at once. Each cell runs the variant under
 ``bus.delivery`` ``oslo`` and ``version-routed`` and reports ``holds`` or the violated
 invariants; every violated cell comes with a replay scenario (written with
-:func:`~simroll.loader.dump_scenario`) that ``simroll run`` reproduces. With
-``fuzz=N`` a cell whose default run holds is also searched (:func:`simroll.search.fuzz`).
+:func:`~simroll.scenario.load.dump_scenario`) that ``simroll run`` reproduces. With
+``fuzz=N`` a cell whose default run holds is also searched (:func:`simroll.explore.search.fuzz`).
 
 ``simroll matrix DIR [--out PREFIX] [--json] [--fuzz N]`` is :func:`build_matrix`
 plus :meth:`Matrix.write`.
@@ -24,9 +24,9 @@ from typing import Any
 
 from simroll._io import atomic_write_text
 from simroll.errors import UsageError
-from simroll.loader import dump_scenario, load_scenario
-from simroll.model.spec import Scenario, StepSpec
-from simroll.runner import run_scenario
+from simroll.scenario.load import dump_scenario, load_scenario
+from simroll.scenario.spec import Scenario, StepSpec
+from simroll.run import run_scenario
 
 DELIVERIES = ("oslo", "version-routed")
 PAUSE = 100.0  # seconds the operator waits after the first engine (pause-first)
@@ -338,7 +338,7 @@ def decide(s: Scenario, family: str, delivery: str, fuzz: int | None = None, see
         replay = variant.model_copy(update={"expect": f"violates {res.violated[0]}"})
         return Cell(family, delivery, "violated", list(res.violated), "run", res.trace_sha256, replay)
     if fuzz:
-        from simroll.search import fuzz as _fuzz  # search is optional at this layer: imported when asked
+        from simroll.explore.search import fuzz as _fuzz  # search is optional at this layer: imported when asked
 
         fr = _fuzz(variant, max_examples=fuzz, seed=seed)
         if fr.found and fr.counterexample is not None:

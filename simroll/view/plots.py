@@ -1,7 +1,7 @@
 """Plots that explain a run: who ran what when, where messages waited, who did the work,
 the chain of events behind a violation, and where a lost write went.
 
-Every function takes a :class:`~simroll.runner.RunResult` or a list of trace records
+Every function takes a :class:`~simroll.run.RunResult` or a list of trace records
 (as :func:`simroll.read_trace` returns them) and returns a matplotlib
 :class:`~matplotlib.figure.Figure`. Figures are built with the object API
 (``Figure()``), never through ``pyplot``: no global figure registry, no
@@ -33,10 +33,10 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 from matplotlib.patches import Patch
 
-from simroll.causality import causal_chains, happens_before
+from simroll.check.causality import causal_chains, happens_before
 from simroll.errors import UsageError
-from simroll.invariants import INVARIANTS, Violation
-from simroll.runner import RunResult
+from simroll.check.invariants import INVARIANTS, Violation
+from simroll.run import RunResult
 
 Record = dict[str, Any]
 Source = RunResult | Sequence[Record]

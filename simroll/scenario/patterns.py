@@ -31,7 +31,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from simroll.errors import ScenarioError
-from simroll.model.spec import (
+from simroll.scenario.spec import (
     AccessSpec,
     DatabaseSpec,
     EndpointSpec,
@@ -47,7 +47,7 @@ from simroll.model.spec import (
     VersionStr,
     WorkloadSpec,
 )
-from simroll.model.versions import Version
+from simroll.scenario.versions import Version
 
 LineOf = Callable[[tuple[Any, ...]], "int | None"]
 _WORD = re.compile(r"[\w\-]+")

@@ -3,7 +3,7 @@
 One :class:`Simulation` runs one scenario once. Order of events at the same
 simulated instant is SimPy's: first scheduled, first run. Every other decision
 (which idle consumer takes a message, extra delays) goes through the
-:class:`~simroll.chooser.Chooser`; option 0 is the documented default.
+:class:`~simroll.sim.chooser.Chooser`; option 0 is the documented default.
 
 Records written to the trace (see :mod:`simroll.sim.trace`) are the only output;
 the invariants read them.
@@ -19,10 +19,10 @@ from typing import Any
 import simpy
 from simpy.events import Event
 
-from simroll.chooser import Chooser
-from simroll.model.rpc import Endpoint, Outcome, SendRule, Signature, accepts_version, choose_send_rule, dispatch
-from simroll.model.spec import BackfillSpec, ReleaseSpec, Scenario, StepSpec, TriggerSpec
-from simroll.model.versions import Version
+from simroll.sim.chooser import Chooser
+from simroll.scenario.rpc import Endpoint, Outcome, SendRule, Signature, accepts_version, choose_send_rule, dispatch
+from simroll.scenario.spec import BackfillSpec, ReleaseSpec, Scenario, StepSpec, TriggerSpec
+from simroll.scenario.versions import Version
 from simroll.sim.trace import Trace
 
 _DELAY_LEVELS = 8  # a delay choice takes k/8 of its bound, k in 0..8

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from simroll.runner import RunResult
+from simroll.run import RunResult
 
 Record = dict[str, Any]
 

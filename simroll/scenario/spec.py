@@ -1,6 +1,6 @@
 """The scenario, as typed and frozen objects.
 
-A scenario file is validated once, at the edge (:mod:`simroll.loader`), into a
+A scenario file is validated once, at the edge (:mod:`simroll.scenario.load`), into a
 :class:`Scenario`; everything inside simroll trusts these objects. Field
 descriptions double as the documentation of the file format and end up in the
 JSON Schema printed by ``simroll schema``.
@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from simroll.model.versions import VERSION_PATTERN
+from simroll.scenario.versions import VERSION_PATTERN
 
 VersionStr = Annotated[str, StringConstraints(pattern=VERSION_PATTERN)]
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$", max_length=100)]

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from simroll.errors import UsageError
-from simroll.loader import dump_scenario
-from simroll.plots import chain_records, explaining_plots, figure_bytes, step_text, write_atomic
-from simroll.report import describe
-from simroll.runner import RunResult
+from simroll.scenario.load import dump_scenario
+from simroll.view.plots import chain_records, explaining_plots, figure_bytes, step_text, write_atomic
+from simroll.view.report import describe
+from simroll.run import RunResult
 
 Record = dict[str, Any]
 

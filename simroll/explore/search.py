@@ -8,7 +8,7 @@ A point of the search space is a :class:`Schedule`:
   operator pauses before each, whether a graceful stop becomes a kill, and an optional
   extra kill of an engine at some time;
 * event-level choices: a few *pinned choice points* of the run's
-  :class:`~simroll.chooser.Chooser` (which consumer takes a message, extra message
+  :class:`~simroll.sim.chooser.Chooser` (which consumer takes a message, extra message
   delay, the backfill's read-to-write gap).
 
 Every choice shrinks towards the scenario as written: steps dropped (fewer steps),
@@ -36,10 +36,10 @@ from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from simroll._io import atomic_write_text
-from simroll.loader import dump_scenario
-from simroll.model.spec import ChoiceSpec, FaultSpec, Scenario, SearchSpec, StepSpec
-from simroll.parallel import Executor
-from simroll.runner import RunResult, run_scenario
+from simroll.scenario.load import dump_scenario
+from simroll.scenario.spec import ChoiceSpec, FaultSpec, Scenario, SearchSpec, StepSpec
+from simroll.explore.parallel import Executor
+from simroll.run import RunResult, run_scenario
 
 PAUSE_LEVELS = 16  # a pause choice adds k/16 of max_pause, k in 0..16
 FAULT_LEVELS = 64  # an extra kill happens at k/64 of the default run's length
@@ -224,7 +224,7 @@ class FuzzResult:
 
 def describe_counterexample(result: RunResult, invariant: str | None) -> list[str]:
     """Operator steps, injected faults and pinned choices of a run, then its first violation."""
-    from simroll.report import describe  # report sits above search; imported late on purpose
+    from simroll.view.report import describe  # report sits above search; imported late on purpose
 
     lines = []
     for rec in result.trace():
@@ -341,7 +341,7 @@ def fuzz(
     example database) are replayed first. ``progress(phase, runs, best)`` is
     called after every simulation. Ctrl-C returns what was found so far, with ``interrupted``.
 
-    ``executor`` (see :mod:`simroll.parallel`) runs the random sweep and the minimisation on
+    ``executor`` (see :mod:`simroll.explore.parallel`) runs the random sweep and the minimisation on
     many workers; the Hypothesis phase runs here. The first violation of the sweep is the one
     with the lowest index, so the counterexample does not depend on the number of workers.
     """

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from simroll.model.versions import Version, is_compatible
+from simroll.scenario.versions import Version, is_compatible
 
 
 class Outcome(str, Enum):

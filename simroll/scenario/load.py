@@ -1,4 +1,4 @@
-"""Scenario files: safe YAML in, a validated :class:`~simroll.model.spec.Scenario` out.
+"""Scenario files: safe YAML in, a validated :class:`~simroll.scenario.spec.Scenario` out.
 
 Validation happens once, here. A bad document raises :class:`ScenarioError` whose
 text is ``FILE: where (line N): what was expected``. YAML is loaded without
@@ -17,8 +17,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from simroll.errors import ScenarioError
-from simroll.model.spec import STEP_ACTIONS, Scenario
-from simroll.patterns import add_patterns_schema, expand_patterns
+from simroll.scenario.spec import STEP_ACTIONS, Scenario
+from simroll.scenario.patterns import add_patterns_schema, expand_patterns
 
 MAX_BYTES = 1_000_000
 MAX_NODES = 200_000  # after alias expansion

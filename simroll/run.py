@@ -10,10 +10,10 @@ from typing import Any
 import networkx as nx
 
 from simroll._io import atomic_open
-from simroll.causality import causal_chains, happens_before
-from simroll.invariants import InvariantResult, Violation, make_checkers
-from simroll.model.spec import Scenario
-from simroll.sim.cluster import simulate
+from simroll.check.causality import causal_chains, happens_before
+from simroll.check.invariants import InvariantResult, Violation, make_checkers
+from simroll.scenario.spec import Scenario
+from simroll.sim.kernel import simulate
 from simroll.sim.trace import Record, Trace, read_trace
 
 
@@ -83,7 +83,7 @@ class RunResult:
 
     def _repr_html_(self) -> str:
         """Jupyter's rich display: invariants held and violated, each violation's causal chain, key figures."""
-        from simroll.html import summary_html  # html sits above runner; imported late to keep layers one way
+        from simroll.view.html import summary_html  # html sits above runner; imported late to keep layers one way
 
         return summary_html(self)
 
