@@ -1,6 +1,6 @@
 """simroll: a deterministic simulator of mixed-version clusters, for designing rolling upgrades.
 
-The public API, for scripts and notebooks::
+The public API, for scripts and notebooks (README: "Python API")::
 
     import simroll
     scenario = simroll.load_scenario("scenarios/lost_dual_writes.yaml")
@@ -10,79 +10,95 @@ The public API, for scripts and notebooks::
     found.found, found.steps, found.counterexample
     matrix = simroll.build_matrix("scenarios/patterns")  # each pattern x plan/fault family x delivery
     table = simroll.run_sweep(scenario, ["engines.count=3,5", "bus.delivery=oslo,version-routed"])
-    table.to_markdown(), table.heatmap("worst_wait")   # a grid of variants; see simroll.explore.sweep
-    simroll.release_timeline(result)          # a matplotlib Figure; see simroll.view.plots
-    simroll.write_html(result, "report.html")  # a self-contained page
+    simroll.sweep_heatmap(table, "worst_wait")  # a matplotlib Figure
+    simroll.release_timeline(result)            # also queue_depth, engine_load, sequence_diagram, field_values
+    simroll.write_html(result, "report.html")   # a self-contained page
+
+Everything else stays importable from its own module (``simroll.scenario``, ``simroll.sim``,
+``simroll.check``, ``simroll.run``, ``simroll.explore``, ``simroll.view``) but is not part of
+the promise. Names load on first use, so ``import simroll`` (and the pytest plugin) stays
+cheap: the simulator, Hypothesis and matplotlib are imported only when asked for.
 """
 
-from simroll.sim.chooser import Chooser
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from simroll import _display
+from simroll._version import __version__
 from simroll.errors import ScenarioError, SimrollError, UsageError
-from simroll.check.invariants import INVARIANTS, Violation
-from simroll.scenario.load import dump_scenario, load_scenario, load_scenario_text, scenario_json_schema
-from simroll.explore.matrix import Matrix, build_matrix
-from simroll.scenario.rpc import Outcome, dispatch
-from simroll.scenario.spec import Scenario
-from simroll.scenario.versions import Version, is_compatible
-from simroll.scenario.patterns import expand_patterns
-from simroll.view.report import format_text
-from simroll.run import RunResult, run_scenario
-from simroll.explore.search import FuzzResult, Schedule, apply_schedule, fuzz
-from simroll.explore.sweep import Sweep, SweepParam, run_sweep
-from simroll.sim.trace import read_trace
-
-__version__ = "0.1.0"
-
-__all__ = [
-    "Chooser",
-    "FuzzResult",
-    "Schedule",
-    "apply_schedule",
-    "build_matrix",
-    "expand_patterns",
-    "Matrix",
-    "fuzz",
-    "INVARIANTS",
-    "Outcome",
-    "RunResult",
-    "Scenario",
-    "ScenarioError",
-    "SimrollError",
-    "UsageError",
-    "Version",
-    "Violation",
-    "dispatch",
-    "dump_scenario",
-    "format_text",
-    "is_compatible",
-    "load_scenario",
-    "load_scenario_text",
-    "read_trace",
-    "run_scenario",
-    "scenario_json_schema",
-    "Sweep",
-    "SweepParam",
-    "run_sweep",
-    # plots and HTML (loaded on first use, see __getattr__)
-    "engine_load",
-    "field_values",
-    "queue_depth",
-    "release_timeline",
-    "report_html",
-    "sequence_diagram",
-    "write_html",
-    "write_plots",
-]
-
-_LAZY = {name: "simroll.view.plots" for name in ("engine_load", "field_values", "queue_depth", "release_timeline",
-                                             "sequence_diagram", "write_plots")}
-_LAZY.update(report_html="simroll.view.html", write_html="simroll.view.html")
 
 
-def __getattr__(name: str):
-    """Plots and HTML load on first use: matplotlib takes longer to import than the rest of simroll."""
-    module = _LAZY.get(name)
+# public name -> the module that defines it
+_HOME = {
+    # scenarios
+    "Scenario": "simroll.scenario.spec",
+    "load_scenario": "simroll.scenario.load",
+    "load_scenario_text": "simroll.scenario.load",
+    "dump_scenario": "simroll.scenario.load",
+    "scenario_json_schema": "simroll.scenario.load",
+    # running, and what a run gives
+    "run_scenario": "simroll.run",
+    "RunResult": "simroll.run",
+    "InvariantResult": "simroll.check.invariants",
+    "Violation": "simroll.check.invariants",
+    "read_trace": "simroll.sim.trace",
+    "format_text": "simroll.view.report",
+    # exploring
+    "fuzz": "simroll.explore.search",
+    "FuzzResult": "simroll.explore.search",
+    "build_matrix": "simroll.explore.matrix",
+    "Matrix": "simroll.explore.matrix",
+    "run_sweep": "simroll.explore.sweep",
+    "Sweep": "simroll.explore.sweep",
+    "SweepParam": "simroll.explore.sweep",
+    # seeing
+    "release_timeline": "simroll.view.plots",
+    "queue_depth": "simroll.view.plots",
+    "engine_load": "simroll.view.plots",
+    "sequence_diagram": "simroll.view.plots",
+    "field_values": "simroll.view.plots",
+    "sweep_heatmap": "simroll.view.plots",
+    "write_plots": "simroll.view.plots",
+    "report_html": "simroll.view.html",
+    "write_html": "simroll.view.html",
+}
+
+__all__ = sorted([*_HOME, "ScenarioError", "SimrollError", "UsageError", "__version__"])
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
+    from simroll.check.invariants import InvariantResult, Violation
+    from simroll.explore.matrix import Matrix, build_matrix
+    from simroll.explore.search import FuzzResult, fuzz
+    from simroll.explore.sweep import Sweep, SweepParam, run_sweep
+    from simroll.run import RunResult, run_scenario
+    from simroll.scenario.load import dump_scenario, load_scenario, load_scenario_text, scenario_json_schema
+    from simroll.scenario.spec import Scenario
+    from simroll.sim.trace import read_trace
+    from simroll.view.html import report_html, write_html
+    from simroll.view.plots import (engine_load, field_values, queue_depth, release_timeline, sequence_diagram,
+                                    sweep_heatmap, write_plots)
+    from simroll.view.report import format_text
+
+
+def _view(module: str, function: str) -> Any:
+    """A display function that imports its view module on first call."""
+    return lambda obj: getattr(importlib.import_module(module), function)(obj)
+
+
+_display.register("simroll.run.RunResult", _view("simroll.view.html", "summary_html"))
+
+
+def __getattr__(name: str) -> Any:
+    """Load a public name from its module on first use (PEP 562)."""
+    module = _HOME.get(name)
     if module is None:
         raise AttributeError(f"module 'simroll' has no attribute {name!r}")
-    import importlib
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
 
-    return getattr(importlib.import_module(module), name)
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOME))

@@ -1,19 +1,32 @@
-"""Writing output files atomically: a reader (or a killed run) sees the old file or the whole new one.
+"""The one way simroll writes a file: checked first, then written atomically.
 
-Every file simroll writes (``--trace``, ``--html``, ``--plots``, ``fuzz --out``) goes through
-:func:`atomic_open` or :func:`atomic_write_text`: the content goes to a temporary file in the
-same directory, is flushed to disk, and only then takes the target's name with one
-``os.replace`` (or ``os.link`` when the target must not exist). An exception, Ctrl-C or
-SIGTERM while writing removes the temporary file and leaves the target as it was.
+Every file simroll writes (``--trace``, ``--html``, ``--plots``, ``fuzz --out``, matrix and
+sweep tables, the failure store) goes through :func:`atomic_open` or one of the
+``atomic_write_*`` helpers, and every command asks :func:`check_new_file` ("may I write
+here?") for each of its output paths before any long work starts.
 
-An existing file is never overwritten unless ``force`` is true; the refusal is a
-:class:`~simroll.errors.UsageError` reading ``PATH: file exists; pass --force to overwrite it``.
+Inputs (scenario files, traces) are read by :func:`read_input`: regular files only, never
+more than a limit.
+
+The rules for outputs, in one place:
+
+* ``overwrite`` is the one keyword, ``False`` the one default: an existing file is refused
+  with ``PATH: file exists; pass --force to overwrite it`` (the CLI's ``--force`` passes
+  ``overwrite=True``).
+* Only a regular file is ever replaced, even with ``overwrite``: a device (``/dev/null``),
+  a FIFO, a directory or a symbolic link is refused, so running as root cannot turn a
+  device node or a link into a regular file.
+* The content goes to a temporary file in the same directory, is flushed to disk, and
+  only then takes the target's name: with ``os.replace`` when overwriting, else with
+  ``os.link``, which fails if another process took the name meanwhile. An exception,
+  Ctrl-C or SIGTERM while writing removes the temporary file and leaves the target as it was.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -23,10 +36,75 @@ from simroll.errors import UsageError
 StrPath = str | os.PathLike[str]
 
 
-def check_new_file(path: StrPath, force: bool = False) -> None:
-    """Raise :class:`UsageError` if ``path`` exists and ``force`` is false (call it before long work)."""
-    if not force and os.path.lexists(path):
-        raise UsageError(f"{os.fspath(path)}: file exists; pass --force to overwrite it")
+def _kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def check_new_file(path: StrPath, overwrite: bool = False, flag: str | None = None,
+                   make_parents: bool = False) -> None:
+    """May simroll write ``path``? Raise :class:`UsageError` if not; call it before long work.
+
+    Refused: an existing path unless ``overwrite``; anything but a regular file, whatever
+    ``overwrite`` says; a path whose directory does not exist (with ``make_parents``, whose
+    nearest existing ancestor is not a directory). ``flag`` (e.g. ``"--html"``) is named in
+    the message when given.
+    """
+    where = f"{os.fspath(path)}: {flag}: " if flag else f"{os.fspath(path)}: "
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        parent = Path(path).parent
+        while make_parents and not os.path.lexists(parent) and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise UsageError(f"{where}directory {os.fspath(parent)!r} does not exist") from None
+        return
+    except OSError as e:
+        raise UsageError(f"{where}cannot write: {e.strerror or e}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise UsageError(f"{where}{_kind(st.st_mode)}; simroll only ever replaces regular files")
+    if not overwrite:
+        raise UsageError(f"{where}file exists; pass --force to overwrite it")
+
+
+def read_input(path: StrPath, limit: int) -> bytes:
+    """The bytes of the regular file ``path``, at most ``limit`` of them; :class:`OSError` or ValueError if not.
+
+    Only a regular file is read: a FIFO with no writer would hang and ``/dev/zero`` would
+    never end, and ``stat()`` says 0 bytes for both. The file is opened without blocking,
+    checked with ``fstat`` on the open descriptor (no race with a rename), and read up to
+    ``limit + 1`` bytes, so an oversized file is refused without reading it whole. Raises
+    ``ValueError("... more than the limit of N bytes")`` for a file over the limit and
+    ``ValueError("<what it is>, not a regular file")`` for anything else.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{_kind(st.st_mode)}, not a regular file")
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    if size > limit:
+        raise ValueError(f"more than the limit of {limit} bytes")
+    return b"".join(chunks)
 
 
 def _temp_beside(target: Path, binary: bool) -> tuple[str, int]:
@@ -41,9 +119,10 @@ def _temp_beside(target: Path, binary: bool) -> tuple[str, int]:
             n += 1
 
 
-def _publish(tmp: str, target: Path, force: bool) -> None:
-    """Give ``tmp`` the name ``target``: replace it if ``force``, else only if nothing took the name meanwhile."""
-    if force:
+def _publish(tmp: str, target: Path, overwrite: bool) -> None:
+    """Give ``tmp`` the name ``target``: replace it if ``overwrite``, else only if nothing took the name meanwhile."""
+    if overwrite:
+        check_new_file(target, overwrite=True)  # still a regular file (or nothing)?
         os.replace(tmp, target)
         return
     try:
@@ -58,21 +137,20 @@ def _publish(tmp: str, target: Path, force: bool) -> None:
 
 
 @contextlib.contextmanager
-def atomic_open(path: StrPath, mode: str = "w", force: bool = False, encoding: str | None = "utf-8",
+def atomic_open(path: StrPath, mode: str = "w", overwrite: bool = False, encoding: str | None = "utf-8",
                 newline: str | None = "\n") -> Iterator[IO[Any]]:
     """Open a temporary file that becomes ``path`` when the ``with`` block ends without an exception.
 
     ``mode`` is ``"w"`` (text; ``encoding`` and ``newline`` apply) or ``"wb"``. Raises
-    :class:`UsageError` at once, before anything is written, if ``path`` exists and ``force``
-    is false, and again at the end if another process created it in the meantime. On an
-    exception (including KeyboardInterrupt) the temporary file is removed and ``path`` is untouched.
+    :class:`UsageError` at once, before anything is written, if :func:`check_new_file`
+    refuses ``path``, and again at the end if another process created it in the meantime.
+    On an exception (including KeyboardInterrupt) the temporary file is removed and
+    ``path`` is untouched.
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"mode={mode!r}: expected 'w' or 'wb'")
     target = Path(path)
-    check_new_file(target, force)
-    if not target.parent.is_dir():
-        raise UsageError(f"{os.fspath(path)}: directory {os.fspath(target.parent)!r} does not exist")
+    check_new_file(target, overwrite)
     binary = mode == "wb"
     try:
         tmp, fd = _temp_beside(target, binary)
@@ -88,13 +166,16 @@ def atomic_open(path: StrPath, mode: str = "w", force: bool = False, encoding: s
         os.unlink(tmp)
         raise
     try:
-        with f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())  # the content is on disk before the name points at it
         try:
-            _publish(tmp, target, force)
-        except OSError as e:  # e.g. the target is a directory
+            with f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())  # the content is on disk before the name points at it
+        except OSError as e:  # no space left, an I/O error: say where, never a traceback
+            raise UsageError(f"{os.fspath(path)}: cannot write: {e.strerror or e}") from None
+        try:
+            _publish(tmp, target, overwrite)
+        except OSError as e:  # e.g. the target became a directory
             raise UsageError(f"{os.fspath(path)}: cannot write: {e.strerror or e}") from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -102,18 +183,18 @@ def atomic_open(path: StrPath, mode: str = "w", force: bool = False, encoding: s
         raise
 
 
-def atomic_write_text(path: StrPath, text: str, force: bool = False) -> Path:
+def atomic_write_text(path: StrPath, text: str, overwrite: bool = False) -> Path:
     """Write ``text`` (UTF-8, ``\\n`` line ends) to ``path`` atomically; returns ``path`` as a Path."""
-    with atomic_open(path, "w", force=force) as f:
+    with atomic_open(path, "w", overwrite=overwrite) as f:
         f.write(text)
     return Path(path)
 
 
-def atomic_write_bytes(path: StrPath, data: bytes, force: bool = False) -> Path:
+def atomic_write_bytes(path: StrPath, data: bytes, overwrite: bool = False) -> Path:
     """Write ``data`` to ``path`` atomically; returns ``path`` as a Path."""
-    with atomic_open(path, "wb", force=force) as f:
+    with atomic_open(path, "wb", overwrite=overwrite) as f:
         f.write(data)
     return Path(path)
 
 
-__all__ = ["atomic_open", "atomic_write_text", "atomic_write_bytes", "check_new_file"]
+__all__ = ["atomic_open", "atomic_write_text", "atomic_write_bytes", "check_new_file", "read_input"]

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
 from pathlib import Path
 
+from simroll._version import __version__
+from simroll._io import check_new_file
 from simroll.errors import SimrollError, UsageError
 from simroll.scenario.load import load_scenario, scenario_json_schema
 from simroll.scenario.spec import Scenario
@@ -27,9 +31,10 @@ def _with_limits(s: Scenario, args: argparse.Namespace) -> Scenario:
     return s.model_copy(update={"limits": s.limits.model_copy(update=update)}) if update else s
 
 
-def _check_new_file(path: str | None, force: bool, flag: str) -> None:
-    if path is not None and Path(path).exists() and not force:
-        raise UsageError(f"{path}: {flag}: file exists; pass --force to overwrite it")
+def _check_new_file(path: str | None, overwrite: bool, flag: str) -> None:
+    """:func:`simroll._io.check_new_file` for an optional output flag."""
+    if path is not None:
+        check_new_file(path, overwrite, flag)
 
 
 def _positive(kind):
@@ -58,6 +63,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     scenario = _with_limits(load_scenario(args.scenario), args)
     _check_new_file(args.trace, args.force, "--trace")
     _check_new_file(args.html, args.force, "--html")
+    if args.plots:  # every output is checked before the run, so a refusal never hides a verdict
+        from simroll.view.plots import check_plots_dir
+
+        check_plots_dir(args.plots, args.format, args.force)
     result = run_scenario(scenario, seed=args.seed, trace_path=args.trace, overwrite=args.force)
     if args.check_determinism:
         again = run_scenario(scenario, seed=args.seed)
@@ -96,12 +105,13 @@ def _write_pictures(result, args: argparse.Namespace) -> None:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from simroll.view.plots import load_trace, write_plots
+    from simroll.sim.trace import read_trace
+    from simroll.view.plots import write_plots
 
     if args.source.endswith(".jsonl"):  # a trace from `simroll run --trace`: plot it as it is
         if args.seed is not None:
             raise UsageError(f"{args.source}: --seed: a trace is one finished run; it takes no seed")
-        source = load_trace(args.source)
+        source = read_trace(args.source)
     else:
         source = run_scenario(load_scenario(args.source), seed=args.seed)
     for p in write_plots(source, args.out, fmt=args.format, overwrite=args.force):
@@ -121,27 +131,48 @@ def _default_out(scenario_path: str) -> str:
     return str(candidate)
 
 
-def _progress_printer():
-    """A one-line progress display on a terminal (stderr); nothing when stderr is not a terminal."""
-    if not sys.stderr.isatty():
-        return None
-    import time
+class _Progress:
+    """Progress of a long command on stderr: a line redrawn in place on a terminal; elsewhere
+    (a CI log, a pipe) a plain line once the work has started and then every few seconds, as TLC does.
 
-    last = [0.0]
+    The clock only paces the display; it never reaches the search.
+    """
 
-    def show(phase: str, examples: int, best: dict[str, float]) -> None:
-        now = time.monotonic()  # display throttling only; never reaches the search
-        if now - last[0] < 0.1:
+    def __init__(self, total: int, what: str = "runs"):
+        import time
+
+        self._clock = time.monotonic
+        self.total, self.what = total, what
+        self.tty = sys.stderr.isatty()
+        self._t0 = self._clock()
+        self._last = 0.0
+        self._started = False
+
+    def __call__(self, phase: str, done: int, best: dict[str, float]) -> None:
+        now = self._clock()
+        first = not self._started and done >= 2
+        if not first and now - self._last < (0.1 if self.tty else 5.0):
             return
-        last[0] = now
+        self._last, self._started = now, True
+        rate = done / (now - self._t0) if now > self._t0 else 0.0
+        left = max(0, self.total - done) / rate if rate > 0 else None
+        line = f"{phase}: {done} of at most {self.total} {self.what}, {rate:.1f} {self.what}/s"
+        if left is not None and phase == "searching":
+            line += f", at most {left:.0f} s left"
         top = ", ".join(f"{k} {v:.3g}" for k, v in sorted(best.items()))
-        print(f"\r\x1b[K{phase}: {examples} runs | closest so far: {top}"[:200], end="", file=sys.stderr, flush=True)
+        if top:
+            line += f" | closest so far (distance scores, higher is closer): {top}"
+        if self.tty:
+            print(f"\r\x1b[K{line}"[:200], end="", file=sys.stderr, flush=True)
+        else:
+            print(f"simroll: {line}", file=sys.stderr, flush=True)
 
-    return show
+    def close(self) -> None:
+        if self.tty:
+            print("\r\x1b[K", end="", file=sys.stderr, flush=True)
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
-    import os
     import signal
 
     from simroll.explore.search import fuzz, save_counterexample
@@ -163,7 +194,10 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, on_term)
     # a process started in the background inherits SIGINT ignored; Ctrl-C must still stop the search
     previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
-    show = _progress_printer()
+    show = _Progress(args.max_examples)
+    # the line a script (or a test) can wait for: the handlers are installed, the search begins
+    print(f"simroll: fuzz {args.scenario}: searching up to {args.max_examples} simulations "
+          "(Ctrl-C stops and keeps what was found)", file=sys.stderr, flush=True)
     executor = make_executor(args.workers, args.dask)
     try:
         fr = fuzz(scenario, max_examples=args.max_examples, seed=args.seed, database=database, progress=show,
@@ -172,10 +206,9 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         executor.close()
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)
-        if show is not None:
-            print("\r\x1b[K", end="", file=sys.stderr, flush=True)
+        show.close()
     if fr.found:
-        save_counterexample(fr, out, args.scenario, force=args.force or args.out is None)
+        save_counterexample(fr, out, args.scenario, overwrite=args.force or args.out is None)
     if args.json:
         print(json.dumps(fr.to_json(), indent=2))
     else:
@@ -206,7 +239,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     command = " ".join(["simroll matrix", args.dir] + (["--fuzz", str(args.fuzz)] if args.fuzz else [])
                        + (["--out", args.out] if args.out else []))
     if args.out:
-        matrix.write(args.out, force=args.force, command=command)
+        matrix.write(args.out, overwrite=args.force, command=command)
     if args.json:
         print(json.dumps(matrix.to_json(), indent=2))
     else:
@@ -221,17 +254,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
     params = [SweepParam.parse(text) for text in args.param]
     if args.out:  # refuse existing outputs before the long part
-        from simroll._io import check_new_file
         from simroll.explore.sweep import output_paths
 
         for path in output_paths(args.out).values():
-            check_new_file(path, args.force)
+            check_new_file(path, args.force, "--out")
     with make_executor(args.workers, args.dask) as executor:
         result = run_sweep(scenario, params, seeds=args.seeds, executor=executor, source=args.scenario)
     command = " ".join(["simroll sweep", args.scenario] + [f"--param {t}" for t in args.param]
                        + (["--seeds", str(args.seeds)] if args.seeds else []))
     if args.out:
-        for path in result.write(args.out, force=args.force, metric=args.metric, command=command):
+        from simroll.view.plots import write_sweep  # matplotlib is slow to import: only when asked for
+
+        for path in write_sweep(result, args.out, overwrite=args.force, metric=args.metric, command=command):
             print(f"simroll: wrote {path}", file=sys.stderr)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
@@ -248,6 +282,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="simroll", description="Deterministic simulator of mixed-version clusters "
                                 "for designing rolling upgrades.")
+    p.add_argument("--version", action="version", version=f"simroll {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     r = sub.add_parser("run", help="replay a scenario and check its invariants (exit 0 held, 1 violated, 2 bad input, "
@@ -333,17 +368,85 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+EXIT_SOFTWARE = 70  # an internal error (sysexits' EX_SOFTWARE): a bug in simroll, never "violated"
+EXIT_IOERR = 74  # standard output could not be written (a full disk, a closed terminal)
+EXIT_SIGPIPE = 141  # the reader of our output went away (`simroll run X | head -1`), as a shell reports SIGPIPE
+
+
+def _crash_log(exc: BaseException) -> str:
+    """Write the traceback of an internal error to a new file; returns its path."""
+    import tempfile
+    import traceback
+
+    fd, path = tempfile.mkstemp(prefix="simroll-crash-", suffix=".log")
+    with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:
+        f.write(f"simroll {__version__}, python {sys.version.split()[0]}, argv {sys.argv!r}\n")
+        f.write("".join(traceback.format_exception(exc)))
+    return path
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's own flush at exit raises nothing."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is no real file (a test's capture): nothing to flush at exit
+        pass
+    finally:
+        os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code (README: exit codes)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.fn(args)
+        code = args.fn(args)
+        try:
+            sys.stdout.flush()  # a write error of buffered output is ours to report, not the interpreter's at exit
+        except OSError as e:
+            if isinstance(e, BrokenPipeError):
+                raise
+            return _stdout_error(e)
+        return code
     except SimrollError as e:
-        print(f"simroll: {e}", file=sys.stderr)
+        print(f"simroll: {_one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("simroll: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_SIGPIPE
+    except OSError as e:
+        # a file simroll reads or writes fails as a UsageError, naming the file; what is left
+        # without a file name and with an output errno is the standard output
+        if e.filename is None and e.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG):
+            return _stdout_error(e)
+        return _internal_error(e)
+    except Exception as e:  # noqa: BLE001 - the one place that turns a bug into exit 70 and a log
+        return _internal_error(e)
+
+
+def _stdout_error(e: OSError) -> int:
+    _quiet_stdout()
+    print(f"simroll: cannot write to standard output: {e.strerror or e}", file=sys.stderr)
+    return EXIT_IOERR
+
+
+def _internal_error(e: BaseException) -> int:
+    try:
+        where = f"the traceback is in {_crash_log(e)}"
+    except OSError:
+        where = "and the traceback could not be written to a log file"
+    print(f"simroll: internal error: {type(e).__name__}: {_one_line(str(e))[:300]} ({where}; "
+          "please report it with the scenario file)", file=sys.stderr)
+    return EXIT_SOFTWARE
+
+
+def _one_line(text: str) -> str:
+    """A message on one line: a newline in a file name must not split it (shown as \\n)."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 if __name__ == "__main__":  # pragma: no cover

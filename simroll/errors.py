@@ -11,8 +11,11 @@ class SimrollError(Exception):
     """Base class of every error simroll raises on purpose."""
 
 
-class ScenarioError(SimrollError):
+class ScenarioError(SimrollError, ValueError):
     """A scenario file (or text) is not a valid scenario.
+
+    Also a :class:`ValueError`, so ``except ValueError`` catches a bad scenario as it would
+    any other bad value.
 
     ``where`` is a path inside the document such as ``releases.new.rpc.endpoints[0].version``,
     optionally followed by the line it starts on.

@@ -84,7 +84,7 @@ class ScenarioItem(pytest.Item):
             raise ScenarioFailure(f"expected {wanted} to be violated, but every invariant held in {found.examples} "
                                   f"runs (seed {seed}; raise --simroll-max-examples to search longer)")
         stem = self.path.name.rsplit(".", 1)[0]
-        replay = save_counterexample(found, out_dir / f"{stem}.counterexample.yaml", str(self.path), force=True)
+        replay = save_counterexample(found, out_dir / f"{stem}.counterexample.yaml", str(self.path), overwrite=True)
         expected = "every invariant to hold" if wanted is None else f"{wanted} to be violated"
         raise ScenarioFailure("\n".join(
             [f"expected {expected}, but the search found a violation of {found.invariant} "

@@ -9,8 +9,10 @@ from typing import Any
 
 import networkx as nx
 
+from simroll._display import html as _display_html
 from simroll._io import atomic_open
-from simroll.check.causality import causal_chains, happens_before
+from simroll.check.causality import happens_before
+from simroll.check.history import violation_chains
 from simroll.check.invariants import InvariantResult, Violation, make_checkers
 from simroll.scenario.spec import Scenario
 from simroll.sim.kernel import simulate
@@ -69,9 +71,7 @@ class RunResult:
 
     def chains(self, v: Violation) -> list[list[Record]]:
         """Causal chains ending at ``v``'s record, as records, shortest first."""
-        recs = self.trace()
-        g = self._graph if self._graph is not None else happens_before(recs, upto=v.event)
-        return [[recs[i] for i in path] for path in causal_chains(g, v.event, v.causes)]
+        return violation_chains(self.trace(), v, self._graph)
 
     def dataframe(self):
         """The trace as a pandas DataFrame (needs pandas)."""
@@ -82,10 +82,12 @@ class RunResult:
         return pd.DataFrame.from_records(self.trace())
 
     def _repr_html_(self) -> str:
-        """Jupyter's rich display: invariants held and violated, each violation's causal chain, key figures."""
-        from simroll.view.html import summary_html  # html sits above runner; imported late to keep layers one way
+        """Jupyter's rich display: invariants held and violated, each violation's causal chain, key figures.
 
-        return summary_html(self)
+        Drawn by :func:`simroll.view.html.summary_html`, which ``import simroll`` registers in
+        :mod:`simroll._display` (the views sit above this module).
+        """
+        return _display_html(self)
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         """IPython's plain-text display: one line, not the dataclass repr with every trace record."""
@@ -116,7 +118,7 @@ class RunResult:
 def first_difference(a: RunResult, b: RunResult) -> str:
     """Where two runs' traces part (for ``--check-determinism``): the first record that differs."""
     ra, rb = a.trace(), b.trace()
-    for x, y in zip(ra, rb):
+    for x, y in zip(ra, rb, strict=False):
         if x != y:
             return f"they first differ at record #{x['i']}: {str(x)[:300]} vs {str(y)[:300]}"
     return f"one trace has {len(ra)} records, the other {len(rb)}"
@@ -128,20 +130,20 @@ def run_scenario(
     pinned: dict[tuple[str, int], int] | None = None,
     keep_trace: bool = True,
     trace_path: str | os.PathLike[str] | None = None,
-    overwrite: bool = True,
+    overwrite: bool = False,
 ) -> RunResult:
     """Run ``scenario`` once with ``seed`` (default: the scenario's) and check its invariants.
 
     ``pinned`` adds to the scenario's own pinned choices. With ``trace_path`` the trace is
     streamed to that file, written atomically (:func:`simroll._io.atomic_open`: an interrupted
-    run leaves no partial file; ``overwrite=False`` refuses an existing one with a UsageError);
+    run leaves no partial file; an existing one is refused with a UsageError unless ``overwrite``);
     with ``keep_trace=False`` it is not held in memory.
     """
     seed = scenario.seed if seed is None else seed
-    choices = {(c.kind, c.at): c.pick for c in scenario.choices}
+    choices: dict[tuple[str, int], int] = {(c.kind, c.at): c.pick for c in scenario.choices}
     choices.update(pinned or {})
     with contextlib.ExitStack() as files:
-        stream = None if trace_path is None else files.enter_context(atomic_open(trace_path, force=overwrite))
+        stream = None if trace_path is None else files.enter_context(atomic_open(trace_path, overwrite=overwrite))
         trace = Trace(keep=keep_trace, stream=stream)
         checkers = make_checkers(scenario.invariants.enabled())
         for c in checkers:

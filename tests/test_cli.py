@@ -76,3 +76,57 @@ def test_limits_from_the_command_line(capsys):
 def test_schema_command(capsys):
     code, out, _ = run(capsys, "schema")
     assert code == 0 and json.loads(out)["title"] == "simroll scenario"
+
+
+def test_version_and_python_dash_m():
+    import subprocess
+    import sys
+
+    from simroll._version import __version__
+
+    out = subprocess.run([sys.executable, "-m", "simroll", "--version"], capture_output=True, text=True)
+    assert (out.returncode, out.stdout.strip()) == (0, f"simroll {__version__}")
+    helped = subprocess.run([sys.executable, "-m", "simroll", "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0 and "usage: simroll" in helped.stdout and "fuzz" in helped.stdout
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    """`simroll run X | head -1`: the first line, then no traceback whatever the pipe's size."""
+    import subprocess
+    import sys
+
+    big = subprocess.run(f"{sys.executable} -m simroll run {SCENARIOS / 'lost_dual_writes.yaml'} --json | head -1",
+                         shell=True, capture_output=True, text=True)
+    assert big.stdout == "{\n" and big.stderr == ""
+    # a pipe closed before the first byte, whatever the buffer size: the reader is gone at once
+    r, w = __import__("os").pipe()
+    __import__("os").close(r)
+    p = subprocess.run([sys.executable, "-m", "simroll", "schema"], stdout=w, stderr=subprocess.PIPE, text=True)
+    __import__("os").close(w)
+    assert p.returncode == 141 and p.stderr == ""
+
+
+def test_an_internal_error_exits_70_with_a_log_never_1(monkeypatch, capsys):
+    import simroll.cli
+
+    def broken(args):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(simroll.cli, "cmd_schema", broken)
+    code, out, err = run(capsys, "schema")
+    assert code == 70 and out == ""
+    assert err.startswith("simroll: internal error: ZeroDivisionError: a bug (the traceback is in ")
+    log = err.split("the traceback is in ")[1].split(";")[0]
+    assert "ZeroDivisionError: a bug" in open(log).read() and "Traceback" not in err
+    __import__("os").unlink(log)
+
+
+def test_a_full_disk_on_stdout_is_an_io_error(tmp_path):
+    import subprocess
+    import sys
+
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([sys.executable, "-m", "simroll", "run", str(SCENARIOS / "lost_dual_writes.yaml")],
+                           stdout=full, stderr=subprocess.PIPE, text=True)
+    assert p.returncode == 74
+    assert p.stderr == "simroll: cannot write to standard output: No space left on device\n"

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from conftest import ROOT, SCENARIOS
@@ -27,8 +26,15 @@ def test_signal_during_the_search_gives_a_partial_result(tmp_path, sig):
     proc = subprocess.Popen(fuzz_cmd(str(src), "--max-examples", "100000", "--json", "--db", str(db)),
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, CI=""))
-    time.sleep(4)  # let it run some simulations (how many does not matter)
-    assert proc.poll() is None, proc.stderr.read()
+    # synchronise on what the process prints, never on a sleep: the handlers are installed when
+    # it says it is searching, and its first progress line comes once two simulations have run
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if line.startswith("simroll: searching: "):
+            break
+    assert proc.poll() is None, "".join(seen)
+    assert any(s.startswith("simroll: fuzz ") for s in seen), seen
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

@@ -30,7 +30,7 @@ def test_refuses_an_existing_file_unless_forced(tmp_path):
     assert p.read_text() == "old"
     with pytest.raises(UsageError):
         check_new_file(p)
-    atomic_write_text(p, "new", force=True)
+    atomic_write_text(p, "new", overwrite=True)
     assert p.read_text() == "new"
     assert sorted(os.listdir(tmp_path)) == ["out.txt"]
 
@@ -40,7 +40,7 @@ def test_an_interrupted_write_leaves_the_old_file_and_no_debris(tmp_path, exc):
     p = tmp_path / "out.txt"
     p.write_text("old")
     with pytest.raises(type(exc)):
-        with atomic_open(p, force=True) as f:
+        with atomic_open(p, overwrite=True) as f:
             f.write("half of the new")
             raise exc
     assert p.read_text() == "old"
@@ -68,8 +68,45 @@ def test_unwritable_places_are_usage_errors(tmp_path):
     with pytest.raises(UsageError, match="does not exist"):
         atomic_write_text(tmp_path / "no" / "such" / "dir.txt", "x")
     (tmp_path / "d").mkdir()
-    with pytest.raises(UsageError, match="cannot write"):
-        atomic_write_text(tmp_path / "d", "x", force=True)
+    with pytest.raises(UsageError, match="a directory; simroll only ever replaces regular files"):
+        atomic_write_text(tmp_path / "d", "x", overwrite=True)
+
+
+@pytest.mark.parametrize("make", ["device", "symlink", "fifo"])
+def test_only_a_regular_file_is_ever_replaced_even_with_overwrite(tmp_path, make):
+    """Run as root, ``--force`` must not turn /dev/null or a link into a regular file."""
+    if make == "device":
+        target = "/dev/null"
+    elif make == "symlink":
+        (tmp_path / "real").write_text("keep")
+        target = tmp_path / "link"
+        os.symlink(tmp_path / "real", target)
+    else:
+        target = tmp_path / "fifo"
+        os.mkfifo(target)
+    before = os.lstat(target)
+    with pytest.raises(UsageError, match="simroll only ever replaces regular files"):
+        atomic_write_text(target, "x", overwrite=True)
+    with pytest.raises(UsageError, match="simroll only ever replaces regular files"):
+        check_new_file(target, overwrite=True)
+    after = os.lstat(target)
+    assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino)
+    if make == "symlink":
+        assert (tmp_path / "real").read_text() == "keep"
+
+
+def test_the_check_names_the_flag_and_can_allow_missing_parents(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(UsageError) as exc:
+        check_new_file(tmp_path / "f", flag="--html")
+    assert str(exc.value) == f"{tmp_path / 'f'}: --html: file exists; pass --force to overwrite it"
+    check_new_file(tmp_path / "f", overwrite=True)
+    deep = tmp_path / "a" / "b" / "c.yaml"
+    with pytest.raises(UsageError, match="does not exist"):
+        check_new_file(deep)
+    check_new_file(deep, make_parents=True)  # the writer will create a/ and a/b/
+    with pytest.raises(UsageError, match="cannot write: Not a directory"):
+        check_new_file(tmp_path / "f" / "below.yaml", make_parents=True)  # a file is no directory
 
 
 def test_run_interrupted_while_streaming_the_trace_leaves_no_file(tmp_path, monkeypatch, capsys):
@@ -89,3 +126,31 @@ def test_run_interrupted_while_streaming_the_trace_leaves_no_file(tmp_path, monk
     monkeypatch.setattr(simroll.run, "simulate", real)
     assert main(["run", str(SCENARIOS / "lost_dual_writes.yaml"), "--trace", str(trace)]) == 1
     assert os.listdir(tmp_path) == ["t.jsonl"]
+
+
+def test_inputs_are_regular_files_read_up_to_the_limit(tmp_path):
+    """/dev/zero would never end and a FIFO with no writer would hang: both are refused at once."""
+    from simroll._io import read_input
+
+    (tmp_path / "s.yaml").write_bytes(b"x" * 10)
+    assert read_input(tmp_path / "s.yaml", 10) == b"x" * 10
+    with pytest.raises(ValueError, match="more than the limit of 9 bytes"):
+        read_input(tmp_path / "s.yaml", 9)
+    with pytest.raises(ValueError, match="a device, not a regular file"):
+        read_input("/dev/zero", 10)
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(ValueError, match="a FIFO, not a regular file"):
+        read_input(tmp_path / "fifo", 10)
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("/dev/zero", "/dev/zero: file: a device, not a regular file, expected a scenario file"),
+    ("FIFO", "FIFO: file: a FIFO, not a regular file, expected a scenario file"),
+])
+def test_run_refuses_special_files_without_reading_them(tmp_path, capsys, path, expected):
+    if path == "FIFO":
+        path = str(tmp_path / "fifo")
+        os.mkfifo(path)
+        expected = expected.replace("FIFO:", f"{path}:", 1)
+    assert main(["run", path]) == 2
+    assert expected in capsys.readouterr().err

@@ -87,3 +87,9 @@ def test_json_schema_describes_the_format():
     inv = schema["$defs"]["InvariantsSpec"]["properties"]
     assert set(inv) == {"no-lost-write", "no-stranded-message", "no-incompatible-delivery", "bounded-imbalance",
                         "schema-compatible", "version-skew"}
+
+
+def test_a_scenario_error_is_also_a_value_error():
+    """``except ValueError`` catches a bad scenario, with the file and place in the message."""
+    with pytest.raises(ValueError, match=r"^x\.yaml: "):
+        load_scenario_text("name: [", source="x.yaml")

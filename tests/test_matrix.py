@@ -204,7 +204,7 @@ def test_the_matrix_does_not_overwrite_without_force(small):
     m, out, _ = small
     with pytest.raises(simroll.UsageError, match="file exists; pass --force"):
         m.write(str(out))
-    m.write(str(out), force=True)
+    m.write(str(out), overwrite=True)
 
 
 def test_unknown_family_and_empty_directory(tmp_path):

@@ -9,9 +9,9 @@ import pytest
 from conftest import BASE, SCENARIOS, scenario
 
 import simroll
-from simroll.view import plots
 from simroll.cli import main
 from simroll.errors import UsageError
+from simroll.view import plots
 
 # Two engines share row 0. engine-1 runs "old" (reads and writes resource.properties); engine-2
 # runs "new" (reads resource_new.data, writes both). Casts at t=1, 2, 3, round robin from engine-1,
@@ -227,7 +227,7 @@ def test_sequence_diagram_of_the_founding_lost_write_shows_a_window():
 def test_plots_of_a_trace_file_match_the_run(lost, tmp_path):
     path = tmp_path / "t.jsonl"
     simroll.run_scenario(scenario(LOST), trace_path=path)
-    recs = plots.load_trace(path)
+    recs = simroll.read_trace(path)
     assert plots.violations_from_trace(recs) == lost.violations
     assert plots.field_history(recs).reads == plots.field_history(lost).reads
     assert plots.queue_table(recs) == plots.queue_table(lost)

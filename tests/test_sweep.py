@@ -15,6 +15,7 @@ from simroll.cli import main
 from simroll.errors import ScenarioError, UsageError
 from simroll.explore.parallel import make_executor
 from simroll.explore.sweep import SweepParam, grid, make_variant, parse_path, percentile, run_sweep, set_path
+from simroll.view.plots import sweep_heatmap, write_sweep
 
 
 # ------------------------------------------------------------------ parameters and the grid
@@ -209,7 +210,7 @@ def test_seeds_give_worst_and_median():
 # ------------------------------------------------------------------ the heatmap and the files
 def test_heatmap_shows_the_metric_over_the_first_two_parameters():
     sw = small_sweep()
-    fig = sw.heatmap("worst_wait")
+    fig = sweep_heatmap(sw, "worst_wait")
     ax = fig.axes[0]
     # x: engines.count, y: service time; only (1 engine, 2.0 s) waits (2 s)
     assert ax.images[0].get_array().tolist() == [[0.0, 0.0], [2.0, 0.0]]
@@ -217,20 +218,20 @@ def test_heatmap_shows_the_metric_over_the_first_two_parameters():
     assert [t.get_text() for t in ax.get_yticklabels()] == ["1.0", "2.0"]
     assert ax.get_xlabel() == "engines.count" and ax.get_ylabel() == "releases.r1.service_time"
     with pytest.raises(UsageError, match="metric 'speed'"):
-        sw.heatmap("speed")
+        sweep_heatmap(sw, "speed")
 
 
 def test_write_refuses_existing_files_without_force(tmp_path):
     sw = small_sweep()
-    paths = sw.write(str(tmp_path / "grid"))
+    paths = write_sweep(sw, str(tmp_path / "grid"))
     assert [p.name for p in paths] == ["grid.md", "grid.json", "grid.csv", "grid.png"]
     assert (tmp_path / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((tmp_path / "grid.json").read_text()) == sw.to_json()
     (tmp_path / "grid.md").write_text("mine")
     with pytest.raises(UsageError, match="grid.md: file exists; pass --force"):
-        sw.write(str(tmp_path / "grid"))
+        write_sweep(sw, str(tmp_path / "grid"))
     assert (tmp_path / "grid.md").read_text() == "mine"
-    sw.write(str(tmp_path / "grid"), force=True)
+    write_sweep(sw, str(tmp_path / "grid"), overwrite=True)
     assert (tmp_path / "grid.md").read_text() == sw.to_markdown()
 
 

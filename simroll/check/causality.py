@@ -8,11 +8,10 @@ order they happened.
 
 from __future__ import annotations
 
-from typing import Any
-
 import networkx as nx
 
-Record = dict[str, Any]
+from simroll.sim.trace import Record
+
 _OPERATOR_KINDS = frozenset({"step", "plan_done"})
 
 

@@ -5,20 +5,35 @@ keeps the little state it needs, and reports :class:`Violation` objects. Each
 also exposes :meth:`Checker.score`, a distance-to-violation that grows as a run
 comes closer to breaking it; the search steers towards high scores.
 
+Every checker counts the events it judged (:attr:`Checker.checked`) and says when it
+had nothing to judge (:attr:`Checker.vacuous`): a run that never read what was written
+holds ``no-lost-write`` only vacuously, and a report must not call that "held".
+
 Names (the contract users' scenarios rely on): ``no-lost-write``,
 ``no-stranded-message``, ``no-incompatible-delivery``, ``bounded-imbalance``,
-``schema-compatible``, ``version-skew``.
+``schema-compatible``, ``version-skew``; opt-in: ``no-refused-send``,
+``operations-complete``, ``no-lost-update``.
+
+Besides the invariants, :class:`Coverage` reads a trace and says what the run exercised.
 """
 
 from __future__ import annotations
 
+import bisect
+import heapq
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-Record = dict[str, Any]
+from simroll.scenario.versions import Version
+from simroll.sim.trace import Record
+
+if TYPE_CHECKING:
+    from simroll.scenario.spec import Scenario
+
 MAX_KEPT = 20  # violations kept per invariant; the rest are counted
+CLIENT = "client"  # the sender name of client operations in ``send`` and ``send_error`` records
 
 
 @dataclass(frozen=True)
@@ -39,7 +54,8 @@ class Violation:
 
 
 class Checker:
-    """Base class: subscribe to ``kinds``, report through :meth:`violate`."""
+    """Base class: subscribe to ``kinds``, report through :meth:`violate`, count what was judged
+    in :attr:`checked`."""
 
     name = ""
     kinds: tuple[str, ...] = ()
@@ -47,6 +63,7 @@ class Checker:
     def __init__(self) -> None:
         self.violations: list[Violation] = []
         self.count = 0
+        self.checked = 0  # events judged (what each counts is in its docstring)
         self._score = 0.0
 
     def violate(self, v: Violation) -> None:
@@ -57,15 +74,29 @@ class Checker:
     def observe(self, rec: Record) -> None:
         raise NotImplementedError
 
+    @property
+    def vacuous(self) -> bool:
+        """Held because there was nothing to check: no violation and nothing judged."""
+        return self.count == 0 and self.checked == 0
+
     def score(self) -> float:
         """Distance to violation, larger is closer; violated runs score high."""
         return self._score + (1e6 if self.count else 0.0)
 
 
+def _closeness(seconds: float) -> float:
+    """A near miss ``seconds`` away, as a score in (0, 1]: 1 / (1 + seconds)."""
+    return 1.0 / (1.0 + max(0.0, seconds))
+
+
 class NoLostWrite(Checker):
     """Every read returns the latest acknowledged write of its logical field; at the end the
     canonical location holds it. A read that returns anything else -- an empty new column, a
-    value a backfill copied over a newer one, a value a whole-row rewrite put back -- is a lost write."""
+    value a backfill copied over a newer one, a value a whole-row rewrite put back -- is a lost write.
+
+    The initial values (``init``) count as acknowledged writes. ``checked``: reads and final
+    cells compared with a latest acknowledged value. Vacuous: no read and no final cell of a
+    field that had one (nothing written, or nothing read back)."""
 
     name = "no-lost-write"
     kinds = ("init", "write", "read", "final", "rewrite", "bf_read", "bf_write", "start")
@@ -85,7 +116,7 @@ class NoLostWrite(Checker):
         self.started: dict[str, int] = {}  # engine -> its start record (which release it reads with)
 
     def _near_miss(self, seconds: float) -> None:
-        closeness = 1.0 / (1.0 + max(0.0, seconds))
+        closeness = _closeness(seconds)
         if closeness > self.near:
             self.near = closeness
 
@@ -138,7 +169,9 @@ class NoLostWrite(Checker):
             if fld is not None:
                 self.copied_at[(fld, rec["row"])] = rec["t"]
                 written = self.written_at.get((fld, rec["row"]))
-                read_at = self.copy_read_at.get(rec["row"], rec["t"])
+                read_at = self.copy_read_at.get(rec["row"])
+                if read_at is None:
+                    read_at = rec["t"]
                 if written is not None and written <= read_at:
                     self._near_miss(read_at - written)
             for loc in [rec["loc"]] + rec["trig"]:
@@ -146,7 +179,10 @@ class NoLostWrite(Checker):
         elif kind == "read":
             fld, row, value = rec["field"], rec["row"], rec["value"]
             latest = self.latest.get((fld, row))
-            if latest is not None and value != latest[0]:
+            if latest is None:
+                return
+            self.checked += 1
+            if value != latest[0]:
                 got = "nothing (the location is empty)" if value is None else repr(value)
                 # the reader's start (the release it reads with), the write it missed, the one it saw
                 causes = tuple(c for c in (self.started.get(rec["engine"]), latest[1],
@@ -160,7 +196,10 @@ class NoLostWrite(Checker):
             fld = rec["field"]
             for row, value in enumerate(rec["values"]):
                 latest = self.latest.get((fld, row))
-                if latest is None or value == latest[0]:
+                if latest is None:
+                    continue
+                self.checked += 1
+                if value == latest[0]:
                     continue
                 where = rec["loc"] if rec["exists"] else f"{rec['loc']} (dropped)"
                 got = "nothing" if value is None else repr(value)
@@ -173,15 +212,20 @@ class NoLostWrite(Checker):
 
 class NoStrandedMessage(Checker):
     """Every message sent is eventually taken by an engine: none is left in a queue nobody
-    serves, none expires unconsumed, none dies in flight with its consumer."""
+    serves, none expires unconsumed, none dies in flight with its consumer.
+
+    ``checked``: messages sent. Vacuous: no message was sent."""
 
     name = "no-stranded-message"
-    kinds = ("left", "lost", "expire", "recv", "stop")
+    kinds = ("send", "left", "lost", "expire", "recv", "stop")
 
     def observe(self, rec: Record) -> None:
         # score: work in flight when an engine stops gracefully (one kill away from a loss),
         # else the longest wait (a message nearly left behind)
         kind = rec["kind"]
+        if kind == "send":
+            self.checked += 1
+            return
         if kind == "recv":
             if rec["wait"] > self._score:
                 self._score = rec["wait"]
@@ -200,19 +244,14 @@ class NoStrandedMessage(Checker):
                                tuple(rec.get("cause", ()))))
 
 
-class NoIncompatibleDelivery(Checker):
-    """No engine receives a message whose version, method or arguments it cannot handle
-    (oslo.messaging: UnsupportedVersion, NoSuchMethod, or a TypeError from the call)."""
-
-    name = "no-incompatible-delivery"
-    kinds = ("reject", "start", "stopped", "kill", "send")
+class _Releases:
+    """Which release each engine runs (``start`` to ``stopped`` or ``kill``), and how many run at once."""
 
     def __init__(self) -> None:
-        super().__init__()
         self.running: dict[str, str] = {}
-        self.engines_on: dict[str, int] = {}  # release -> running engines on it (> 0): a send costs O(1)
+        self.engines_on: dict[str, int] = {}  # release -> running engines on it (> 0): O(1) per record
 
-    def _run(self, engine: str, release: str | None) -> None:
+    def run(self, engine: str, release: str | None) -> None:
         old = self.running.pop(engine, None)
         if old is not None:
             left = self.engines_on[old] - 1
@@ -224,15 +263,35 @@ class NoIncompatibleDelivery(Checker):
             self.running[engine] = release
             self.engines_on[release] = self.engines_on.get(release, 0) + 1
 
+    @property
+    def mixed(self) -> bool:
+        return len(self.engines_on) > 1
+
+
+class NoIncompatibleDelivery(Checker):
+    """No engine receives a message whose version, method or arguments it cannot handle
+    (oslo.messaging: UnsupportedVersion, NoSuchMethod, or a TypeError from the call).
+
+    ``checked``: deliveries (``recv``). Vacuous: no engine received a message."""
+
+    name = "no-incompatible-delivery"
+    kinds = ("reject", "start", "stopped", "kill", "send", "recv")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.releases = _Releases()
+
     def observe(self, rec: Record) -> None:
         kind = rec["kind"]
-        if kind == "send":
-            if len(self.engines_on) > 1:  # mixed-version traffic is where this breaks
+        if kind == "recv":
+            self.checked += 1
+        elif kind == "send":
+            if self.releases.mixed:  # mixed-version traffic is where this breaks
                 self._score += 1.0
         elif kind == "start":
-            self._run(rec["engine"], rec["release"])
+            self.releases.run(rec["engine"], rec["release"])
         elif kind in ("stopped", "kill"):
-            self._run(rec["engine"], None)
+            self.releases.run(rec["engine"], None)
         else:
             what = "cast was consumed and lost" if not rec["call"] else "caller got the error"
             self.violate(Violation(
@@ -241,59 +300,242 @@ class NoIncompatibleDelivery(Checker):
                 f"the {what}", rec["i"], (rec["engine"],), f"m{rec['msg']}", tuple(rec["cause"])))
 
 
+def _version(text: str | None) -> Version | None:
+    try:
+        return None if text is None else Version.parse(text)
+    except ValueError:
+        return None
+
+
 class BoundedImbalance(Checker):
-    """No message waits longer than ``max_wait`` for an engine while another running engine has
-    capacity (the single-upgraded-engine starvation)."""
+    """No message's wait counts more than ``max_wait`` seconds against the design.
+
+    A topic message's wait is the time from its arrival in a queue (``recv``'s ``t - wait``) to
+    the moment an engine takes it. Of that wait, only the time during which some *other* engine
+    that could have taken it sat idle counts: an engine that was running (``start`` up to its
+    ``stop`` or ``kill``), had a free worker (fewer messages taken than ``workers``), and whose
+    release accepts the message's version. The counted wait is the length of the union of those
+    idle intervals within the wait; it violates when it exceeds ``max_wait`` (exactly
+    ``max_wait`` holds). An engine that finishes a message and takes the next from its backlog
+    at the same instant is idle for no time, so engines working back to back (overload of
+    identical engines, at any load) never violate it: only starvation -- work queued on one
+    engine while another that could do it waits -- does.
+
+    Which versions a release accepts: given the releases' endpoint versions (``endpoints``,
+    release -> versions; :func:`make_checkers` passes them when it has the scenario), oslo's rule
+    (same major, requested minor and revision no higher). Besides, and without them, it is learnt
+    from the trace, which carries release names only: a release accepts ``M.m`` once an engine on
+    it has taken a message of a version ``M.m'`` >= ``M.m`` of the same major without raising
+    UnsupportedVersion (the accepted versions of a major are a down-set); before that, its idle
+    time does not count for that version. Messages published to one engine's own queue
+    (``<topic>.<engine>``, fanout) could be taken by no other engine and never count.
+
+    ``checked``: topic messages taken while another running engine whose release accepts their
+    version existed. Vacuous: none (a single engine, or no traffic a second engine could take).
+    Score: the longest counted wait, in seconds."""
 
     name = "bounded-imbalance"
-    kinds = ("recv", "done", "reject", "start", "stopped", "kill")
+    kinds = ("send", "recv", "done", "reject", "lost", "expire", "left", "start", "stop", "stopped", "kill", "end")
 
-    def __init__(self, max_wait: float) -> None:
+    def __init__(self, max_wait: float, endpoints: dict[str, list[str]] | None = None) -> None:
         super().__init__()
         self.max_wait = max_wait
         self.workers: dict[str, int] = {}
         self.busy: dict[str, int] = {}
-        self.full_since: dict[str, float | None] = {}  # running engines only
+        self.release: dict[str, str] = {}  # taking engines (started, not stopping) -> release
+        self.idle_since: dict[str, float] = {}  # taking engines with a free worker -> since when
+        self.closed: list[tuple[float, float, str, str]] = []  # idle intervals (end, start, engine, release), by end
+        self._prune_at = 64
+        self.msgs: dict[int, tuple[float, str, str]] = {}  # outstanding message -> (sent at, version, queue)
+        self.accepted: dict[tuple[str, int], Version] = {}  # (release, major) -> highest version accepted
+        self._known: set[tuple[str, str]] = set()  # (release, version text) already learnt
+        self._pending: tuple[int, str, str, Version] | None = None  # a take, until the next record shows its outcome
+        self._server_queue: dict[str, bool] = {}
+        self._versions: dict[str | None, Version | None] = {None: None}
+        self._gen = 0  # changes when the taking engines or what their releases accept change
+        self._able_cache: dict[Version | None, tuple[int, frozenset[str]]] = {}
+        self._on = {"send": self._send, "recv": self._recv, "done": self._done, "reject": self._done,
+                    "lost": self._gone, "expire": self._gone, "left": self._gone, "start": self._start,
+                    "stop": self._stop, "stopped": self._stop, "kill": self._stop, "end": self._end}
+        for rel, versions in (endpoints or {}).items():
+            for text in versions:
+                v = _version(text)
+                if v is not None:
+                    self._learn(rel, v)
 
+    # ---------------------------------------------------------------- what a release accepts
+    def _learn(self, release: str, v: Version) -> None:
+        key = (release, v.major)
+        best = self.accepted.get(key)
+        if best is None or v > best:
+            self.accepted[key] = v
+            self._gen += 1
+
+    def accepts(self, release: str, version: Version | None) -> bool:
+        """Is ``release`` known (so far) to accept ``version``? An unknown version: any release."""
+        if version is None:
+            return True
+        best = self.accepted.get((release, version.major))
+        return best is not None and version <= best
+
+    def _able(self, version: Version | None) -> frozenset[str]:
+        """The taking engines whose release is known to accept ``version`` (cached until a change)."""
+        cached = self._able_cache.get(version)
+        if cached is not None and cached[0] == self._gen:
+            return cached[1]
+        able = frozenset(o for o, r in self.release.items() if self.accepts(r, version))
+        self._able_cache[version] = (self._gen, able)
+        return able
+
+    def _is_server_queue(self, queue: str) -> bool:
+        known = self._server_queue.get(queue)
+        if known is None:
+            known = any(queue.endswith("." + e) for e in self.workers)
+            self._server_queue[queue] = known
+        return known
+
+    # ---------------------------------------------------------------- idle intervals
+    def _close(self, e: str, t: float) -> None:
+        since = self.idle_since.pop(e, None)
+        if since is not None and t > since:  # an idle instant of no length counts for nothing
+            closed = self.closed
+            closed.append((t, since, e, self.release[e]))
+            if len(closed) >= self._prune_at:
+                self._prune(t)
+
+    def _prune(self, t: float) -> None:
+        """Drop idle intervals that end before every outstanding message was sent: a message
+        arrives in a queue no earlier than it is sent, so none of them can count any more."""
+        horizon = next(iter(self.msgs.values()))[0] if self.msgs else t  # the oldest (sends come in order)
+        closed = self.closed
+        k = bisect.bisect_right(closed, horizon, key=_first)
+        if k:
+            del closed[:k]
+        self._prune_at = max(64, 2 * len(closed))
+
+    def counted_wait(self, lo: float, hi: float, taker: str, version: Version | None) -> tuple[float, list[str]]:
+        """Seconds of [lo, hi] in which some engine other than ``taker`` that accepts ``version``
+        sat idle, and those engines (in the order they were idle)."""
+        spans: list[tuple[float, float, str]] = []
+        closed = self.closed
+        k = len(closed) - 1
+        while k >= 0 and closed[k][0] > lo:
+            end, start, e, rel = closed[k]
+            if e != taker and start < hi and self.accepts(rel, version):
+                spans.append((max(start, lo), min(end, hi), e))
+            k -= 1
+        for e, since in self.idle_since.items():
+            if e != taker and since < hi and self.accepts(self.release[e], version):
+                spans.append((max(since, lo), hi, e))
+        spans.sort()
+        total, reach = 0.0, lo
+        who: list[str] = []
+        for start, end, e in spans:
+            if end > reach:
+                total += end - max(start, reach)
+                reach = end
+            if end > start and e not in who:
+                who.append(e)
+        return total, who
+
+    # ---------------------------------------------------------------- records
     def observe(self, rec: Record) -> None:
-        kind, e = rec["kind"], rec["engine"]
-        if kind == "recv":
-            wait = rec["wait"]
-            if wait > self._score:
-                self._score = wait
-            if wait > self.max_wait:
-                enqueued = rec["t"] - wait
-                idle = [o for o, since in self.full_since.items()
-                        if o != e and (since is None or since > enqueued)]
-                if idle:
-                    self.violate(Violation(
-                        self.name, rec["t"],
-                        f"message m{rec['msg']} waited {wait:.3f} s for {e} (bound {self.max_wait:g} s) while "
-                        f"{', '.join(idle[:5])}{' ...' if len(idle) > 5 else ''} had capacity",
-                        rec["i"], (e, *idle[:5]), f"m{rec['msg']}", tuple(rec["cause"])))
-            b = self.busy.get(e, 0) + 1
-            self.busy[e] = b
-            if e in self.full_since and b >= self.workers.get(e, 1):
-                self.full_since[e] = rec["t"]
-        elif kind in ("done", "reject"):
-            self.busy[e] = max(0, self.busy.get(e, 0) - 1)
-            if e in self.full_since:
-                self.full_since[e] = None
-        elif kind == "start":
-            self.workers[e] = rec["workers"]
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            # a take teaches its release the version, unless the next record rejects it for the
+            # version (the kernel writes a reject right after its recv)
+            if not (rec["kind"] == "reject" and rec["msg"] == pending[0] and rec["error"] == "UnsupportedVersion"):
+                self._known.add((pending[1], pending[2]))
+                self._learn(pending[1], pending[3])
+        self._on[rec["kind"]](rec)
+
+    def _send(self, rec: Record) -> None:
+        self.msgs[rec["msg"]] = (rec["t"], rec["version"], rec["queue"])
+
+    def _gone(self, rec: Record) -> None:
+        self.msgs.pop(rec["msg"], None)
+
+    def _done(self, rec: Record) -> None:  # done or reject: a worker is free again
+        e = rec["engine"]
+        b = self.busy.get(e, 0) - 1
+        self.busy[e] = b if b > 0 else 0
+        if e in self.release and e not in self.idle_since and b < self.workers[e]:
+            self.idle_since[e] = rec["t"]
+        self.msgs.pop(rec["msg"], None)
+
+    def _start(self, rec: Record) -> None:
+        e = rec["engine"]
+        self.workers[e] = rec["workers"]
+        self.busy[e] = 0
+        self.release[e] = rec["release"]
+        self.idle_since[e] = rec["t"]
+        self._gen += 1
+        self._server_queue.clear()
+
+    def _stop(self, rec: Record) -> None:  # stop, stopped, kill: takes nothing new from now on
+        e = rec["engine"]
+        if e in self.release:
+            self._close(e, rec["t"])
+            del self.release[e]
+            self._gen += 1
+        if rec["kind"] == "kill":
             self.busy[e] = 0
-            self.full_since[e] = None
-        else:
-            self.full_since.pop(e, None)
+
+    def _end(self, rec: Record) -> None:
+        self._prune(rec["t"])
+
+    def _recv(self, rec: Record) -> None:
+        e, m, t, wait = rec["engine"], rec["msg"], rec["t"], rec["wait"]
+        info = self.msgs.get(m)
+        text, queue = (info[1], info[2]) if info is not None else (None, "")
+        v = self._versions.get(text, _UNPARSED)
+        if v is _UNPARSED:
+            v = self._versions[text] = _version(text)
+        if not (queue and self._is_server_queue(queue)):
+            able = self._able(v)
+            if len(able) > 1 or able and e not in able:
+                self.checked += 1
+            if wait > self._score or wait > self.max_wait:
+                counted, idle = self.counted_wait(t - wait, t, e, v)
+                if counted > self._score:
+                    self._score = counted
+                if counted > self.max_wait:
+                    what = f" (version {text})" if text is not None else ""
+                    self.violate(Violation(
+                        self.name, t,
+                        f"message m{m}{what} waited {wait:.3f} s for {e}, {counted:.3f} s of it while "
+                        f"{', '.join(idle[:5])}{' ...' if len(idle) > 5 else ''}, which could have taken it, "
+                        f"sat idle (bound {self.max_wait:g} s)",
+                        rec["i"], (e, *idle[:5]), f"m{m}", tuple(rec["cause"])))
+        b = self.busy.get(e, 0) + 1
+        self.busy[e] = b
+        if b >= self.workers.get(e, 1):
+            self._close(e, t)
+        rel = self.release.get(e)
+        if rel is not None and v is not None and (rel, text) not in self._known:
+            self._pending = (m, rel, text, v)  # type: ignore[assignment]
+
+
+_UNPARSED: Any = object()
+
+
+def _first(x: tuple[float, float, str, str]) -> float:
+    return x[0]
 
 
 class SchemaCompatible(Checker):
-    """No engine (or the backfill) touches a table or column that does not exist at that moment."""
+    """No engine (or the backfill) touches a table or column that does not exist at that moment.
+
+    ``checked``: database accesses (reads, writes, row rewrites, backfill reads and writes, and
+    the refused ones). Vacuous: the run touched no table."""
 
     name = "schema-compatible"
-    kinds = ("schema_error",)
+    kinds = ("schema_error", "read", "write", "rewrite", "bf_read", "bf_write")
 
     def observe(self, rec: Record) -> None:
+        self.checked += 1
+        if rec["kind"] != "schema_error":
+            return
         self.violate(Violation(
             self.name, rec["t"],
             f"{rec['engine']} tried to {rec['op']} {', '.join(rec['locs'])}, which does not exist",
@@ -301,7 +543,10 @@ class SchemaCompatible(Checker):
 
 
 class VersionSkew(Checker):
-    """Never more than ``max_releases`` releases running at once."""
+    """Never more than ``max_releases`` releases running at once (counted by release name: a
+    configuration change that is modelled as another release counts as one).
+
+    ``checked``: engine starts. Vacuous: no more than one release was ever started (no upgrade)."""
 
     name = "version-skew"
     kinds = ("start", "stopped", "kill")
@@ -311,9 +556,16 @@ class VersionSkew(Checker):
         self.max_releases = max_releases
         self.running: dict[str, str] = {}
         self.started: dict[str, int] = {}
+        self.ever: set[str] = set()
+
+    @property
+    def vacuous(self) -> bool:
+        return self.count == 0 and len(self.ever) <= 1
 
     def observe(self, rec: Record) -> None:
         if rec["kind"] == "start":
+            self.checked += 1
+            self.ever.add(rec["release"])
             self.running[rec["engine"]] = rec["release"]
             self.started[rec["engine"]] = rec["i"]
             releases = sorted(set(self.running.values()))
@@ -328,15 +580,345 @@ class VersionSkew(Checker):
             self.running.pop(rec["engine"], None)
 
 
+class NoRefusedSend(Checker):
+    """No send is refused on the sender's side: every ``send_error`` is a violation, whether the
+    sender's version cap allows none of its send rules for the method (``RPCVersionCapError``) or
+    its release has no rule for the method at all. The sender is a client (a refused operation)
+    or an engine (a cast or call refused while handling a message).
+
+    ``checked``: sends attempted (``send`` and ``send_error``). Vacuous: nothing was sent.
+    Score: sends made while more than one release ran (a cap can only refuse in a mixed cluster)."""
+
+    name = "no-refused-send"
+    kinds = ("send", "send_error", "start", "stopped", "kill", "caps")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.releases = _Releases()
+        self.started: dict[str, int] = {}
+        self.last_caps: int | None = None
+
+    def observe(self, rec: Record) -> None:
+        kind = rec["kind"]
+        if kind == "send":
+            self.checked += 1
+            if self.releases.mixed:
+                self._score += 1.0
+        elif kind == "send_error":
+            self.checked += 1
+            sender = rec["engine"]
+            who = "the client" if sender == CLIENT else sender
+            causes = tuple(c for c in (self.started.get(sender), self.last_caps) if c is not None)
+            self.violate(Violation(
+                self.name, rec["t"], f"{who} could not send {rec['method']}: {rec['error']}",
+                rec["i"], () if sender == CLIENT else (sender,), rec["method"], causes))
+        elif kind == "start":
+            self.releases.run(rec["engine"], rec["release"])
+            self.started[rec["engine"]] = rec["i"]
+        elif kind == "caps":
+            self.last_caps = rec["i"]
+        else:
+            self.releases.run(rec["engine"], None)
+
+
+class _Op:
+    """One client operation and the messages it caused."""
+
+    __slots__ = ("root", "issued", "rec", "method", "outstanding", "failed", "last")
+
+    def __init__(self, root: int, issued: float, rec: int, method: str) -> None:
+        self.root = root
+        self.issued = issued
+        self.rec = rec
+        self.method = method
+        self.outstanding = 1
+        self.failed = False
+        self.last = issued
+
+
+class OperationsComplete(Checker):
+    """Liveness: every client operation, with the work it causes, completes -- within ``within``
+    seconds of being issued if that is set, else before the run ends.
+
+    An operation is a ``send`` by the client (its root message) or a ``send_error`` by the client
+    (refused at once). Its work is the root message and, recursively, every message an engine
+    sends while handling one of its messages (the casts and fanout casts written between that
+    handling's reads and its ``done``: the trace emits them just before the ``done`` of the message
+    being handled, by the same engine). It completes at the ``done`` of the last of them, if every
+    one was handled (``done`` with ``ok``). It fails -- one violation per operation, at the first
+    record that decides it -- when any of its messages is rejected (``reject``), lost with a killed
+    engine (``lost``), expires unconsumed (``expire``), is left at the end (``left``), or fails in
+    handling (``schema_error``, ``done`` without ``ok``), when a send of its work is refused
+    (``send_error``), when ``within`` seconds have passed without completing it (noticed at the
+    first record after the deadline; completing exactly at the deadline is in time), or when it
+    is still incomplete when the run ends quiescent. A run stopped at a limit leaves its
+    incomplete operations undecided (``pending``), not failed.
+
+    ``checked``: operations decided (completed or failed). Vacuous: no client operation.
+    :meth:`availability` reports the completed fraction and the longest interval without a
+    completion. Score: the longest time an operation took to complete, in seconds."""
+
+    name = "operations-complete"
+    kinds = ("send", "send_error", "done", "reject", "lost", "expire", "left", "schema_error", "end")
+
+    def __init__(self, within: float | None = None) -> None:
+        super().__init__()
+        self.within = within
+        self.ops: dict[int, _Op] = {}  # root message -> operation not yet decided or with messages out
+        self.op_of: dict[int, _Op] = {}  # outstanding message -> its operation
+        self.sent_by: dict[str, list[int]] = {}  # engine -> messages it sent in the handling under way
+        self.refused_by: dict[str, list[int]] = {}  # engine -> its refused sends (records) in that handling
+        self.deadlines: list[tuple[float, int]] = []  # (deadline, root), a heap
+        self.total = 0
+        self.completed = 0
+        self.first_issue: float | None = None
+        self.last_issue: float | None = None
+        self.last_completion: float | None = None
+        self.gap = 0.0
+        self.gap_at: tuple[float, float] | None = None
+        self.ended = False
+
+    # ---------------------------------------------------------------- availability
+    def availability(self) -> dict[str, Any]:
+        """Operations completed (in time), of all issued, and the longest interval without a completion.
+
+        The interval runs over the points: the first operation's issue, every completion, and the
+        last operation's issue if no completion came after it. ``longest_gap`` is 0.0 and
+        ``longest_gap_interval`` None when there are fewer than two points; ``fraction`` is None
+        without operations. ``pending``: operations undecided (a run stopped at a limit)."""
+        gap, at = self.gap, self.gap_at
+        prev = self.last_completion if self.last_completion is not None else self.first_issue
+        if self.last_issue is not None and prev is not None and self.last_issue - prev > gap:
+            gap, at = self.last_issue - prev, (prev, self.last_issue)
+        return {
+            "completed": self.completed,
+            "total": self.total,
+            "fraction": self.completed / self.total if self.total else None,
+            "longest_gap": gap,
+            "longest_gap_interval": at,
+            "pending": sum(1 for op in self.ops.values() if not op.failed),
+        }
+
+    def _issue(self, t: float) -> None:
+        self.total += 1
+        if self.first_issue is None:
+            self.first_issue = t
+        self.last_issue = t
+
+    # ---------------------------------------------------------------- deciding
+    def _fail(self, op: _Op, rec: Record, why: str, causes: tuple[int, ...] = ()) -> None:
+        if op.failed:
+            return
+        op.failed = True
+        self.checked += 1
+        engines = (rec["engine"],) if rec.get("engine") not in (None, CLIENT, "backfill") else ()
+        self.violate(Violation(
+            self.name, rec["t"], f"operation m{op.root} ({op.method}, issued at t={op.issued:.3f}) did not complete: "
+            f"{why}", rec["i"], engines, f"m{op.root}", tuple(dict.fromkeys((op.rec, *causes)))))
+
+    def _release(self, msg: int) -> _Op | None:
+        """One message of an operation is finished with; forget the operation when it has none left."""
+        op = self.op_of.pop(msg, None)
+        if op is not None:
+            op.outstanding -= 1
+            if op.outstanding == 0 and op.failed:
+                del self.ops[op.root]
+        return op
+
+    def _deadlines(self, rec: Record) -> None:
+        t, heap = rec["t"], self.deadlines
+        while heap and heap[0][0] < t:
+            deadline, root = heapq.heappop(heap)
+            op = self.ops.get(root)
+            if op is not None and not op.failed:
+                self._fail(op, rec, f"not complete {self.within:g} s after it was issued (deadline "
+                                    f"t={deadline:.3f})")
+
+    def observe(self, rec: Record) -> None:
+        if self.deadlines:
+            self._deadlines(rec)
+        kind = rec["kind"]
+        if kind == "send":
+            m = rec["msg"]
+            if rec["engine"] == CLIENT:
+                self._issue(rec["t"])
+                self.ops[m] = self.op_of[m] = _Op(m, rec["t"], rec["i"], rec["method"])
+                if self.within is not None:
+                    heapq.heappush(self.deadlines, (rec["t"] + self.within, m))
+            else:
+                self.sent_by.setdefault(rec["engine"], []).append(m)
+        elif kind == "send_error":
+            if rec["engine"] == CLIENT:
+                self._issue(rec["t"])
+                self.checked += 1
+                self.violate(Violation(
+                    self.name, rec["t"], f"operation {rec['method']} (issued at t={rec['t']:.3f}) was refused: "
+                    f"{rec['error']}", rec["i"], (), rec["method"], ()))
+            else:
+                self.refused_by.setdefault(rec["engine"], []).append(rec["i"])
+        elif kind == "done":
+            self._done(rec)
+        elif kind == "end":
+            self._end(rec)
+        else:
+            m = rec.get("msg")
+            failing = self.op_of.get(m) if m is not None else None
+            if failing is None:
+                return
+            if kind == "schema_error":
+                self._fail(failing, rec, f"handling m{m} failed: {rec['engine']} could not {rec['op']} "
+                                         f"{', '.join(rec['locs'])}", (rec["i"],))
+                return
+            why = {"reject": lambda: f"m{m} was rejected by {rec['engine']} ({rec['error']})",
+                   "lost": lambda: f"m{m} was lost with {rec['engine']}",
+                   "expire": lambda: f"call m{m} expired unconsumed in {rec['queue']}",
+                   "left": lambda: f"m{m} was never taken (left in {rec['queue']})"}[kind]()
+            self._fail(failing, rec, why, tuple(rec.get("cause", ())))
+            self._release(rec["msg"])
+
+    def _done(self, rec: Record) -> None:
+        e, m, t = rec["engine"], rec["msg"], rec["t"]
+        children = self.sent_by.pop(e, None)
+        refused = self.refused_by.pop(e, None)
+        op = self.op_of.get(m)
+        if op is None:
+            return
+        if children:
+            for c in children:
+                self.op_of[c] = op
+            op.outstanding += len(children)
+        if refused:
+            self._fail(op, rec, f"{e} could not send while handling m{m} (record {refused[0]})", (refused[0],))
+        if not rec["ok"]:
+            self._fail(op, rec, f"handling m{m} on {e} failed")
+        self._release(m)
+        op.last = t
+        if op.outstanding == 0 and not op.failed:
+            del self.ops[op.root]
+            self.checked += 1
+            self.completed += 1
+            took = t - op.issued
+            if took > self._score:
+                self._score = took
+            prev = self.last_completion if self.last_completion is not None else self.first_issue
+            if prev is not None and t - prev > self.gap:
+                self.gap, self.gap_at = t - prev, (prev, t)
+            self.last_completion = t
+
+    def _end(self, rec: Record) -> None:
+        self.ended = True
+        if not rec.get("reason", "quiescent").startswith("quiescent"):
+            return  # a partial run: what is under way may still complete
+        for op in list(self.ops.values()):
+            if not op.failed:
+                self._fail(op, rec, "still under way when the run ended")
+
+
+class NoLostUpdate(Checker):
+    """No read-modify-write loses a concurrent update.
+
+    In the model a handler reads its fields when it takes a message and writes after the
+    service time. A *read-modify-write* is a handling (one engine, one message) that reads field
+    ``f`` of row ``r`` (a ``read`` record) and later writes ``f`` of row ``r`` (a ``write`` record
+    of the same engine and message). It loses an update when another handling's ``write`` of
+    ``f`` row ``r`` lands between the two, in trace order (a write at the same instant counts by
+    its record number: after the read and before the write is in between). Its value was computed
+    from a read that the other write superseded, and it overwrites that write. This differs from
+    ``no-lost-write``, which flags a read that does not return the latest write (a stale read):
+    here the read was current when made. Backfill copies and whole-row rewrites are not
+    acknowledged writes of the field and do not count (``no-lost-write`` judges them).
+
+    ``checked``: read-modify-writes completed. Vacuous: none (no handler reads and writes the same
+    field). Score: how narrowly another write of the same cell missed a read-modify-write window,
+    1 / (1 + seconds)."""
+
+    name = "no-lost-update"
+    kinds = ("read", "write", "done", "kill")
+
+    def __init__(self) -> None:
+        super().__init__()
+        # (field, row) -> handling (engine, msg) -> [read record, read time, superseding write record or None]
+        self.reads: dict[tuple[str, int], dict[tuple[str, int], list[Any]]] = {}
+        self.by_handling: dict[tuple[str, int], list[tuple[str, int]]] = {}
+        self.last_write: dict[tuple[str, int], float] = {}
+        self.last_rmw: dict[tuple[str, int], float] = {}
+
+    def _near(self, seconds: float) -> None:
+        c = _closeness(seconds)
+        if c > self._score:
+            self._score = c
+
+    def _drop(self, h: tuple[str, int]) -> None:
+        for cell in self.by_handling.pop(h, ()):
+            entries = self.reads.get(cell)
+            if entries is not None:
+                entries.pop(h, None)
+                if not entries:
+                    del self.reads[cell]
+
+    def observe(self, rec: Record) -> None:
+        kind = rec["kind"]
+        if kind == "done":
+            self._drop((rec["engine"], rec["msg"]))
+            return
+        if kind == "kill":
+            for h in [h for h in self.by_handling if h[0] == rec["engine"]]:
+                self._drop(h)
+            return
+        cell, h, t = (rec["field"], rec["row"]), (rec["engine"], rec["msg"]), rec["t"]
+        if kind == "read":
+            entries = self.reads.setdefault(cell, {})
+            if h not in entries:
+                self.by_handling.setdefault(h, []).append(cell)
+            entries[h] = [rec["i"], t, None]
+            written = self.last_write.get(cell)
+            if written is not None:
+                self._near(t - written)
+            return
+        # a write
+        entries = self.reads.get(cell, {})
+        mine = entries.pop(h, None)
+        if mine is not None:
+            self.checked += 1
+            other = mine[2]
+            if other is not None:
+                self.violate(Violation(
+                    self.name, t,
+                    f"{h[0]} wrote {cell[0]} of row {cell[1]} ({rec['value']!r}) from what it read at "
+                    f"t={mine[1]:.3f} (record {mine[0]}), but {other['engine']} wrote {other['value']!r} "
+                    f"(record {other['i']}, m{other['msg']}) in between: that update is lost",
+                    rec["i"], (h[0], other["engine"]), f"{cell[0]}[{cell[1]}]", (mine[0], other["i"])))
+            self.last_rmw[cell] = t
+        else:
+            rmw = self.last_rmw.get(cell)
+            if rmw is not None:
+                self._near(t - rmw)
+        if entries:
+            for entry in entries.values():
+                if entry[2] is None:
+                    entry[2] = rec
+        self.last_write[cell] = t
+
+
 INVARIANTS: dict[str, type[Checker]] = {
     c.name: c for c in (NoLostWrite, NoStrandedMessage, NoIncompatibleDelivery, BoundedImbalance,
-                        SchemaCompatible, VersionSkew)
+                        SchemaCompatible, VersionSkew, NoRefusedSend, OperationsComplete, NoLostUpdate)
 }
 
 
-def make_checkers(enabled: dict[str, BaseModel]) -> list[Checker]:
-    """Checkers for the invariants a scenario enables, with their bounds."""
-    return [INVARIANTS[name](**params.model_dump()) for name, params in enabled.items()]
+def make_checkers(enabled: dict[str, BaseModel], scenario: Scenario | None = None) -> list[Checker]:
+    """Checkers for the invariants a scenario enables, with their bounds.
+
+    With ``scenario``, ``bounded-imbalance`` knows each release's endpoint versions (which
+    versions it accepts) from the start, instead of learning them from the trace."""
+    out = []
+    for name, params in enabled.items():
+        kw = params.model_dump()
+        if name == BoundedImbalance.name and scenario is not None:
+            kw["endpoints"] = {rel: [ep.version for ep in spec.rpc.endpoints]
+                               for rel, spec in scenario.releases.items()}
+        out.append(INVARIANTS[name](**kw))
+    return out
 
 
 @dataclass
@@ -345,3 +927,92 @@ class InvariantResult:
     held: bool
     count: int
     violations: list[Violation] = field(default_factory=list)
+    vacuous: bool = False  # held because there was nothing to check (see each checker's docstring)
+    checked: int = 0  # events the checker judged
+
+    @classmethod
+    def of(cls, checker: Checker) -> InvariantResult:
+        """The result of a checker that has read a whole trace."""
+        return cls(checker.name, checker.count == 0, checker.count, checker.violations,
+                   checker.vacuous, checker.checked)
+
+
+class Coverage:
+    """What a run exercised, per release: RPC versions sent, handled and rejected, sends refused,
+    methods handled, locations read and written; and the operator steps executed.
+
+    A trace consumer like a checker (``kinds``, :meth:`observe`), not an invariant: it judges
+    nothing. :meth:`result` returns a plain dict::
+
+        {"releases": {release: {"sent": {version: n}, "handled": {version: n}, "rejected": {version: n},
+                                "refused": {method: n}, "methods": {method: n},
+                                "read": {location: n}, "written": {location: n}}},
+         "steps": [{"index": i, "action": a, "t": t}, ...]}
+
+    Senders and accessors that are not engines appear under their own names: ``client`` (the
+    release the clients send with is not in the trace), ``backfill``, and ``trigger`` (locations a
+    database trigger wrote). Keys are sorted; counts are of records."""
+
+    kinds = ("start", "send", "send_error", "recv", "done", "reject", "lost", "expire", "left",
+             "read", "write", "rewrite", "bf_read", "bf_write", "step")
+
+    def __init__(self) -> None:
+        self.release_of: dict[str, str] = {}
+        self.msgs: dict[int, tuple[str, str]] = {}  # outstanding message -> (method, version)
+        self.table: dict[str, dict[str, dict[str, int]]] = {}
+        self.steps: list[dict[str, Any]] = []
+
+    def _add(self, who: str, what: str, key: str, n: int = 1) -> None:
+        rel = self.table.setdefault(who, {})
+        counts = rel.setdefault(what, {})
+        counts[key] = counts.get(key, 0) + n
+
+    def _rel(self, engine: str) -> str:
+        return self.release_of.get(engine, engine)
+
+    def observe(self, rec: Record) -> None:
+        kind = rec["kind"]
+        if kind == "start":
+            self.release_of[rec["engine"]] = rec["release"]
+        elif kind == "send":
+            self.msgs[rec["msg"]] = (rec["method"], rec["version"])
+            self._add(self._rel(rec["engine"]), "sent", rec["version"])
+        elif kind == "send_error":
+            self._add(self._rel(rec["engine"]), "refused", rec["method"])
+        elif kind in ("done", "reject"):
+            info = self.msgs.pop(rec["msg"], None)
+            if info is not None:
+                rel = self._rel(rec["engine"])
+                if kind == "reject":
+                    self._add(rel, "rejected", info[1])
+                else:
+                    self._add(rel, "handled", info[1])
+                    self._add(rel, "methods", info[0])
+        elif kind in ("lost", "expire", "left"):
+            self.msgs.pop(rec["msg"], None)
+        elif kind in ("read", "bf_read"):
+            self._add(self._rel(rec["engine"]), "read", rec["loc"])
+        elif kind == "write":
+            rel = self._rel(rec["engine"])
+            for loc in rec["locs"]:
+                self._add(rel, "written", loc)
+            for loc in rec["trig"]:
+                self._add("trigger", "written", loc)
+        elif kind == "bf_write":
+            self._add("backfill", "written", rec["loc"])
+            for loc in rec["trig"]:
+                self._add("trigger", "written", loc)
+        elif kind == "rewrite":
+            rel = self._rel(rec["engine"])
+            for loc in rec["cols"]:
+                self._add(rel, "written", loc)
+        elif kind == "step":
+            self.steps.append({"index": rec["index"], "action": rec["action"], "t": rec["t"]})
+
+    def result(self) -> dict[str, Any]:
+        whats = ("sent", "handled", "rejected", "refused", "methods", "read", "written")
+        return {
+            "releases": {rel: {w: dict(sorted(self.table[rel].get(w, {}).items())) for w in whats}
+                         for rel in sorted(self.table)},
+            "steps": list(self.steps),
+        }

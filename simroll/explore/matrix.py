@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simroll._io import atomic_write_text
+from simroll._io import atomic_write_text, check_new_file
 from simroll.errors import UsageError
 from simroll.scenario.load import dump_scenario, load_scenario
-from simroll.scenario.spec import Scenario, StepSpec
+from simroll.scenario.spec import BackfillStep, KillStep, RestartStep, Scenario, StartStep, StepSpec, WaitStep
 from simroll.run import run_scenario
 
 DELIVERIES = ("oslo", "version-routed")
@@ -38,6 +38,11 @@ _RESTARTS = ("restart", "start")
 # ------------------------------------------------------------------ plan surgery
 def _target(step: StepSpec) -> str | None:
     return getattr(step, step.action) if step.action in ("restart", "stop", "kill", "start") else None
+
+
+def _release_of(step: StepSpec) -> str:
+    assert isinstance(step, (RestartStep, StartStep)), "only restart and start steps name a release"
+    return step.release
 
 
 def _replan(s: Scenario, order: Sequence[int | StepSpec]) -> Scenario:
@@ -62,7 +67,7 @@ def _phases(s: Scenario) -> list[list[int]]:
     phases: list[list[int]] = []
     last: str | None = None
     for i, step in enumerate(s.plan):
-        if step.action in _RESTARTS:
+        if isinstance(step, (RestartStep, StartStep)):
             if phases and step.release == last and phases[-1][-1] == i - 1:
                 phases[-1].append(i)
             else:
@@ -92,7 +97,7 @@ def pause_first(s: Scenario) -> Scenario | None:
     if first is None:
         return None
     order: list[int | StepSpec] = list(range(len(s.plan)))
-    order.insert(first + 1, StepSpec(wait=PAUSE))
+    order.insert(first + 1, WaitStep(wait=PAUSE))
     return _replan(s, order)
 
 
@@ -106,8 +111,8 @@ def kill_last_legacy(s: Scenario) -> Scenario | None:
         if name is None:
             continue
         was = running.pop(name, None)
-        if step.action in _RESTARTS:
-            running[name] = step.release  # type: ignore[assignment]
+        if isinstance(step, (RestartStep, StartStep)):
+            running[name] = step.release
         if was == initial and initial not in running.values() and step.action in ("restart", "stop"):
             return _replan(s, [_kill_while_busy(s, i, name) if j == i else j for j in range(len(s.plan))])
     return None
@@ -117,8 +122,8 @@ def _kill_while_busy(s: Scenario, i: int, engine: str) -> StepSpec:
     """Step ``i`` as a kill, moved earlier within its pause to half-way through the last message the
     engine takes before the step (found by running the plan once); everything before is unchanged."""
     step = s.plan[i]
-    killed = (step.model_copy(update={"how": "kill"}) if step.action == "restart"
-              else StepSpec(after=step.after, kill=engine))
+    killed: StepSpec = (step.model_copy(update={"how": "kill"}) if isinstance(step, RestartStep)
+                        else KillStep(after=step.after, kill=engine))
     records = run_scenario(s).trace()
     at = next((r["t"] for r in records if r["kind"] == "step" and r["index"] == i), None)
     if at is None or step.after <= 0:
@@ -139,8 +144,8 @@ def backfill_race(s: Scenario) -> Scenario | None:
         return None
     order: list[int | StepSpec] = []
     for i, st in enumerate(s.plan):
-        if i in steps:
-            bf = st.backfill.model_copy(update={"gap": max(st.backfill.gap, BACKFILL_GAP)})  # type: ignore[union-attr]
+        if isinstance(st, BackfillStep):
+            bf = st.backfill.model_copy(update={"gap": max(st.backfill.gap, BACKFILL_GAP)})
             order.append(st.model_copy(update={"backfill": bf}))
         else:
             order.append(i)
@@ -167,7 +172,8 @@ def flip_early(s: Scenario) -> Scenario | None:
     phases = _phases(s)
     if len(phases) < 2:
         return None
-    first, second = (s.releases[s.plan[ph[0]].release] for ph in phases[:2])  # type: ignore[index]
+    # a phase starts with a restart or start step, which names its release
+    first, second = (s.releases[_release_of(s.plan[ph[0]])] for ph in phases[:2])
     if first.rpc != second.rpc:  # a new RPC API is new code, not a switch
         return None
     return _replan(s, _move(len(s.plan), phases[1][0], phases[0][0] + 1))
@@ -277,10 +283,11 @@ class Matrix:
                      for r in self.rows],
         }
 
-    def write(self, prefix: str, force: bool = False, command: str | None = None) -> list[str]:
+    def write(self, prefix: str, overwrite: bool = False, command: str | None = None) -> list[str]:
         """Write ``PREFIX.md``, ``PREFIX.json`` and the replays in ``PREFIX.replays/``; returns the paths.
 
-        Refuses (UsageError) to overwrite any existing file unless ``force``.
+        Every path is checked before anything is written (:func:`simroll._io.check_new_file`):
+        an existing file is refused (UsageError) unless ``overwrite``.
         """
         base = Path(prefix)
         replays = Path(f"{prefix}.replays")
@@ -291,19 +298,17 @@ class Matrix:
                     planned.append((replays / self.replay_name(row, c), row, c))
         md, js = base.with_name(base.name + ".md"), base.with_name(base.name + ".json")
         targets = [md, js] + [p for p, _, _ in planned]
-        if not force:
-            for p in targets:
-                if p.exists():
-                    raise UsageError(f"{p}: file exists; pass --force to overwrite it")
+        for p in targets:
+            check_new_file(p, overwrite, make_parents=True)
         for p, row, c in planned:
             c.replay_path = str(p)
         if planned:
             replays.mkdir(parents=True, exist_ok=True)
         md.parent.mkdir(parents=True, exist_ok=True)
         for p, row, c in planned:  # atomic: an interrupted matrix leaves no half-written file
-            atomic_write_text(p, _replay_text(row, c, command), force=True)
-        atomic_write_text(md, self.to_markdown(command), force=True)
-        atomic_write_text(js, json.dumps(self.to_json(), indent=2) + "\n", force=True)
+            atomic_write_text(p, _replay_text(row, c, command), overwrite=True)
+        atomic_write_text(md, self.to_markdown(command), overwrite=True)
+        atomic_write_text(js, json.dumps(self.to_json(), indent=2) + "\n", overwrite=True)
         return [str(p) for p in targets]
 
 

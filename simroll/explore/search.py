@@ -31,13 +31,13 @@ from typing import Any
 
 import hypothesis
 from hypothesis import HealthCheck, Phase, settings
-from hypothesis.control import currently_in_test_context
 from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from simroll._io import atomic_write_text
 from simroll.scenario.load import dump_scenario
-from simroll.scenario.spec import ChoiceSpec, FaultSpec, Scenario, SearchSpec, StepSpec
+from simroll.scenario.spec import (ChoiceSpec, ExpandStep, FaultSpec, KillStep, RestartStep, Scenario, SearchSpec,
+                                   StepSpec, StopStep)
 from simroll.explore.parallel import Executor
 from simroll.run import RunResult, run_scenario
 
@@ -80,11 +80,10 @@ def apply_schedule(scenario: Scenario, sched: Schedule) -> Scenario:
         update: dict[str, Any] = {}
         if sched.pause[i]:
             update["after"] = step.after + space.max_pause * sched.pause[i] / PAUSE_LEVELS
-        if sched.kill[i]:
-            if step.action == "stop":
-                update.update(stop=None, kill=step.stop)
-            elif step.action == "restart":
-                update["how"] = "kill"
+        if sched.kill[i] and isinstance(step, StopStep):  # the stop becomes a kill step
+            step = KillStep(after=update.pop("after", step.after), kill=step.stop)
+        elif sched.kill[i] and isinstance(step, RestartStep):
+            update["how"] = "kill"
         position[i] = len(plan)
         plan.append(step.model_copy(update=update) if update else step)
     faults = []
@@ -100,9 +99,9 @@ def apply_schedule(scenario: Scenario, sched: Schedule) -> Scenario:
     # columns that only a dropped expand step added stay declared, so the file still names them
     absent = list(scenario.database.absent)
     for i, step in enumerate(scenario.plan):
-        if not sched.keep[i] and step.expand:
+        if not sched.keep[i] and isinstance(step, ExpandStep) and step.expand:
             absent += [c for c in step.expand if "." in c and c not in absent and
-                       not any(c in (s.expand or []) for s in plan)]
+                       not any(isinstance(s, ExpandStep) and c in s.expand for s in plan)]
     database = scenario.database.model_copy(update={"absent": absent}) if absent else scenario.database
     return scenario.model_copy(update={
         "database": database,
@@ -224,7 +223,7 @@ class FuzzResult:
 
 def describe_counterexample(result: RunResult, invariant: str | None) -> list[str]:
     """Operator steps, injected faults and pinned choices of a run, then its first violation."""
-    from simroll.view.report import describe  # report sits above search; imported late on purpose
+    from simroll.check.explain import describe  # a record in words; check sits below search
 
     lines = []
     for rec in result.trace():
@@ -364,7 +363,7 @@ def fuzz(
         for name, score in scores.items():
             if score > state["best"].get(name, 0.0):
                 state["best"][name] = score
-            if currently_in_test_context():  # Hypothesis is generating (not the random sweep)
+            if hypothesis.currently_in_test_context():  # Hypothesis is generating (not the random sweep)
                 hypothesis.target(score, label=name)
         tick()
         if violated:
@@ -460,20 +459,22 @@ def _save_failure(database: str, scenario: Scenario, sched: Schedule) -> None:
     saved.insert(0, sched)
     path.parent.mkdir(parents=True, exist_ok=True)
     # atomic: an interrupted save leaves the previous file whole
-    atomic_write_text(path, json.dumps([asdict(s) for s in saved[:20]]), force=True)
+    atomic_write_text(path, json.dumps([asdict(s) for s in saved[:20]]), overwrite=True)
 
 
 def _run_hypothesis(scenario: Scenario, points: dict[str, int], test: Callable[[Schedule], None],
                     max_examples: int, seed: int, database: str | None) -> None:
-    db = DirectoryBasedExampleDatabase(database) if database else None
+    # one example database per scenario (keyed by the scenario's digest), so that the failures of
+    # one design are never replayed against another: Hypothesis keys examples by the test
+    # function, which is the same wrapper for every scenario, and has no public way to set the key
+    db = DirectoryBasedExampleDatabase(str(Path(database) / "examples" / _digest(scenario).hex()[:32])) \
+        if database else None
     wrapped = hypothesis.seed(seed)(settings(
         max_examples=max_examples, deadline=None, database=db, derandomize=False,
         suppress_health_check=list(HealthCheck),
         phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
         report_multiple_bugs=False, verbosity=hypothesis.Verbosity.quiet, print_blob=False,
     )(hypothesis.given(_schedules(scenario, points))(lambda sched: test(sched))))
-    # past failures are stored per scenario, not per (identical) wrapper function
-    wrapped._hypothesis_internal_database_key = _digest(scenario)  # type: ignore[attr-defined]
     wrapped()
 
 
@@ -487,9 +488,9 @@ def counterexample_text(fr: FuzzResult, source: str) -> str:
     return "\n".join(header) + "\n" + dump_scenario(fr.counterexample)
 
 
-def save_counterexample(fr: FuzzResult, path: str | Path, source: str, force: bool = False) -> Path:
-    """Write the counterexample scenario atomically; an existing file is replaced only if ``force``."""
+def save_counterexample(fr: FuzzResult, path: str | Path, source: str, overwrite: bool = False) -> Path:
+    """Write the counterexample scenario atomically; an existing file is replaced only if ``overwrite``."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    target = atomic_write_text(path, counterexample_text(fr, source), force=force)
+    target = atomic_write_text(path, counterexample_text(fr, source), overwrite=overwrite)
     fr.out = str(target)
     return target

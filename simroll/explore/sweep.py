@@ -16,7 +16,8 @@ over several seeds, the worst (max) and the median of each figure. Cells run on 
 back in input order, so the table never depends on the number of workers.
 
 ``simroll sweep SCENARIO --param KEY=V1,V2 ... [--out PREFIX]`` is :func:`run_sweep`
-plus :meth:`Sweep.write`.
+plus :func:`simroll.view.plots.write_sweep` (the table's files and the heatmap, drawn by
+:func:`simroll.view.plots.sweep_heatmap`: this module holds the data only, no drawing).
 """
 
 from __future__ import annotations
@@ -357,78 +358,29 @@ class Sweep:
                                              _csv_num(r.p99_wait), r.events, repr(r.sim_time), r.trace_sha256])
         return buf.getvalue()
 
-    def heatmap(self, metric: str = "worst_wait"):
-        """A matplotlib Figure of ``metric`` (worst over the seeds) over the first two parameters that
-        take more than one value (the first on x, the second on y; over any others, the largest
-        value). ``!`` marks a cell where an invariant was violated."""
-        from matplotlib.figure import Figure  # plotting is only loaded when a figure is asked for
+    def write(self, prefix: str, overwrite: bool = False, command: str | None = None,
+              heatmap_png: bytes | None = None) -> list[Path]:
+        """Write the table (Markdown, JSON, CSV), and the heatmap when given its PNG bytes; returns the paths.
 
-        if metric not in METRICS:
-            raise UsageError(f"metric {metric!r}: expected one of {', '.join(METRICS)}")
-        # the axes: the first two parameters that take more than one value (a one-value parameter
-        # only sets something for the whole sweep)
-        axes = [k for k, p in enumerate(self.params) if len(p.values) > 1][:2] or [0]
-        px = self.params[axes[0]]
-        py = self.params[axes[1]] if len(axes) > 1 else None
-        rest = [p for k, p in enumerate(self.params) if k not in axes and len(p.values) > 1]
-        nx_, ny = len(px.values), (len(py.values) if py else 1)
-        grid_v = [[math.nan] * nx_ for _ in range(ny)]
-        bad = [[False] * nx_ for _ in range(ny)]
-        for c in self.cells:
-            x, y = c.values[axes[0]], (c.values[axes[1]] if py else 0)
-            v = c.worst(metric)
-            if v is not None and not v <= grid_v[y][x]:  # nan compares false: the first value replaces it
-                grid_v[y][x] = v
-            bad[y][x] = bad[y][x] or bool(c.violated)
-        fig = Figure(figsize=(max(5.0, 1.1 * nx_ + 3), max(3.0, 0.6 * ny + 2)), layout="constrained")
-        ax = fig.add_subplot()
-        im = ax.imshow(grid_v, cmap="YlOrRd", aspect="auto", origin="lower")
-        finite = [v for row in grid_v for v in row if not math.isnan(v)]
-        top = max(finite, default=0.0)
-        for y in range(ny):
-            for x in range(nx_):
-                v = grid_v[y][x]
-                text = "–" if math.isnan(v) else (f"{v:.0f}" if metric in ("events", "violated_runs") else f"{v:.2f}")
-                ax.text(x, y, text + (" !" if bad[y][x] else ""), ha="center", va="center",
-                        color="white" if not math.isnan(v) and top > 0 and v > top / 2 else "black")
-        ax.set_xticks(range(nx_), list(px.labels))
-        ax.set_xlabel(px.key)
-        if py:
-            ax.set_yticks(range(ny), list(py.labels))
-            ax.set_ylabel(py.key)
-        else:
-            ax.set_yticks([])
-        notes = []
-        if len(self.seeds) > 1:
-            notes.append(f"worst of seeds {self.seeds[0]}..{self.seeds[-1]}")
-        if rest:
-            notes.append("max over " + ", ".join(p.key for p in rest))
-        notes.append("'!' = an invariant violated")
-        ax.set_title(f"{self.scenario}: {METRICS[metric]}\n({'; '.join(notes)})", fontsize=10)
-        fig.colorbar(im, ax=ax, label=METRICS[metric])
-        return fig
-
-    def write(self, prefix: str, force: bool = False, metric: str = "worst_wait",
-              command: str | None = None) -> list[Path]:
-        """Write the table (Markdown, JSON, CSV) and the heatmap of ``metric``; returns the paths.
-
-        Each file is written atomically; an existing file is refused (UsageError) unless ``force``,
-        checked for all of them before any is written.
+        Each file is written atomically; an existing file is refused (UsageError) unless ``overwrite``,
+        checked for all of them before any is written. :func:`simroll.view.plots.write_sweep` draws
+        the heatmap and calls this.
         """
         paths = output_paths(prefix)
+        if heatmap_png is None:
+            del paths["png"]
         for p in paths.values():
-            check_new_file(p, force)
-        from simroll.view.plots import figure_bytes  # matplotlib: only when writing
-
-        atomic_write_text(paths["md"], self.to_markdown(command), force=force)
-        atomic_write_text(paths["json"], json.dumps(self.to_json(), indent=2) + "\n", force=force)
-        atomic_write_text(paths["csv"], self.to_csv(), force=force)
-        atomic_write_bytes(paths["png"], figure_bytes(self.heatmap(metric)), force=force)
+            check_new_file(p, overwrite)
+        atomic_write_text(paths["md"], self.to_markdown(command), overwrite=overwrite)
+        atomic_write_text(paths["json"], json.dumps(self.to_json(), indent=2) + "\n", overwrite=overwrite)
+        atomic_write_text(paths["csv"], self.to_csv(), overwrite=overwrite)
+        if heatmap_png is not None:
+            atomic_write_bytes(paths["png"], heatmap_png, overwrite=overwrite)
         return list(paths.values())
 
 
 def output_paths(prefix: str) -> dict[str, Path]:
-    """The files :meth:`Sweep.write` writes: ``PREFIX.md``, ``.json``, ``.csv`` and the heatmap ``.png``."""
+    """The files of a sweep: ``PREFIX.md``, ``.json``, ``.csv`` and the heatmap ``.png`` (see :meth:`Sweep.write`)."""
     base = Path(prefix)
     return {ext: base.with_name(f"{base.name}.{ext}") for ext in ("md", "json", "csv", "png")}
 

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Tag, ValidationError
 
+from simroll._io import read_input
 from simroll.errors import ScenarioError
-from simroll.scenario.spec import STEP_ACTIONS, Scenario
+from simroll.scenario.spec import (STEP_ACTIONS, STEP_TAGS, BackfillStep, ContractStep, DisableTriggerStep,
+                                   EnableTriggerStep, ExpandStep, Scenario, SetClientStep)
 from simroll.scenario.patterns import add_patterns_schema, expand_patterns
 
 MAX_BYTES = 1_000_000
@@ -148,18 +150,31 @@ def _path(loc: tuple[Any, ...]) -> str:
 def _is_tag(part: Any) -> bool:
     """pydantic puts union members and validator names into ``loc``; they are not places in the file."""
     return isinstance(part, str) and ("[" in part or part in {"EngineGroupSpec", "constrained-str"}
-                                      or part.endswith("Spec") or part.startswith("function-"))
+                                      or part in STEP_TAGS or part.endswith("Spec") or part.startswith("function-"))
 
 
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The model class whose field sits at ``loc`` (best effort), to list the valid keys."""
+    """The model class whose field sits at ``loc`` (best effort), to list the valid keys. ``loc`` is
+    pydantic's, tags included: a tag of a tagged union (a step's kind) picks the member."""
     tp: Any = Scenario
     for part in loc:
+        if _is_tag(part):
+            tp = _tagged(tp, part)
+            continue
         tp = _unwrap(tp, part)
         if tp is None:
             return None
     tp = _unwrap_container(tp)
     return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def _tagged(tp: Any, tag: str) -> Any:
+    """The member of the tagged union ``tp`` whose ``Tag`` is ``tag``; ``tp`` for any other tag."""
+    union = typing.get_args(tp)[0] if typing.get_origin(tp) is typing.Annotated else tp
+    for member in typing.get_args(union):
+        if typing.get_origin(member) is typing.Annotated and Tag(tag) in typing.get_args(member)[1:]:
+            return member
+    return tp
 
 
 def _unwrap_container(tp: Any) -> Any:
@@ -212,7 +227,7 @@ def _message(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
     if kind == "missing":
         return f"missing required key {_show(loc[-1])}" if loc else "missing required key"
     if kind == "extra_forbidden":
-        model = _model_at(loc[:-1])
+        model = _model_at(tuple(err["loc"])[:-1])
         valid = ""
         if model is not None:
             names = [f.alias or n for n, f in model.model_fields.items()]
@@ -319,11 +334,10 @@ def load_scenario(path: str | Path) -> Scenario:
     """Load and validate a scenario file. Raises :class:`ScenarioError`."""
     p = Path(path)
     try:
-        if p.stat().st_size > MAX_BYTES:
-            raise ScenarioError(str(p), "document", f"{p.stat().st_size} bytes, more than the limit of {MAX_BYTES}")
-        raw = p.read_bytes()
-    except ScenarioError:
-        raise
+        raw = read_input(p, MAX_BYTES)
+    except ValueError as e:
+        where = "document" if "limit" in str(e) else "file"
+        raise ScenarioError(str(p), where, f"{e}, expected a scenario file" if where == "file" else str(e)) from None
     except IsADirectoryError:
         raise ScenarioError(str(p), "file", "is a directory, expected a scenario file") from None
     except OSError as e:
@@ -358,7 +372,7 @@ def _check_references(s: Scenario, source: str, root: yaml.Node) -> None:
     known_cols = {f"{t}.{c}" for t, cols in s.database.tables.items() for c in cols} | set(s.database.absent)
     known_tables = set(s.database.tables) | {loc.split(".")[0] for loc in s.database.absent}
     for i, step in enumerate(s.plan):
-        for item in step.expand or []:
+        for item in step.expand if isinstance(step, ExpandStep) else []:
             if "." in item:
                 known_cols.add(item)
                 known_tables.add(item.split(".")[0])
@@ -426,17 +440,17 @@ def _check_references(s: Scenario, source: str, root: yaml.Node) -> None:
             fail(("plan", i, a), f"undefined engine {target!r} (defined: {choices(engines)})")
         if step.release is not None and step.release not in s.releases:
             fail(("plan", i, "release"), f"undefined release {step.release!r} (defined: {choices(releases)})")
-        if a == "set_client" and step.set_client not in s.releases:
+        if isinstance(step, SetClientStep) and step.set_client not in s.releases:
             fail(("plan", i, "set_client"), f"undefined release {step.set_client!r} (defined: {choices(releases)})")
-        if a == "backfill":
-            check_loc(step.backfill.from_, ("plan", i, "backfill", "from"))  # type: ignore[union-attr]
-            check_loc(step.backfill.to, ("plan", i, "backfill", "to"))  # type: ignore[union-attr]
-        if a in ("enable_trigger", "disable_trigger"):
-            t = getattr(step, a)
+        if isinstance(step, BackfillStep):
+            check_loc(step.backfill.from_, ("plan", i, "backfill", "from"))
+            check_loc(step.backfill.to, ("plan", i, "backfill", "to"))
+        if isinstance(step, (EnableTriggerStep, DisableTriggerStep)):
+            t = step.enable_trigger if isinstance(step, EnableTriggerStep) else step.disable_trigger
             check_loc(t.from_, ("plan", i, a, "from"))
             check_loc(t.to, ("plan", i, a, "to"))
-        if a == "contract":
-            for j, item in enumerate(step.contract or []):
+        if isinstance(step, ContractStep):
+            for j, item in enumerate(step.contract):
                 if item not in known_cols and item not in known_tables:
                     fail(("plan", i, "contract", j), f"{item!r} is not a known table or column")
     for i, f in enumerate(s.faults):

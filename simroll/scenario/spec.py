@@ -8,9 +8,10 @@ JSON Schema printed by ``simroll schema``.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeAlias, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag, TypeAdapter, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from simroll.scenario.versions import VERSION_PATTERN
 
@@ -198,25 +199,152 @@ class BackfillSpec(_Frozen):
     )
 
 
-STEP_ACTIONS = (
-    "restart", "stop", "kill", "start", "wait", "expand", "contract", "backfill",
-    "set_cap", "enable_trigger", "disable_trigger", "set_client",
-)
+_SchemaItem = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)?$")]  # table or table.column
 
 
-class StepSpec(_Frozen):
-    """One operator step. Exactly one action key; ``after`` pauses before it."""
+class _Step(_Frozen):
+    """What every plan step has: a pause before its action."""
 
+    action: ClassVar[str]  # the step's one action key, as the scenario file and the trace name it
     after: Seconds = Field(0.0, description="Seconds to pause before this step.")
-    restart: Name | None = Field(None, description="Engine to stop (see 'how') and start again on 'release'.")
-    stop: Name | None = Field(None, description="Engine to stop gracefully (finishes in-flight work).")
-    kill: Name | None = Field(None, description="Engine to kill.")
-    start: Name | None = Field(None, description="Engine to start on 'release'.")
-    release: Name | None = None
+
+
+class _StartsNoEngine(_Step):
+    """A step that starts no engine, so takes no ``release``."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_release(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("release") is not None:
+            raise ValueError("'release' only goes with 'restart' or 'start'")
+        return data
+
+    @property
+    def release(self) -> None:
+        """The release this step starts engines on: none."""
+        return None
+
+
+class _StartsEngine(_Step):
+    """A step that starts an engine: it needs ``release``. Each declares the field itself, after its
+    action key, so that a dumped step keeps the order ``restart: ..., release: ...``."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _needs_release(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("release") is None:
+            raise ValueError(f"'{cls.action}' needs 'release'")
+        return data
+
+
+class RestartStep(_StartsEngine):
+    """Stop an engine (see ``how``) and start it again on ``release``."""
+
+    action: ClassVar[str] = "restart"
+    restart: Name = Field(description="Engine to stop (see 'how') and start again on 'release'.")
+    release: Name
     how: Literal["graceful", "kill"] = Field("graceful", description="How 'restart' stops the engine.")
+
+
+class StopStep(_StartsNoEngine):
+    """Stop an engine gracefully."""
+
+    action: ClassVar[str] = "stop"
+    stop: Name = Field(description="Engine to stop gracefully (finishes in-flight work).")
+
+
+class KillStep(_StartsNoEngine):
+    """Kill an engine."""
+
+    action: ClassVar[str] = "kill"
+    kill: Name = Field(description="Engine to kill.")
+
+
+class StartStep(_StartsEngine):
+    """Start a stopped engine on ``release``."""
+
+    action: ClassVar[str] = "start"
+    start: Name = Field(description="Engine to start on 'release'.")
+    release: Name
+
+
+class WaitStep(_StartsNoEngine):
+    """Let time pass."""
+
+    action: ClassVar[str] = "wait"
+    wait: Seconds
+
+
+class ExpandStep(_StartsNoEngine):
+    """Add tables and columns to the database."""
+
+    action: ClassVar[str] = "expand"
+    expand: list[_SchemaItem]
+
+
+class ContractStep(_StartsNoEngine):
+    """Drop tables and columns from the database."""
+
+    action: ClassVar[str] = "contract"
+    contract: list[_SchemaItem]
+
+
+class BackfillStep(_StartsNoEngine):
+    """Run the data-migration utility; the step ends when it has done every row."""
+
+    action: ClassVar[str] = "backfill"
+    backfill: BackfillSpec
+
+
+class SetCapStep(_StartsNoEngine):
+    """Override every release's version cap."""
+
+    action: ClassVar[str] = "set_cap"
+    set_cap: VersionStr | Literal["auto", "none"]
+
+
+class EnableTriggerStep(_StartsNoEngine):
+    """Enable a database trigger."""
+
+    action: ClassVar[str] = "enable_trigger"
+    enable_trigger: TriggerSpec
+
+
+class DisableTriggerStep(_StartsNoEngine):
+    """Disable a database trigger."""
+
+    action: ClassVar[str] = "disable_trigger"
+    disable_trigger: TriggerSpec
+
+
+class SetClientStep(_StartsNoEngine):
+    """Switch the clients to another release's send rules."""
+
+    action: ClassVar[str] = "set_client"
+    set_client: Name
+
+
+# action -> its step model, in the documented order of actions
+STEP_TYPES: dict[str, type[_Step]] = {t.action: t for t in (
+    RestartStep, StopStep, KillStep, StartStep, WaitStep, ExpandStep, ContractStep, BackfillStep,
+    SetCapStep, EnableTriggerStep, DisableTriggerStep, SetClientStep)}
+STEP_ACTIONS = tuple(STEP_TYPES)
+
+
+class _NotOneAction(_Frozen):
+    """Validation only, never a value: a step without exactly one action. It takes every key a step
+    may have, so an unknown key or a bad value is reported as such, then refuses the step."""
+
+    after: Seconds = 0.0
+    restart: Name | None = None
+    stop: Name | None = None
+    kill: Name | None = None
+    start: Name | None = None
+    release: Name | None = None
+    how: Literal["graceful", "kill"] = "graceful"
     wait: Seconds | None = None
-    expand: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)?$")]] | None = None
-    contract: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)?$")]] | None = None
+    expand: list[_SchemaItem] | None = None
+    contract: list[_SchemaItem] | None = None
     backfill: BackfillSpec | None = None
     set_cap: VersionStr | Literal["auto", "none"] | None = None
     enable_trigger: TriggerSpec | None = None
@@ -224,23 +352,49 @@ class StepSpec(_Frozen):
     set_client: Name | None = None
 
     @model_validator(mode="after")
-    def _one_action(self) -> "StepSpec":
+    def _one_action(self) -> _NotOneAction:
         present = [a for a in STEP_ACTIONS if getattr(self, a) is not None]
-        if len(present) != 1:
-            got = ", ".join(present) if present else "none"
-            raise ValueError(f"expected exactly one action of: {', '.join(STEP_ACTIONS)} (got {got})")
-        if present[0] in ("restart", "start") and self.release is None:
-            raise ValueError(f"'{present[0]}' needs 'release'")
-        if present[0] not in ("restart", "start") and self.release is not None:
-            raise ValueError("'release' only goes with 'restart' or 'start'")
-        return self
+        got = ", ".join(present) if present else "none"
+        raise ValueError(f"expected exactly one action of: {', '.join(STEP_ACTIONS)} (got {got})")
 
-    @property
-    def action(self) -> str:
-        for a in STEP_ACTIONS:
-            if getattr(self, a) is not None:
-                return a
-        raise AssertionError("validated step without action")
+
+# the tags of the step union: class names, which appear in pydantic's error locations (the loader drops them)
+STEP_TAGS = frozenset([t.__name__ for t in STEP_TYPES.values()] + [_NotOneAction.__name__])
+
+
+def _step_tag(value: Any) -> str | None:
+    """The union member that validates ``value``: a step picks its model by the one action key it has
+    (a key with a null value counts as absent); none or several go to :class:`_NotOneAction`."""
+    if isinstance(value, _Step):
+        return type(value).__name__
+    if not isinstance(value, dict):
+        return None  # not a step at all: the union's own error
+    present = [a for a in STEP_ACTIONS if value.get(a) is not None]
+    return STEP_TYPES[present[0]].__name__ if len(present) == 1 else _NotOneAction.__name__
+
+
+if TYPE_CHECKING:
+    StepSpec: TypeAlias = (RestartStep | StopStep | KillStep | StartStep | WaitStep | ExpandStep | ContractStep
+                           | BackfillStep | SetCapStep | EnableTriggerStep | DisableTriggerStep | SetClientStep)
+else:
+    # what validates: the member named by the step's action key; _NotOneAction only ever fails, so it
+    # is neither in the static type nor in the JSON Schema
+    StepSpec = Annotated[
+        Union[tuple(Annotated[t, Tag(t.__name__)] for t in STEP_TYPES.values())  # noqa: UP007 - built at runtime
+              + (Annotated[_NotOneAction, Tag(_NotOneAction.__name__), SkipJsonSchema()],)],
+        Discriminator(_step_tag, custom_error_type="step_type",
+                      custom_error_message=f"Input should be a step: a mapping with one action key of: "
+                                           f"{', '.join(STEP_ACTIONS)}"),
+    ]
+"""One operator step: one model per action, told apart by the action key present (``restart: engine-1``
+is a :class:`RestartStep`). Every step has ``after`` and ``action``; :func:`parse_step` builds one."""
+
+_STEP_ADAPTER: TypeAdapter[StepSpec] = TypeAdapter(StepSpec)
+
+
+def parse_step(data: Any) -> StepSpec:
+    """A step from its mapping, as a scenario file writes it (``{"restart": "engine-1", "release": "new"}``)."""
+    return _STEP_ADAPTER.validate_python(data)
 
 
 class FaultSpec(_Frozen):
@@ -266,20 +420,57 @@ class SkewSpec(_Frozen):
     max_releases: int = Field(2, ge=1, le=1000, description="Most releases running at once.")
 
 
+class CompleteSpec(_Frozen):
+    within: PositiveSeconds | None = Field(
+        None, description="Seconds within which every client operation, with the work it causes, must complete; "
+        "none: before the run ends.")
+
+
 class _NoParams(_Frozen):
     pass
 
 
+def _or_false(schema: dict) -> None:
+    """JSON Schema of an invariant's value: its parameters, null (enabled with its defaults) or false (off)."""
+    schema.setdefault("anyOf", []).append({"const": False})
+
+
+def _inv(alias: str):  # noqa: ANN202 - a pydantic FieldInfo
+    return Field(None, alias=alias, json_schema_extra=_or_false)
+
+
 class InvariantsSpec(_Frozen):
-    """The invariants a scenario checks, with their bounds. Leave one out to not check it."""
+    """The invariants a scenario checks, with their bounds. Leave one out, or give it ``false``, to
+    not check it; an empty value (``no-lost-write:``, ``null`` or ``true``) checks it with its defaults."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-    no_lost_write: _NoParams | None = Field(None, alias="no-lost-write")
-    no_stranded_message: _NoParams | None = Field(None, alias="no-stranded-message")
-    no_incompatible_delivery: _NoParams | None = Field(None, alias="no-incompatible-delivery")
-    bounded_imbalance: ImbalanceSpec | None = Field(None, alias="bounded-imbalance")
-    schema_compatible: _NoParams | None = Field(None, alias="schema-compatible")
-    version_skew: SkewSpec | None = Field(None, alias="version-skew")
+    no_lost_write: _NoParams | None = _inv("no-lost-write")
+    no_stranded_message: _NoParams | None = _inv("no-stranded-message")
+    no_incompatible_delivery: _NoParams | None = _inv("no-incompatible-delivery")
+    bounded_imbalance: ImbalanceSpec | None = _inv("bounded-imbalance")
+    schema_compatible: _NoParams | None = _inv("schema-compatible")
+    version_skew: SkewSpec | None = _inv("version-skew")
+    # opt-in (not in the bundled scenarios' sets): a scenario names them to check them
+    no_refused_send: _NoParams | None = _inv("no-refused-send")
+    operations_complete: CompleteSpec | None = _inv("operations-complete")
+    no_lost_update: _NoParams | None = _inv("no-lost-update")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_defaults(cls, data: object) -> object:
+        """``name:`` with no value (YAML null) or ``true`` enables an invariant with its defaults;
+        ``false`` disables it. Any other value is validated against the invariant's parameters."""
+        if not isinstance(data, dict):
+            return data
+        out: dict[object, object] = {}
+        for key, value in data.items():
+            if value is None or value is True:
+                out[key] = {}
+            elif value is False:
+                continue
+            else:
+                out[key] = value
+        return out
 
     def enabled(self) -> dict[str, BaseModel]:
         """Invariant name -> its parameters, in the documented order."""

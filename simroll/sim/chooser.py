@@ -21,6 +21,8 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 
+DELAY_LEVELS = 8  # a delay choice (message delay, backfill gap) takes k/8 of its bound, k in 0..8
+
 
 class Chooser:
     """Seeded, FIFO-by-default chooser; ``pinned`` overrides individual choice points."""

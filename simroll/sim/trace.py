@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from typing import IO, Any
 
+from simroll.errors import UsageError
+
 Record = dict[str, Any]
+"""One trace record: ``i``, ``t``, ``kind``, then the kind's own keys (the one record type of simroll)."""
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
@@ -25,6 +29,12 @@ def _make_encode() -> Callable[[Any], str]:
     the cost of encoding a small record. We build that object once, with the settings
     of :data:`_ENCODER`, and check it gives the same text; if the C accelerator is
     missing or its signature differs in this Python, we keep ``_ENCODER.encode``.
+
+    ``json.encoder.c_make_encoder`` is not public API: the json module offers no public way to
+    keep its C encoder between calls. It is safe to use here because the fallback is the public
+    encoder and the probe below compares the two on every import, so a CPython that changed it
+    costs speed, never bytes. ``requires-python`` (>=3.11) is the range the suite proves;
+    ``tests/test_trace.py`` checks lines against :mod:`json` on every run.
     """
     try:
         from json.encoder import c_make_encoder, encode_basestring
@@ -202,7 +212,31 @@ class Trace:
         return self._sha.hexdigest()
 
 
-def read_trace(path: str) -> list[Record]:
-    """Load a JSON Lines trace written by ``simroll run --trace``."""
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+def read_trace(path: str | os.PathLike[str]) -> list[Record]:
+    """Load a JSON Lines trace written by ``simroll run --trace`` (or ``run_scenario(trace_path=...)``).
+
+    Raises :class:`~simroll.errors.UsageError` naming the file, and the line for a line that is
+    not JSON or not the next record (``i`` counting from 0, with ``t`` and ``kind``).
+    """
+    records: list[Record] = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except ValueError as e:  # a JSONDecodeError, or a number too long to convert
+                    why = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
+                    raise UsageError(f"{path}: line {n}: not JSON ({why})") from None
+                if not isinstance(rec, dict) or not {"i", "t", "kind"} <= set(rec) or rec["i"] != len(records):
+                    raise UsageError(f"{path}: line {n}: not a simroll trace record "
+                                     f"(expected an object with i={len(records)}, t and kind)")
+                records.append(rec)
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text") from None
+    if not records:
+        raise UsageError(f"{path}: empty trace")
+    return records

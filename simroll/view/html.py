@@ -12,15 +12,18 @@ import base64
 import os
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from simroll.check.explain import describe, step_text
+from simroll.check.history import chain_records
+from simroll._io import atomic_write_bytes, check_new_file
 from simroll.errors import UsageError
 from simroll.scenario.load import dump_scenario
-from simroll.view.plots import chain_records, explaining_plots, figure_bytes, step_text, write_atomic
-from simroll.view.report import describe
-from simroll.run import RunResult
+from simroll.sim.trace import Record
+from simroll.view.plots import explaining_plots, figure_bytes
 
-Record = dict[str, Any]
+if TYPE_CHECKING:
+    from simroll.run import RunResult
 
 _CSS = """
 .simroll { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; font-size: 14px;
@@ -64,7 +67,7 @@ def _chain(result: RunResult, v) -> tuple[list[Record], bool]:
 def _chain_rows(chain: list[Record], hit: int, max_rows: int) -> str:
     shown: list[Record | None] = list(chain)
     if len(chain) > max_rows:
-        shown = chain[:2] + [None] + chain[-(max_rows - 3):]
+        shown = [*chain[:2], None, *chain[-(max_rows - 3):]]
     rows = []
     for r in shown:
         if r is None:
@@ -169,13 +172,8 @@ def report_html(result: RunResult, plots: bool = True, fmt: str = "png") -> str:
 def write_html(result: RunResult, path: str | os.PathLike[str], overwrite: bool = False,
                plots: bool = True, fmt: str = "png") -> Path:
     """Write :func:`report_html` to ``path`` atomically; an existing file is an error unless ``overwrite``."""
-    p = Path(path)
-    if p.exists() and not overwrite:
-        raise UsageError(f"{p}: --html: file exists; pass --force to overwrite it")
-    if not p.parent.is_dir():
-        raise UsageError(f"{p}: --html: no such directory {p.parent}")
-    write_atomic(p, report_html(result, plots=plots, fmt=fmt).encode("utf-8"))
-    return p
+    check_new_file(path, overwrite)  # before the page (and its plots) are drawn
+    return atomic_write_bytes(path, report_html(result, plots=plots, fmt=fmt).encode("utf-8"), overwrite=overwrite)
 
 
 __all__ = ["report_html", "steps_html", "summary_html", "write_html"]

@@ -15,7 +15,7 @@ simroll models RabbitMQ (``impl_rabbit``) with oslo.messaging's default
 ``rabbit_qos_prefetch_count = 0``: every server is a consumer of the one topic
 queue, and the broker *pushes* each message at once to the next consumer in
 round-robin order, where it waits in that consumer's prefetch buffer
-(``Simulation._arrive``: round robin over the consumers in the order they
+(``Broker.arrive``: round robin over the consumers in the order they
 started). The fake driver does not do this. ``FakeExchange`` keeps one Python list
 per (exchange, topic) that every server shares; each server's ``FakeListener.poll``
 thread *pulls* from its head under a lock (``queue.pop(0)``), checking its own

@@ -1,0 +1,908 @@
+"""Each invariant on small hand-built traces: violated, held, and the boundary.
+
+Records are the dicts the kernel writes (``i``, ``t``, ``kind`` and the kind's keys; see
+simroll/sim/kernel.py), in the kernel's order: a ``reject`` follows its ``recv`` at once,
+and the casts a handling sends come just before its ``done``. Expected values are worked
+out by hand in the comments.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import simroll
+from simroll.check.invariants import (
+    INVARIANTS,
+    BoundedImbalance,
+    Coverage,
+    InvariantResult,
+    NoIncompatibleDelivery,
+    NoLostUpdate,
+    NoLostWrite,
+    NoRefusedSend,
+    NoStrandedMessage,
+    OperationsComplete,
+    SchemaCompatible,
+    VersionSkew,
+    Violation,
+    make_checkers,
+)
+from simroll.errors import ScenarioError
+from simroll.run import run_scenario
+from simroll.scenario.spec import ImbalanceSpec
+from simroll.scenario.versions import Version, is_compatible
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+
+
+class T:
+    """A hand-built trace: ``tr(t, kind, **keys)`` appends a record numbered from 0 and returns its number."""
+
+    def __init__(self) -> None:
+        self.recs: list[dict] = []
+
+    def __call__(self, t: float, kind: str, **keys) -> int:
+        self.recs.append({"i": len(self.recs), "t": t, "kind": kind, **keys})
+        return len(self.recs) - 1
+
+    # the kernel's records, with its keys
+    def start(self, t, engine, release="r1", workers=1, cap=None):
+        return self(t, "start", engine=engine, release=release, workers=workers, cap=cap, cause=[])
+
+    def send(self, t, msg, engine="client", method="op", version="1.0", queue="engine", call=False, row=0):
+        return self(t, "send", engine=engine, msg=msg, method=method, version=version, queue=queue, call=call,
+                    row=row)
+
+    def recv(self, t, engine, msg, wait=0.0, cause=()):
+        return self(t, "recv", engine=engine, msg=msg, wait=wait, cause=list(cause))
+
+    def done(self, t, engine, msg, ok=True):
+        return self(t, "done", engine=engine, msg=msg, ok=ok)
+
+    def reject(self, t, engine, msg, error="UnsupportedVersion", method="op", version="1.1", call=False):
+        return self(t, "reject", engine=engine, msg=msg, error=error, method=method, version=version, call=call,
+                    cause=[])
+
+    def read(self, t, engine, msg, field="f", row=0, loc="a.x", value=None, cause=()):
+        return self(t, "read", engine=engine, msg=msg, field=field, row=row, loc=loc, value=value, cause=list(cause))
+
+    def write(self, t, engine, msg, field="f", row=0, value="v", locs=("a.x",), trig=()):
+        return self(t, "write", engine=engine, msg=msg, field=field, row=row, value=value, locs=list(locs),
+                    trig=list(trig))
+
+    def end(self, t, reason="quiescent"):
+        return self(t, "end", reason=reason, points=0)
+
+
+def feed(checker, recs):
+    """Give ``checker`` the records of the kinds it subscribes to, as the trace does."""
+    for r in recs:
+        if r["kind"] in checker.kinds:
+            checker.observe(r)
+    return checker
+
+
+def test_registry_names_and_opt_in_defaults():
+    assert list(INVARIANTS) == ["no-lost-write", "no-stranded-message", "no-incompatible-delivery",
+                                "bounded-imbalance", "schema-compatible", "version-skew",
+                                "no-refused-send", "operations-complete", "no-lost-update"]
+    for name, cls in INVARIANTS.items():
+        assert cls.name == name and cls.kinds
+
+
+# ============================================================================ no-lost-write
+def _nlw_base():
+    tr = T()
+    tr(0.0, "init", field="f", locs=["a.x"], rows=1)  # #0: latest f[0] = 'init0'
+    tr.write(1.0, "e1", 0, value="v1")  # #1: latest f[0] = 'v1'
+    return tr
+
+
+def test_no_lost_write_stale_read_is_violated():
+    tr = _nlw_base()
+    tr.read(2.0, "e2", 1, value="init0", loc="a.x")  # #2: got init0, latest is v1
+    c = feed(NoLostWrite(), tr.recs)
+    assert c.count == 1 and c.checked == 1 and not c.vacuous
+    v = c.violations[0]
+    assert (v.event, v.subject, v.time) == (2, "f[0]", 2.0)
+    assert "latest acknowledged write is 'v1' (record 1)" in v.message
+    assert 1 in v.causes
+    assert c.score() >= 1e6
+
+
+def test_no_lost_write_read_of_the_latest_holds():
+    tr = _nlw_base()
+    tr.read(2.0, "e2", 1, value="v1")
+    c = feed(NoLostWrite(), tr.recs)
+    assert (c.count, c.checked, c.vacuous) == (0, 1, False)
+    assert c.score() < 1e6
+
+
+def test_no_lost_write_boundary_same_instant_by_record_order():
+    # the read just before the write (same t, lower number) sees init0: held;
+    # the read just after it (same t, higher number) must see v1
+    tr = T()
+    tr(0.0, "init", field="f", locs=["a.x"], rows=1)
+    tr.read(1.0, "e2", 5, value="init0")  # #1, before the write
+    tr.write(1.0, "e1", 0, value="v1")  # #2
+    tr.read(1.0, "e3", 6, value="init0")  # #3, after it: stale
+    c = feed(NoLostWrite(), tr.recs)
+    assert c.count == 1 and c.violations[0].event == 3 and c.checked == 2
+
+
+def test_no_lost_write_final_state():
+    tr = _nlw_base()
+    tr(3.0, "final", field="f", loc="a.x", exists=True, values=["v1"])  # held
+    tr(3.0, "final", field="f", loc="b.y", exists=False, values=[None])  # violated: dropped, holds nothing
+    c = feed(NoLostWrite(), tr.recs)
+    assert c.count == 1 and c.checked == 2
+    assert "b.y (dropped) holds nothing" in c.violations[0].message
+
+
+def test_no_lost_write_vacuous_without_reads():
+    c = feed(NoLostWrite(), _nlw_base().recs)  # written, never read back, no final state
+    assert (c.count, c.checked, c.vacuous) == (0, 0, True)
+    tr = T()
+    tr.read(1.0, "e1", 0, field="g", value=None)  # a field nobody initialised or wrote: nothing to compare
+    assert feed(NoLostWrite(), tr.recs).vacuous
+
+
+def test_no_lost_write_backfill_copy_over_newer_value_and_near_miss():
+    tr = T()
+    tr(0.0, "init", field="f", locs=["a.x"], rows=1)
+    tr(1.0, "bf_read", engine="backfill", row=0, loc="a.x", value="init0", cause=[])
+    tr.write(1.5, "e1", 0, value="v1", locs=["a.x", "b.y"])  # in the copy's gap; b.y is a copy of f
+    tr(2.0, "bf_write", engine="backfill", row=0, loc="b.y", value="init0", trig=[], cause=[1])
+    c2 = feed(NoLostWrite(), tr.recs)
+    assert c2.score() == 1.0  # one stale copy (b.y row 0), before anyone reads it
+    tr.read(3.0, "e2", 1, loc="b.y", value="init0")
+    c = feed(NoLostWrite(), tr.recs)
+    assert c.count == 1
+    # near misses: a write 0.5 s before the copy's read (it got v1, nothing stale): 1 / (1 + 0.5);
+    # a write 0.25 s after the copy was written: 1 / (1 + 0.25)
+    tr = T()
+    tr(0.0, "init", field="f", locs=["a.x"], rows=1)
+    tr.write(0.5, "e1", 0, value="v1", locs=["a.x", "b.y"])
+    tr(1.0, "bf_read", engine="backfill", row=0, loc="a.x", value="v1", cause=[])
+    tr(2.0, "bf_write", engine="backfill", row=0, loc="b.y", value="v1", trig=[], cause=[1])
+    c = feed(NoLostWrite(), tr.recs)
+    assert c.count == 0 and c.score() == pytest.approx(1 / 1.5)
+    tr(2.25, "write", engine="e1", msg=1, field="f", row=0, value="v2", locs=["a.x", "b.y"], trig=[])
+    assert feed(NoLostWrite(), tr.recs).score() == pytest.approx(1 / 1.25)
+
+
+# ============================================================================ no-stranded-message
+def test_no_stranded_message_left_lost_expired_are_violations():
+    tr = T()
+    tr.send(0.0, 0)
+    tr.send(0.0, 1, call=True)
+    tr.send(0.0, 2)
+    tr(1.0, "lost", engine="e1", msg=0, cause=[0])
+    tr(61.0, "expire", msg=1, queue="engine", expired_at=60.0, cause=[1])
+    tr(62.0, "left", msg=2, queue="engine", version="1.0", cause=[2])
+    c = feed(NoStrandedMessage(), tr.recs)
+    assert c.count == 3 and c.checked == 3
+    assert ["lost in flight" in c.violations[0].message, "expired" in c.violations[1].message,
+            "never taken" in c.violations[2].message] == [True] * 3
+    assert c.violations[0].engines == ("e1",) and c.violations[1].engines == ()
+
+
+def test_no_stranded_message_taken_holds_and_vacuous_without_messages():
+    tr = T()
+    tr.send(0.0, 0)
+    tr.recv(2.5, "e1", 0, wait=2.5)
+    tr.done(3.0, "e1", 0)
+    c = feed(NoStrandedMessage(), tr.recs)
+    assert (c.count, c.checked, c.vacuous) == (0, 1, False)
+    assert c.score() == 2.5  # the longest wait
+    assert feed(NoStrandedMessage(), [])
+    assert NoStrandedMessage().vacuous
+
+
+def test_no_stranded_message_score_counts_work_in_flight_at_a_stop():
+    tr = T()
+    tr(1.0, "stop", engine="e1", inflight=[3, 4], cause=[])
+    assert feed(NoStrandedMessage(), tr.recs).score() == 2000.0
+
+
+# ============================================================================ no-incompatible-delivery
+def test_no_incompatible_delivery_reject_is_a_violation():
+    tr = T()
+    tr.start(0.0, "e1")
+    tr.send(1.0, 0, version="1.1", call=True)
+    tr.recv(1.0, "e1", 0)
+    tr.reject(1.0, "e1", 0, call=True)
+    c = feed(NoIncompatibleDelivery(), tr.recs)
+    assert c.count == 1 and c.checked == 1
+    assert "raised UnsupportedVersion; the caller got the error" in c.violations[0].message
+
+
+def test_no_incompatible_delivery_held_vacuous_and_mixed_traffic_score():
+    tr = T()
+    tr.start(0.0, "e1", "r1")
+    tr.send(0.5, 0)  # one release: no score
+    tr.start(1.0, "e2", "r2")
+    tr.send(1.5, 1)  # two releases: +1
+    tr(2.0, "stopped", engine="e2", release="r2")
+    tr.send(2.5, 2)  # one again: no score
+    c = feed(NoIncompatibleDelivery(), tr.recs)
+    assert c.score() == 1.0 and c.vacuous  # nothing was delivered
+    tr.recv(3.0, "e1", 2)
+    c = feed(NoIncompatibleDelivery(), tr.recs)
+    assert (c.count, c.checked, c.vacuous) == (0, 1, False)
+    tr2 = T()
+    tr2.start(0.0, "e1", "r1")
+    tr2.start(0.0, "e2", "r2")
+    tr2(1.0, "kill", engine="e2", inflight=[], cause=[])
+    tr2.send(1.5, 0)
+    assert feed(NoIncompatibleDelivery(), tr2.recs).score() == 0.0  # a kill ends mixing too
+
+
+# ============================================================================ bounded-imbalance
+def _starved(bound: float, e2_idle_from: float = 0.5):
+    """engine-1 holds m2 in its backlog from t=1 to t=10 while engine-2 (same release, accepts 1.0,
+    as its handling of m1 showed) is idle from ``e2_idle_from`` on. Counted wait of m2:
+    [1, 10] intersected with [e2_idle_from, 10] = 10 - max(1, e2_idle_from)."""
+    tr = T()
+    tr.start(0.0, "engine-1")
+    tr.start(0.0, "engine-2")
+    tr.send(0.0, 0)
+    tr.recv(0.0, "engine-1", 0)
+    tr.send(0.0, 1)
+    tr.recv(0.0, "engine-2", 1)
+    tr.send(1.0, 2)  # pushed to engine-1's backlog at t=1
+    tr.done(e2_idle_from, "engine-2", 1)
+    tr.done(10.0, "engine-1", 0)
+    tr.recv(10.0, "engine-1", 2, wait=9.0)
+    tr.done(10.5, "engine-1", 2)
+    return tr, feed(BoundedImbalance(bound), tr.recs)
+
+
+def test_bounded_imbalance_starvation_is_violated():
+    tr, c = _starved(5.0)  # counted 10 - 1 = 9 > 5
+    assert c.count == 1
+    v = c.violations[0]
+    assert v.event == 9 and v.subject == "m2" and v.engines == ("engine-1", "engine-2")
+    assert "waited 9.000 s for engine-1, 9.000 s of it while engine-2" in v.message
+    # m1 and m2 had another engine of r1 running when taken; m0 did not count: nobody had yet
+    # been seen taking a 1.0 (r1 learns it from m0's take, once the next record shows no rejection)
+    assert c.checked == 2
+    assert c.score() == pytest.approx(1e6 + 9.0)
+
+
+def test_bounded_imbalance_boundary_exactly_at_the_bound():
+    assert _starved(9.0)[1].count == 0  # counted 9 == bound: held
+    assert _starved(8.999)[1].count == 1  # just under 9: violated
+    # engine-2 idle from 5.0 on: counted = 10 - 5 = 5, exactly the bound of 5 -> held; from 4.999 -> violated
+    assert _starved(5.0, e2_idle_from=5.0)[1].count == 0
+    c = _starved(5.0, e2_idle_from=4.999)[1]
+    assert c.count == 1 and c.score() == pytest.approx(1e6 + 5.001)
+
+
+def test_bounded_imbalance_overload_of_identical_engines_holds():
+    # the issue's false red, by hand: engine-2 finishes a message and takes the next at the same
+    # instant (t=2, 4, ...), so it is never idle for a positive time; m9 waits 6 s for engine-1.
+    tr = T()
+    tr.start(0.0, "engine-1")
+    tr.start(0.0, "engine-2")
+    tr.send(0.0, 0)
+    tr.recv(0.0, "engine-1", 0)
+    tr.send(0.0, 1)
+    tr.recv(0.0, "engine-2", 1)
+    tr.send(0.0, 9)  # to engine-1's backlog
+    prev = 1
+    for k, t in enumerate((2.0, 4.0, 6.0)):  # engine-2 works back to back
+        tr.send(t, 10 + k)
+        tr.done(t, "engine-2", prev)
+        tr.recv(t, "engine-2", 10 + k, wait=0.0)
+        prev = 10 + k
+    tr.done(6.0, "engine-1", 0)
+    tr.recv(6.0, "engine-1", 9, wait=6.0)
+    c = feed(BoundedImbalance(5.0), tr.recs)
+    assert c.count == 0 and c.score() == 0.0 and not c.vacuous
+    assert c.counted_wait(0.0, 6.0, "engine-1", None) == (0.0, [])
+
+
+def test_bounded_imbalance_other_engine_that_cannot_take_the_version_does_not_count():
+    # engine-1 on "new" (1.1) takes 1.1 work; engine-2 on "old" showed it takes 1.0 and rejected 1.1
+    # (UnsupportedVersion): its idle time does not count against a 1.1 message (counted 0), but does
+    # against a 1.0 message, since "new" took a 1.1 (the accepted minors of a major are a down-set).
+    tr = T()
+    tr.start(0.0, "engine-1", "new")
+    tr.start(0.0, "engine-2", "old")
+    tr.send(0.0, 0, version="1.1")
+    tr.recv(0.0, "engine-1", 0)  # new takes 1.1
+    tr.send(0.0, 1, version="1.0")
+    tr.recv(0.0, "engine-2", 1)
+    tr.done(0.1, "engine-2", 1)  # old takes 1.0
+    tr.send(0.1, 2, version="1.1")
+    tr.recv(0.1, "engine-2", 2)
+    tr.reject(0.1, "engine-2", 2)  # old refuses 1.1; idle from 0.1
+    tr.send(1.0, 3, version="1.1")  # waits for engine-1
+    tr.done(10.0, "engine-1", 0)
+    tr.recv(10.0, "engine-1", 3, wait=9.0)
+    c = feed(BoundedImbalance(5.0), tr.recs)
+    assert c.count == 0
+    assert c.accepts("old", Version(1, 0)) and not c.accepts("old", Version(1, 1))
+    assert c.accepts("new", Version(1, 0)) and c.accepts("new", Version(1, 1))
+    assert not c.accepts("new", Version(2, 0))
+    # now a 1.0 message waiting for engine-2 while engine-1 ("new", which took 1.1) is idle from 10.5
+    tr.done(10.5, "engine-1", 3)
+    tr.send(11.0, 4, version="1.0")
+    tr.recv(11.0, "engine-2", 5)  # engine-2 busy with something from 11 to 20
+    tr.done(20.0, "engine-2", 5)
+    tr.recv(20.0, "engine-2", 4, wait=9.0)  # counted [11, 20] = 9
+    c = feed(BoundedImbalance(5.0), tr.recs)
+    assert c.count == 1 and "9.000 s of it while engine-1" in c.violations[0].message
+
+
+def test_bounded_imbalance_other_rejections_teach_the_version():
+    # a NoSuchMethod (or TypeError) rejection still shows the release accepts the version
+    tr = T()
+    tr.start(0.0, "engine-1")
+    tr.start(0.0, "engine-2")
+    tr.send(0.0, 0)
+    tr.recv(0.0, "engine-2", 0)
+    tr.reject(0.0, "engine-2", 0, error="NoSuchMethod", version="1.0")
+    c = feed(BoundedImbalance(5.0), tr.recs + [{"i": 99, "t": 0.0, "kind": "send", "engine": "client", "msg": 1,
+                                                "method": "op", "version": "1.0", "queue": "engine", "call": False,
+                                                "row": 0}])
+    assert c.accepts("r1", Version(1, 0))
+
+
+def test_bounded_imbalance_own_queue_stopped_engines_and_workers():
+    # m2 sits in engine-1's own queue (fanout): nobody else could take it -> neither checked nor counted
+    tr = T()
+    tr.start(0.0, "engine-1")
+    tr.start(0.0, "engine-2")
+    tr.send(0.0, 0)
+    tr.recv(0.0, "engine-1", 0)
+    tr.send(0.0, 1)
+    tr.recv(0.0, "engine-2", 1)
+    tr.done(0.5, "engine-2", 1)
+    tr.send(1.0, 2, engine="engine-2", queue="engine.engine-1")
+    tr.done(10.0, "engine-1", 0)
+    tr.recv(10.0, "engine-1", 2, wait=9.0)
+    c = feed(BoundedImbalance(5.0), tr.recs)
+    assert c.count == 0 and c.checked == 1  # m1 only (m0: r1 not yet known to take 1.0; m2: own queue)
+    # engine-2 stops at t=3 (idle [0.5, 3]), so a topic message waiting [1, 10] counts 2 s only
+    tr, c = _starved(5.0)
+    recs = [r for r in tr.recs if r["i"] < 8]
+    recs.append({"i": 8, "t": 3.0, "kind": "stop", "engine": "engine-2", "inflight": [], "cause": []})
+    recs.append({"i": 9, "t": 10.0, "kind": "done", "engine": "engine-1", "msg": 0, "ok": True})
+    recs.append({"i": 10, "t": 10.0, "kind": "recv", "engine": "engine-1", "msg": 2, "wait": 9.0, "cause": []})
+    c = feed(BoundedImbalance(1.9), recs)
+    assert c.count == 1 and "2.000 s of it" in c.violations[0].message
+    assert feed(BoundedImbalance(2.0), recs).count == 0
+    # two workers: engine-2 busy with one message still has a free worker, so it counts as idle
+    tr = T()
+    tr.start(0.0, "engine-1")
+    tr.start(0.0, "engine-2", workers=2)
+    tr.send(0.0, 0)
+    tr.recv(0.0, "engine-1", 0)
+    tr.send(0.0, 1)
+    tr.recv(0.0, "engine-2", 1)  # 1 of 2 workers busy until 20
+    tr.send(1.0, 2)
+    tr.done(10.0, "engine-1", 0)
+    tr.recv(10.0, "engine-1", 2, wait=9.0)  # engine-2 had a free worker all of [1, 10]: 9 s
+    assert feed(BoundedImbalance(5.0), tr.recs).count == 1
+
+
+def test_bounded_imbalance_kill_and_restart():
+    # engine-2 killed at 2 (was idle from 0.5): counts [1, 2]; restarted at 6 on r1: counts [6, 10]
+    tr = T()
+    tr.start(0.0, "engine-1")
+    tr.start(0.0, "engine-2")
+    tr.send(0.0, 0)
+    tr.recv(0.0, "engine-1", 0)
+    tr.send(0.0, 1)
+    tr.recv(0.0, "engine-2", 1)
+    tr.done(0.5, "engine-2", 1)
+    tr.send(1.0, 2)
+    tr(2.0, "kill", engine="engine-2", inflight=[], cause=[])
+    tr.start(6.0, "engine-2")
+    tr.done(10.0, "engine-1", 0)
+    tr.recv(10.0, "engine-1", 2, wait=9.0)  # counted 1 + 4 = 5
+    assert feed(BoundedImbalance(5.0), tr.recs).count == 0
+    c = feed(BoundedImbalance(4.99), tr.recs)
+    assert c.count == 1 and "5.000 s of it" in c.violations[0].message
+
+
+def test_bounded_imbalance_vacuous_with_one_engine():
+    tr = T()
+    tr.start(0.0, "engine-1")
+    tr.send(0.0, 0)
+    tr.recv(0.0, "engine-1", 0)
+    tr.send(0.0, 1)
+    tr.done(9.0, "engine-1", 0)
+    tr.recv(9.0, "engine-1", 1, wait=9.0)
+    c = feed(BoundedImbalance(5.0), tr.recs)
+    assert (c.count, c.checked, c.vacuous) == (0, 0, True)
+
+
+def test_bounded_imbalance_forgets_idle_time_no_message_can_count():
+    tr, c = _starved(5.0)
+    tr.end(11.0)
+    c = feed(BoundedImbalance(5.0), tr.recs)
+    assert c.closed == [] and c.msgs == {}
+
+
+OVERLOAD = """
+name: overload
+seed: 1
+bus: {{delivery: oslo}}
+database: {{tables: {{t: [c]}}, rows: 4}}
+releases:
+  r1:
+    rpc: {{endpoints: [{{version: "1.0", methods: {{op: [x]}}}}]}}
+    service_time: 0.3
+engines: {{count: 2, release: r1}}
+workload: {{rate: {rate}, arrivals: {arrivals}, stop: 40, operations: {{op: 1}}, kind: cast}}
+invariants:
+  bounded-imbalance: {{max_wait: 5}}
+"""
+
+
+@pytest.mark.parametrize("rate, arrivals", [(8, "periodic"), (10, "periodic"), (20, "periodic"), (8, "poisson")])
+def test_bounded_imbalance_regression_overload_is_not_imbalance(rate, arrivals):
+    # issue 12: two identical engines, 0.3 s a message, 8/s arrive (capacity 6.67/s): m202 waited
+    # 5.05 s and the old checker said engine-2 "had capacity" although it never idled
+    res = run_scenario(simroll.load_scenario_text(OVERLOAD.format(rate=rate, arrivals=arrivals)))
+    waits = [r["wait"] for r in res.records if r["kind"] == "recv"]
+    assert max(waits) > 5.0  # overloaded: messages wait longer than the bound
+    assert res.ok, [v.message for v in res.violations][:3]
+    assert res.scores["bounded-imbalance"] < 5.0
+
+
+def _counted_waits_by_brute_force(scenario, recs):
+    """Every topic message's counted wait, recomputed the slow way: each engine's idle intervals
+    (running, a free worker) from the whole trace, and which versions a release accepts from the
+    scenario's endpoints (oslo's rule), not learnt."""
+    eps = {n: [Version.parse(ep.version) for ep in r.rpc.endpoints] for n, r in scenario.releases.items()}
+    sent = {r["msg"]: r for r in recs if r["kind"] == "send"}
+    intervals, rel, busy, workers, idle, out = {}, {}, {}, {}, {}, []
+
+    def accepts(release, v):
+        return any(is_compatible(x, v) for x in eps[release])
+
+    for r in recs:
+        k, e = r["kind"], r.get("engine")
+        if k == "start":
+            rel[e], busy[e], workers[e], idle[e] = r["release"], 0, r["workers"], r["t"]
+        elif k in ("stop", "kill"):
+            if e in idle:
+                intervals.setdefault(e, []).append((idle.pop(e), r["t"], rel[e]))
+            rel.pop(e, None)
+            busy[e] = 0 if k == "kill" else busy[e]
+        elif k == "recv":
+            v, lo, hi = Version.parse(sent[r["msg"]]["version"]), r["t"] - r["wait"], r["t"]
+            if not sent[r["msg"]]["queue"].endswith("." + e):
+                spans = [(max(a, lo), min(b, hi)) for o, iv in intervals.items() if o != e
+                         for a, b, rr in iv if b > lo and a < hi and accepts(rr, v)]
+                spans += [(max(a, lo), hi) for o, a in idle.items() if o != e and a < hi and accepts(rel[o], v)]
+                total, reach = 0.0, lo
+                for a, b in sorted(spans):
+                    if b > reach:
+                        total, reach = total + b - max(a, reach), b
+                out.append(total)
+            busy[e] += 1
+            if busy[e] >= workers[e] and e in idle:
+                intervals.setdefault(e, []).append((idle.pop(e), r["t"], rel[e]))
+        elif k in ("done", "reject"):
+            busy[e] = max(0, busy[e] - 1)
+            if e in rel and e not in idle and busy[e] < workers[e]:
+                idle[e] = r["t"]
+    return out
+
+
+@pytest.mark.parametrize("name", ["single_upgraded_starvation", "patterns/add_column_one_release"])
+def test_bounded_imbalance_agrees_with_a_brute_force_oracle(name):
+    # the founding starvation scenario (violated: engine-1 takes all 1.1 work plus its share of 1.0)
+    # and a pattern whose new release takes a while to show what it accepts
+    s = simroll.load_scenario(SCENARIOS / f"{name}.yaml")
+    res = run_scenario(s)
+    slow = _counted_waits_by_brute_force(s, res.records)
+    bound = 15.0
+    [known] = make_checkers({"bounded-imbalance": ImbalanceSpec(max_wait=bound)}, s)  # endpoints given
+    learnt = BoundedImbalance(bound)  # what a release accepts learnt from the trace
+    feed(known, res.records)
+    feed(learnt, res.records)
+    assert known._score == pytest.approx(max(slow), abs=1e-9)
+    assert known.count == sum(1 for w in slow if w > bound)
+    assert learnt._score <= known._score and learnt.count <= known.count
+    if name == "single_upgraded_starvation":
+        assert known.count == learnt.count > 100 and max(slow) > 40
+    else:
+        assert learnt._score < known._score  # a release not yet seen taking 1.x: its idle time not counted yet
+
+
+def test_bounded_imbalance_endpoints_given():
+    c = BoundedImbalance(5.0, endpoints={"old": ["1.3"], "new": ["2.0", "1.3"], "odd": ["x"]})
+    assert c.accepts("old", Version(1, 2)) and c.accepts("old", Version(1, 3))
+    assert not c.accepts("old", Version(1, 4)) and not c.accepts("old", Version(2, 0))
+    assert c.accepts("new", Version(2, 0)) and c.accepts("new", Version(1, 0)) and not c.accepts("odd", Version(1, 0))
+    assert c.accepts("anything", None)  # a message whose version the trace does not give: any release
+
+
+# ============================================================================ schema-compatible
+def test_schema_compatible():
+    tr = T()
+    tr.read(1.0, "e1", 0, value="init0")
+    tr.write(2.0, "e1", 0)
+    c = feed(SchemaCompatible(), tr.recs)
+    assert (c.count, c.checked, c.vacuous) == (0, 2, False)
+    tr(3.0, "schema_error", engine="e2", msg=1, op="read", locs=["a.gone"], cause=[0])
+    c = feed(SchemaCompatible(), tr.recs)
+    assert c.count == 1 and c.checked == 3
+    assert c.violations[0].message == "e2 tried to read a.gone, which does not exist"
+    assert c.violations[0].causes == (0,)
+    assert SchemaCompatible().vacuous
+
+
+# ============================================================================ version-skew
+def test_version_skew_boundary_and_violation():
+    tr = T()
+    tr.start(0.0, "e1", "r1")
+    tr.start(0.0, "e2", "r1")
+    tr.start(1.0, "e3", "r2")  # 2 releases: exactly the bound of 2, held
+    c = feed(VersionSkew(2), tr.recs)
+    assert (c.count, c.checked, c.vacuous) == (0, 3, False) and c.score() == 2.0
+    tr.start(2.0, "e4", "r3")  # 3 releases running: violated
+    c = feed(VersionSkew(2), tr.recs)
+    assert c.count == 1 and c.violations[0].message.startswith("3 releases running at once (r1, r2, r3)")
+    assert c.violations[0].causes == (0, 1, 2, 3)
+
+
+def test_version_skew_a_stop_or_kill_just_before_holds():
+    tr = T()
+    tr.start(0.0, "e1", "r1")
+    tr.start(1.0, "e3", "r2")
+    tr(2.0, "stopped", engine="e1", release="r1")
+    tr.start(2.0, "e4", "r3")  # r1 gone just before: 2 releases
+    assert feed(VersionSkew(2), tr.recs).count == 0
+    tr2 = T()
+    tr2.start(0.0, "e1", "r1")
+    tr2.start(1.0, "e3", "r2")
+    tr2(2.0, "kill", engine="e3", inflight=[], cause=[])
+    tr2.start(2.0, "e4", "r3")
+    assert feed(VersionSkew(2), tr2.recs).count == 0
+
+
+def test_version_skew_vacuous_without_a_second_release():
+    tr = T()
+    tr.start(0.0, "e1", "r1")
+    tr.start(0.0, "e2", "r1")
+    c = feed(VersionSkew(1), tr.recs)
+    assert (c.count, c.checked, c.vacuous) == (0, 2, True)
+    tr.start(1.0, "e3", "r2")
+    c = feed(VersionSkew(1), tr.recs)
+    assert c.count == 1 and not c.vacuous
+
+
+# ============================================================================ no-refused-send
+def test_no_refused_send_client_and_engine():
+    tr = T()
+    tr.start(0.0, "e1", "r2", cap="1.0")
+    tr.send(1.0, 0)
+    tr(2.0, "send_error", engine="client", method="op", error="RPCVersionCapError (cap 1.0)")
+    tr(3.0, "caps", caps={"e1": "1.0"}, client="1.0")
+    tr(4.0, "send_error", engine="e1", method="check", error="release r2 has no check")
+    c = feed(NoRefusedSend(), tr.recs)
+    assert (c.count, c.checked) == (2, 3)
+    a, b = c.violations
+    assert a.message == "the client could not send op: RPCVersionCapError (cap 1.0)" and a.engines == ()
+    assert a.causes == ()  # no set_cap yet; the client's release is not in the trace
+    assert b.message == "e1 could not send check: release r2 has no check" and b.engines == ("e1",)
+    assert b.causes == (0, 3)  # e1's start (its release and cap), the last set_cap
+
+
+def test_no_refused_send_held_vacuous_and_score():
+    tr = T()
+    tr.start(0.0, "e1", "r1")
+    tr.send(1.0, 0)  # one release: no score
+    tr.start(2.0, "e2", "r2")
+    tr.send(3.0, 1)  # two releases: 1
+    tr.send(3.0, 2)  # 2
+    tr(4.0, "stopped", engine="e2", release="r2")
+    tr.send(5.0, 3)  # one release again
+    c = feed(NoRefusedSend(), tr.recs)
+    assert (c.count, c.checked, c.vacuous, c.score()) == (0, 4, False, 2.0)
+    assert NoRefusedSend().vacuous
+
+
+# ============================================================================ operations-complete
+def _op_tree(t_child_done: float = 2.0):
+    """Operation m0 issued at 0; engine-1 handles it 0..1 and casts m1 (sent just before its done);
+    engine-2 handles m1 until ``t_child_done``: the operation completes then."""
+    tr = T()
+    tr.send(0.0, 0, method="update")  # #0
+    tr.recv(0.0, "e1", 0)
+    tr.send(1.0, 1, engine="e1", method="check")  # the cast, before m0's done
+    tr.done(1.0, "e1", 0)
+    tr.recv(1.0, "e2", 1)
+    tr.done(t_child_done, "e2", 1)
+    return tr
+
+
+def test_operations_complete_held_exactly_at_the_bound():
+    tr = _op_tree(2.0)
+    tr.end(3.0)
+    c = feed(OperationsComplete(within=2.0), tr.recs)  # took 2.0 == within: held
+    assert (c.count, c.checked, c.vacuous) == (0, 1, False)
+    assert c.score() == 2.0
+    assert c.availability() == {"completed": 1, "total": 1, "fraction": 1.0, "longest_gap": 2.0,
+                                "longest_gap_interval": (0.0, 2.0), "pending": 0}
+    assert feed(OperationsComplete(), tr.recs).count == 0  # no bound: before the end is enough
+
+
+def test_operations_complete_late_just_after_the_bound():
+    tr = _op_tree(2.0)
+    c = feed(OperationsComplete(within=1.999), tr.recs)  # deadline 1.999, the done at 2.0 notices it
+    assert c.count == 1 and c.availability()["completed"] == 0
+    v = c.violations[0]
+    assert v.event == 5 and v.subject == "m0" and "not complete 1.999 s after it was issued" in v.message
+    assert v.causes == (0,)
+    # the child finishing at 1.5 makes it in time
+    assert feed(OperationsComplete(within=1.999), _op_tree(1.5).recs).count == 0
+
+
+@pytest.mark.parametrize("kind, keys, why", [
+    ("lost", {"engine": "e2", "cause": [0]}, "m1 was lost with e2"),
+    ("reject", {"engine": "e2", "error": "UnsupportedVersion", "method": "check", "version": "1.1",
+                "call": False, "cause": []}, "m1 was rejected by e2 (UnsupportedVersion)"),
+    ("expire", {"queue": "engine", "expired_at": 1.5, "cause": [2]}, "call m1 expired unconsumed in engine"),
+    ("left", {"queue": "engine", "version": "1.0", "cause": [2]}, "m1 was never taken (left in engine)"),
+    ("schema_error", {"engine": "e2", "op": "write", "locs": ["a.x"]}, "handling m1 failed: e2 could not write a.x"),
+])
+def test_operations_complete_failed_work_is_not_completed(kind, keys, why):
+    tr = _op_tree()
+    tr.recs = tr.recs[:4]  # m1 cast, not yet taken
+    if kind == "schema_error":  # a failed handling goes on to its done
+        tr.recv(1.5, "e2", 1)
+    tr(1.5, kind, msg=1, **keys)
+    if kind == "schema_error":
+        tr.done(2.0, "e2", 1)
+    tr.end(3.0)
+    c = feed(OperationsComplete(), tr.recs)
+    assert c.count == 1 and why in c.violations[0].message
+    assert c.availability()["completed"] == 0 and c.availability()["fraction"] == 0.0
+    assert c.ops == {} and c.op_of == {}
+
+
+def test_operations_complete_refused_operation_and_refused_cast():
+    tr = T()
+    tr(0.5, "send_error", engine="client", method="update", error="RPCVersionCapError (cap 1.0)")
+    c = feed(OperationsComplete(), tr.recs)
+    assert c.count == 1 and "was refused: RPCVersionCapError" in c.violations[0].message
+    assert c.availability()["total"] == 1 and c.availability()["fraction"] == 0.0
+    tr = T()
+    tr.send(0.0, 0)
+    tr.recv(0.0, "e1", 0)
+    tr(1.0, "send_error", engine="e1", method="check", error="RPCVersionCapError (cap 1.0)")
+    tr.done(1.0, "e1", 0)
+    c = feed(OperationsComplete(), tr.recs)
+    assert c.count == 1 and "e1 could not send while handling m0 (record 2)" in c.violations[0].message
+    assert c.violations[0].causes == (0, 2)
+
+
+def test_operations_complete_failed_handling_and_end_states():
+    tr = T()
+    tr.send(0.0, 0)
+    tr.recv(0.0, "e1", 0)
+    tr.done(1.0, "e1", 0, ok=False)
+    assert feed(OperationsComplete(), tr.recs).count == 1
+    # still under way when a quiescent run ends: violated; when a limit stopped it: undecided
+    tr = _op_tree()
+    tr.recs = tr.recs[:5]
+    quiet = feed(OperationsComplete(), tr.recs + [{"i": 5, "t": 9.0, "kind": "end", "reason": "quiescent"}])
+    assert quiet.count == 1 and "still under way" in quiet.violations[0].message
+    limited = feed(OperationsComplete(), tr.recs + [{"i": 5, "t": 9.0, "kind": "end",
+                                                     "reason": "limit: simulated time reached max_time=9 s"}])
+    assert limited.count == 0 and limited.availability()["pending"] == 1 and limited.checked == 0
+
+
+def test_operations_complete_availability_longest_gap():
+    # operations issued at 0, 1, 2, 3, 4 (0.5 s each); the ones at 1 and 2 are lost.
+    # completions at 0.5, 3.5, 4.5 -> points 0, 0.5, 3.5, 4.5: longest gap 3.0 from 0.5 to 3.5
+    tr = T()
+    for k in range(5):
+        tr.send(float(k), k)
+        if k in (1, 2):
+            tr(float(k) + 0.25, "lost", engine="e1", msg=k, cause=[])
+        else:
+            tr.recv(float(k), "e1", k)
+            tr.done(k + 0.5, "e1", k)
+    c = feed(OperationsComplete(), tr.recs)
+    a = c.availability()
+    assert (a["completed"], a["total"], a["fraction"]) == (3, 5, 0.6)
+    assert a["longest_gap"] == 3.0 and a["longest_gap_interval"] == (0.5, 3.5)
+    assert c.count == 2 and c.checked == 5
+    # the last operations lost: the tail from the last completion to the last issue counts
+    tr = T()
+    for k in range(4):
+        tr.send(float(k), k)
+        if k == 0:
+            tr.recv(0.0, "e1", 0)
+            tr.done(0.5, "e1", 0)
+        else:
+            tr(float(k), "lost", engine="e1", msg=k, cause=[])
+    a = feed(OperationsComplete(), tr.recs).availability()
+    assert a["longest_gap"] == 2.5 and a["longest_gap_interval"] == (0.5, 3.0)
+
+
+def test_operations_complete_vacuous_without_operations():
+    tr = T()
+    tr.send(0.0, 0, engine="e1")  # an engine's cast outside any operation
+    tr.done(1.0, "e1", 5)
+    c = feed(OperationsComplete(), tr.recs)
+    assert c.vacuous and c.availability() == {"completed": 0, "total": 0, "fraction": None, "longest_gap": 0.0,
+                                              "longest_gap_interval": None, "pending": 0}
+
+
+# ============================================================================ no-lost-update
+def _rmw(other_at: float, other_before_read: bool = False, other_after_write: bool = False):
+    """e1 handles m0: reads f[0] at 0, writes it at 1. e2 (m1) writes f[0] at ``other_at``, placed
+    before e1's read, between, or after e1's write in record order."""
+    tr = T()
+    if other_before_read:
+        tr.write(other_at, "e2", 1, value="w2")
+    tr.read(0.0, "e1", 0, value="init0")
+    if not other_before_read and not other_after_write:
+        tr.write(other_at, "e2", 1, value="w2")
+    tr.write(1.0, "e1", 0, value="w1")
+    if other_after_write:
+        tr.write(other_at, "e2", 1, value="w2")
+    tr.done(1.0, "e1", 0)
+    return tr
+
+
+def test_no_lost_update_write_between_read_and_write_is_violated():
+    c = feed(NoLostUpdate(), _rmw(0.5).recs)
+    assert (c.count, c.checked) == (1, 1)
+    v = c.violations[0]
+    assert v.event == 2 and v.subject == "f[0]" and v.engines == ("e1", "e2") and v.causes == (0, 1)
+    assert "but e2 wrote 'w2' (record 1, m1) in between" in v.message
+
+
+def test_no_lost_update_boundaries_in_record_order():
+    # same instant as the read but after it: in between -> violated
+    assert feed(NoLostUpdate(), _rmw(0.0).recs).count == 1
+    # same instant as the write but before it: in between -> violated
+    assert feed(NoLostUpdate(), _rmw(1.0).recs).count == 1
+    # same instant as the read, before it: the read saw it -> held, and a near miss of 0 s scores 1
+    c = feed(NoLostUpdate(), _rmw(0.0, other_before_read=True).recs)
+    assert (c.count, c.checked, c.vacuous) == (0, 1, False) and c.score() == 1.0
+    # same instant as the write, after it: overwrites it afterwards, not a lost update
+    c = feed(NoLostUpdate(), _rmw(1.0, other_after_write=True).recs)
+    assert c.count == 0 and c.score() == 1.0
+    # 3 s after the write: a near miss of 1 / (1 + 3)
+    assert feed(NoLostUpdate(), _rmw(4.0, other_after_write=True).recs).score() == 0.25
+
+
+def test_no_lost_update_other_cells_blind_writes_and_vacuity():
+    tr = T()
+    tr.read(0.0, "e1", 0, row=0)
+    tr.write(0.5, "e2", 1, row=1)  # another row
+    tr.write(0.6, "e2", 1, field="g", row=0)  # another field
+    tr.write(1.0, "e1", 0, row=0)
+    c = feed(NoLostUpdate(), tr.recs)
+    assert (c.count, c.checked) == (0, 1)
+    tr = T()
+    tr.write(0.5, "e2", 1)
+    tr.write(1.0, "e1", 0)  # blind writes: nothing read, nothing to lose
+    c = feed(NoLostUpdate(), tr.recs)
+    assert (c.count, c.checked, c.vacuous) == (0, 0, True)
+
+
+def test_no_lost_update_a_handling_ends_at_done_or_kill():
+    tr = T()
+    tr.read(0.0, "e1", 0)
+    tr.done(0.2, "e1", 0)  # read only (its write failed): over
+    tr.write(0.5, "e2", 1)
+    tr.read(1.0, "e1", 2)
+    tr(1.2, "kill", engine="e1", inflight=[2], cause=[])  # killed mid-handling: over
+    tr.write(1.5, "e2", 3)
+    c = feed(NoLostUpdate(), tr.recs)
+    assert c.count == 0 and c.reads == {} and c.by_handling == {}
+    # the same message handled again later (requeued) by the same engine is a new handling
+    tr.read(2.0, "e1", 2)
+    tr.write(3.0, "e1", 2)
+    c = feed(NoLostUpdate(), tr.recs)
+    assert (c.count, c.checked) == (0, 1)
+
+
+# ============================================================================ results, coverage, config
+def test_invariant_result_vacuous_default_and_of():
+    r = InvariantResult("no-lost-write", True, 0)
+    assert r.vacuous is False and r.checked == 0 and r.violations == []
+    c = feed(NoLostWrite(), _nlw_base().recs)
+    assert InvariantResult.of(c) == InvariantResult("no-lost-write", True, 0, [], True, 0)
+    tr = _nlw_base()
+    tr.read(2.0, "e2", 1, value="init0")
+    r = InvariantResult.of(feed(NoLostWrite(), tr.recs))
+    assert (r.held, r.count, r.vacuous, r.checked) == (False, 1, False, 1)
+    assert isinstance(r.violations[0], Violation)
+
+
+def test_coverage():
+    tr = T()
+    tr.start(0.0, "e1", "old")
+    tr.start(0.0, "e2", "new")
+    tr.send(1.0, 0, version="1.0", method="update")
+    tr.recv(1.0, "e1", 0)
+    tr.read(1.0, "e1", 0, loc="a.x")
+    tr.write(2.0, "e1", 0, locs=["a.x"], trig=["b.y"])
+    tr.send(2.0, 1, engine="e1", version="1.0", method="check")
+    tr.done(2.0, "e1", 0)
+    tr.send(3.0, 2, version="1.1", method="update")
+    tr.recv(3.0, "e1", 2)
+    tr.reject(3.0, "e1", 2)
+    tr(4.0, "send_error", engine="client", method="update", error="RPCVersionCapError (cap 1.0)")
+    tr(5.0, "step", index=0, action="backfill", detail={})
+    tr(5.5, "bf_read", engine="backfill", row=0, loc="a.x", value="v", cause=[])
+    tr(6.0, "bf_write", engine="backfill", row=0, loc="b.y", value="v", trig=[], cause=[])
+    tr(6.0, "rewrite", engine="e2", msg=7, row=0, cols={"a.z": "v"})
+    cov = feed(Coverage(), tr.recs)
+    empty = {"sent": {}, "handled": {}, "rejected": {}, "refused": {}, "methods": {}, "read": {}, "written": {}}
+    assert cov.result() == {
+        "releases": {
+            "backfill": dict(empty, read={"a.x": 1}, written={"b.y": 1}),
+            "client": dict(empty, sent={"1.0": 1, "1.1": 1}, refused={"update": 1}),
+            "new": dict(empty, written={"a.z": 1}),
+            "old": dict(empty, sent={"1.0": 1}, handled={"1.0": 1}, rejected={"1.1": 1}, methods={"update": 1},
+                        read={"a.x": 1}, written={"a.x": 1}),
+            "trigger": dict(empty, written={"b.y": 1}),
+        },
+        "steps": [{"index": 0, "action": "backfill", "t": 5.0}],
+    }
+    assert cov.msgs == {1: ("check", "1.0")}  # m1 still out
+
+
+BASE = """
+name: t
+database: {tables: {t: [c]}, rows: 1}
+releases: {r1: {rpc: {endpoints: [{version: "1.0", methods: {op: [x]}}]}}}
+engines: {count: 1, release: r1}
+workload: {rate: 1, stop: 2, operations: {op: 1}}
+invariants:
+"""
+
+
+def _enabled(invariants: str):
+    return simroll.load_scenario_text(BASE + textwrap.indent(invariants, "  "), "f.yaml").invariants.enabled()
+
+
+def test_config_empty_value_enables_with_defaults():
+    # issue 12: `no-lost-write:` (YAML null) used to turn the invariant off silently
+    assert list(_enabled("no-lost-write:\nno-stranded-message: {}\n")) == ["no-lost-write", "no-stranded-message"]
+    assert list(_enabled("no-lost-write: null\n")) == ["no-lost-write"]
+    assert list(_enabled("no-lost-write: true\n")) == ["no-lost-write"]
+    assert list(_enabled("version-skew:\n")) == ["version-skew"]
+    assert _enabled("version-skew:\n")["version-skew"].max_releases == 2
+    assert _enabled("operations-complete:\n")["operations-complete"].within is None
+    assert list(_enabled("no-lost-write: false\nschema-compatible:\n")) == ["schema-compatible"]
+    checkers = make_checkers(_enabled("no-lost-update:\nno-refused-send:\noperations-complete: {within: 3}\n"))
+    assert [c.name for c in checkers] == ["no-refused-send", "operations-complete", "no-lost-update"]
+    assert checkers[1].within == 3.0
+
+
+@pytest.mark.parametrize("text, where", [
+    ("no-lost-write: yes-please\n", "f.yaml: invariants.no-lost-write (line 8): "),
+    ("no-lost-write: 0\n", "f.yaml: invariants.no-lost-write (line 8): "),
+    ("bounded-imbalance:\n", "f.yaml: invariants.bounded-imbalance.max_wait (line 8): missing required key"),
+    ("operations-complete: {within: 0}\n", "f.yaml: invariants.operations-complete.within (line 8): "),
+    ("no-lost-updates:\n", "f.yaml: invariants.no-lost-updates (line 8): unknown key 'no-lost-updates'"),
+])
+def test_config_unknown_values_are_errors_naming_the_place(text, where):
+    with pytest.raises(ScenarioError) as e:
+        _enabled(text)
+    assert str(e.value).startswith(where), str(e.value)
+
+
+def test_config_default_set_unchanged():
+    s = simroll.load_scenario_text(BASE + "  no-lost-write: {}\n", "f.yaml")
+    assert s.invariants.no_refused_send is None and s.invariants.operations_complete is None
+    assert s.invariants.no_lost_update is None
