@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from simroll._version import __version__
 from simroll._io import check_new_file
@@ -15,7 +16,7 @@ from simroll.errors import SimrollError, UsageError
 from simroll.scenario.load import load_scenario, scenario_json_schema
 from simroll.scenario.spec import Scenario
 from simroll.view.report import format_text
-from simroll.run import first_difference, run_scenario
+from simroll.run import RunResult, first_difference, run_scenario
 from simroll.explore.sweep import METRICS
 
 
@@ -108,6 +109,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from simroll.sim.trace import read_trace
     from simroll.view.plots import write_plots
 
+    source: list[dict[str, Any]] | RunResult
     if args.source.endswith(".jsonl"):  # a trace from `simroll run --trace`: plot it as it is
         if args.seed is not None:
             raise UsageError(f"{args.source}: --seed: a trace is one finished run; it takes no seed")

@@ -173,8 +173,8 @@ def flip_early(s: Scenario) -> Scenario | None:
     if len(phases) < 2:
         return None
     # a phase starts with a restart or start step, which names its release
-    first, second = (s.releases[_release_of(s.plan[ph[0]])] for ph in phases[:2])
-    if first.rpc != second.rpc:  # a new RPC API is new code, not a switch
+    old, new = (s.releases[_release_of(s.plan[ph[0]])] for ph in phases[:2])
+    if old.rpc != new.rpc:  # a new RPC API is new code, not a switch
         return None
     return _replan(s, _move(len(s.plan), phases[1][0], phases[0][0] + 1))
 

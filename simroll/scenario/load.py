@@ -8,7 +8,6 @@ constructing objects, and its size, nesting and alias expansion are bounded.
 from __future__ import annotations
 
 import json
-import re
 import typing
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from pydantic import BaseModel, Tag, ValidationError
 
 from simroll._io import read_input
 from simroll.errors import ScenarioError
+from simroll.scenario._messages import is_tag, join, path, short, show
 from simroll.scenario.spec import (STEP_ACTIONS, STEP_TAGS, BackfillStep, ContractStep, DisableTriggerStep,
                                    EnableTriggerStep, ExpandStep, Scenario, SetClientStep)
 from simroll.scenario.patterns import add_patterns_schema, expand_patterns
@@ -87,34 +87,18 @@ def _check_shape(node: yaml.Node, source: str) -> None:
             for k, v in n.value:
                 key = k.value if isinstance(k, yaml.ScalarNode) else "?"
                 if isinstance(k, yaml.ScalarNode) and key in seen:
-                    raise ScenarioError(source, f"{_join(where, key)} (line {k.start_mark.line + 1})",
-                                        f"duplicate key {_show(key)}")
+                    raise ScenarioError(source, f"{join(where, key)} (line {k.start_mark.line + 1})",
+                                        f"duplicate key {show(key)}")
                 seen.add(key)
-                stack.append((v, depth + 1, _join(where, key)))
+                stack.append((v, depth + 1, join(where, key)))
         elif isinstance(n, yaml.SequenceNode):
             for i, v in enumerate(n.value):
                 stack.append((v, depth + 1, f"{where}[{i}]"))
 
 
-def _join(where: str, key: Any) -> str:
-    """``where.key``; a key that is not a plain word is shown as ``where['it is']`` so the path stays readable."""
-    text = str(key)
-    if not _WORD.fullmatch(text):
-        return f"{where}[{_short(text)!r}]"
-    return f"{where}.{text}" if where else text
 
 
-_WORD = re.compile(r"[\w\-]+")
 
-
-def _short(text: str, limit: int = 60) -> str:
-    """At most ``limit`` characters of ``text`` (a hostile file may hold a megabyte in one key or value)."""
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _show(value: Any) -> str:
-    """``repr(value)``, cut short: an error message quotes the bad value, not a megabyte of it."""
-    return _short(repr(value), 80)
 
 
 def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
@@ -140,17 +124,6 @@ def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
-def _path(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out = f"{out}[{part}]" if isinstance(part, int) else _join(out, part)
-    return out or "document"
-
-
-def _is_tag(part: Any) -> bool:
-    """pydantic puts union members and validator names into ``loc``; they are not places in the file."""
-    return isinstance(part, str) and ("[" in part or part in {"EngineGroupSpec", "constrained-str"}
-                                      or part in STEP_TAGS or part.endswith("Spec") or part.startswith("function-"))
 
 
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
@@ -158,7 +131,7 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     pydantic's, tags included: a tag of a tagged union (a step's kind) picks the member."""
     tp: Any = Scenario
     for part in loc:
-        if _is_tag(part):
+        if is_tag(part, STEP_TAGS):
             tp = _tagged(tp, part)
             continue
         tp = _unwrap(tp, part)
@@ -213,10 +186,10 @@ def _first_error(errors: list[Any]) -> Any:
     a group (count too large); the second is the one that helps.
     """
     first = errors[0]
-    place = [p for p in first["loc"] if not _is_tag(p)]
+    place = [p for p in first["loc"] if not is_tag(p, STEP_TAGS)]
     if first["type"].endswith("_type"):
         for err in errors[1:]:
-            loc = [p for p in err["loc"] if not _is_tag(p)]
+            loc = [p for p in err["loc"] if not is_tag(p, STEP_TAGS)]
             if loc[: len(place)] == place and not err["type"].endswith("_type"):
                 return err
     return first
@@ -225,25 +198,25 @@ def _first_error(errors: list[Any]) -> Any:
 def _message(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
     kind, msg = err["type"], err["msg"]
     if kind == "missing":
-        return f"missing required key {_show(loc[-1])}" if loc else "missing required key"
+        return f"missing required key {show(loc[-1])}" if loc else "missing required key"
     if kind == "extra_forbidden":
         model = _model_at(tuple(err["loc"])[:-1])
         valid = ""
         if model is not None:
             names = [f.alias or n for n, f in model.model_fields.items()]
             valid = f" (expected one of: {', '.join(names)})"
-        return f"unknown key {_show(loc[-1])}{valid}"
+        return f"unknown key {show(loc[-1])}{valid}"
     if kind == "string_pattern_mismatch":
         pattern = err.get("ctx", {}).get("pattern", "")
         what = {
             r"^\d+\.\d+(\.\d+)?$": "a version major.minor, e.g. '1.2'",
             r"^[A-Za-z_]\w*\.[A-Za-z_]\w*$": "a location table.column",
         }.get(pattern, f"a string matching {pattern}")
-        return f"expected {what}, got {_show(err.get('input'))}"
+        return f"expected {what}, got {show(err.get('input'))}"
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
     inp = err.get("input")
-    shown = "" if isinstance(inp, (dict, list)) else f", got {_show(inp)}"
+    shown = "" if isinstance(inp, (dict, list)) else f", got {show(inp)}"
     return f"{msg[0].lower()}{msg[1:]}{shown}"
 
 
@@ -306,7 +279,7 @@ def load_scenario_text(text: str | bytes, source: str = "<string>") -> Scenario:
         except yaml.YAMLError as e:
             raise _yaml_error(e, source, text) from None
         except (RecursionError, ValueError, OverflowError) as e:  # e.g. !!timestamp 2001-13-45
-            raise ScenarioError(source, "document", f"not valid YAML: {_short(str(e))}") \
+            raise ScenarioError(source, "document", f"not valid YAML: {short(str(e))}") \
                 from None
     finally:
         loader.dispose()
@@ -320,9 +293,9 @@ def load_scenario_text(text: str | bytes, source: str = "<string>") -> Scenario:
         scenario = Scenario.model_validate(data)
     except ValidationError as e:
         err = _first_error(e.errors(include_url=False))
-        loc = tuple(p for p in err["loc"] if not _is_tag(p))
+        loc = tuple(p for p in err["loc"] if not is_tag(p, STEP_TAGS))
         line = _line_of(root, loc)
-        where = _path(loc) + (f" (line {line})" if line else "")
+        where = path(loc) + (f" (line {line})" if line else "")
         raise ScenarioError(source, where, _message(err, loc)) from None
     except RecursionError:
         raise ScenarioError(source, "document", "nested too deeply") from None
@@ -350,7 +323,7 @@ def _check_references(s: Scenario, source: str, root: yaml.Node) -> None:
 
     def fail(loc: tuple[Any, ...], message: str) -> typing.NoReturn:
         line = _line_of(root, loc)
-        raise ScenarioError(source, _path(loc) + (f" (line {line})" if line else ""), message)
+        raise ScenarioError(source, path(loc) + (f" (line {line})" if line else ""), message)
 
     def choices(names: typing.Iterable[str]) -> str:
         names = list(names)
@@ -468,9 +441,9 @@ def _check_references(s: Scenario, source: str, root: yaml.Node) -> None:
             for j, idx in enumerate(group):
                 if not 0 <= idx < len(s.plan):
                     fail(("search", "reorder", i, j), f"step {idx} does not exist (the plan has {len(s.plan)} steps)")
-        for j, e in enumerate(s.search.kill_engines):
-            if e not in engines:
-                fail(("search", "kill_engines", j), f"undefined engine {e!r} (defined: {choices(engines)})")
+        for j, victim in enumerate(s.search.kill_engines):
+            if victim not in engines:
+                fail(("search", "kill_engines", j), f"undefined engine {victim!r} (defined: {choices(engines)})")
         if isinstance(s.search.kill_instead_of_stop, list):
             for j, idx in enumerate(s.search.kill_instead_of_stop):
                 if not 0 <= idx < len(s.plan):

@@ -24,13 +24,13 @@ Errors name the place in the file, like every loader error:
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from simroll.errors import ScenarioError
+from simroll.scenario._messages import is_tag, path, show
 from simroll.scenario.spec import (
     AccessSpec,
     DatabaseSpec,
@@ -50,7 +50,6 @@ from simroll.scenario.spec import (
 from simroll.scenario.versions import Version
 
 LineOf = Callable[[tuple[Any, ...]], "int | None"]
-_WORD = re.compile(r"[\w\-]+")
 
 
 class _Params(BaseModel):
@@ -59,6 +58,9 @@ class _Params(BaseModel):
     base: Name | None = Field(None, description="Release the new releases derive from; default: the engines' release.")
     plan: bool = Field(True, description="Append the pattern's plan steps (false: only add its releases).")
     after: Seconds = Field(10.0, description="Seconds before each plan step the pattern adds.")
+
+    if TYPE_CHECKING:  # each pattern declares it as a Literal field; the base only names it for mypy
+        pattern: str
 
 
 class BackfillParams(BaseModel):
@@ -295,22 +297,9 @@ def _dump(model: BaseModel) -> dict[str, Any]:
 
 
 def _error(source: str, loc: tuple[Any, ...], message: str, line_of: LineOf | None) -> ScenarioError:
-    where = ""
-    for part in loc:
-        text = str(part)
-        if isinstance(part, int):
-            where = f"{where}[{part}]"
-        elif not _WORD.fullmatch(text):  # a key that is not a plain word: ['it is'], cut short
-            where = f"{where}[{(text if len(text) <= 60 else text[:60] + '...')!r}]"
-        else:
-            where = f"{where}.{text}" if where else text
     line = line_of(loc) if line_of is not None else None
+    where = path(loc) if loc else ""
     return ScenarioError(source, where + (f" (line {line})" if line else ""), message)
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:80] + "..."
 
 
 _EXPECTED = {
@@ -320,40 +309,36 @@ _EXPECTED = {
 }
 
 
-def _is_tag(part: Any) -> bool:
-    """pydantic puts union members and validator names into ``loc``; they are not places in the file."""
-    return isinstance(part, str) and ("[" in part or part.startswith("function-") or part == "constrained-str")
-
 
 def _parse(entry: Any, ctx: _Context) -> _Params:
     """Validate one ``patterns`` entry into its parameter model."""
     if not isinstance(entry, dict):
-        raise ctx.fail((), f"expected a mapping with 'pattern' and its parameters, got {_show(entry)}")
+        raise ctx.fail((), f"expected a mapping with 'pattern' and its parameters, got {show(entry)}")
     name = entry.get("pattern")
     if name is None:
         raise ctx.fail((), f"missing required key 'pattern' (one of: {', '.join(PATTERNS)})")
     model = PATTERNS.get(name) if isinstance(name, str) else None
     if model is None:
-        raise ctx.fail(("pattern",), f"unknown pattern {_show(name)} (expected one of: {', '.join(PATTERNS)})")
+        raise ctx.fail(("pattern",), f"unknown pattern {show(name)} (expected one of: {', '.join(PATTERNS)})")
     try:
         return model.model_validate(entry)
     except ValidationError as e:
         err = e.errors(include_url=False)[0]
-        loc = tuple(p for p in err["loc"] if not _is_tag(p))
+        loc = tuple(p for p in err["loc"] if not is_tag(p))
         kind = err["type"]
         if kind == "missing":
-            msg = f"missing required key {_show(loc[-1])}"
+            msg = f"missing required key {show(loc[-1])}"
         elif kind == "extra_forbidden" and len(loc) == 1:
             keys = [f.alias or n for n, f in model.model_fields.items()]
-            msg = f"unknown key {_show(loc[-1])} for pattern {name} (expected one of: {', '.join(keys)})"
+            msg = f"unknown key {show(loc[-1])} for pattern {name} (expected one of: {', '.join(keys)})"
         elif kind == "string_pattern_mismatch":
             what = _EXPECTED.get(err.get("ctx", {}).get("pattern", ""), "a name (letters, digits, _ . -)")
-            msg = f"expected {what}, got {_show(err.get('input'))}"
+            msg = f"expected {what}, got {show(err.get('input'))}"
         else:
             msg = err["msg"].removeprefix("Value error, ")
             msg = msg[:1].lower() + msg[1:]
             if not isinstance(err.get("input"), (dict, list)):
-                msg += f", got {_show(err.get('input'))}"
+                msg += f", got {show(err.get('input'))}"
         raise ctx.fail(loc, msg) from None
 
 
@@ -643,13 +628,13 @@ def expand_patterns(data: dict[str, Any], source: str = "<string>", line_of: Lin
     if raw is None:
         return out
     if not isinstance(raw, list):
-        raise _error(source, ("patterns",), f"expected a list of patterns, got {_show(raw)}", line_of)
+        raise _error(source, ("patterns",), f"expected a list of patterns, got {show(raw)}", line_of)
     ctx = _Context(out, source, line_of)
     for i, entry in enumerate(raw):
         ctx.index = i
         params = _parse(entry, ctx)
         try:
-            _EXPANDERS[params.pattern](params, ctx)  # type: ignore[attr-defined]
+            _EXPANDERS[params.pattern](params, ctx)
         except _Invalid:
             return {k: v for k, v in data.items() if k != "patterns"}
     return out
@@ -657,8 +642,9 @@ def expand_patterns(data: dict[str, Any], source: str = "<string>", line_of: Lin
 
 def patterns_json_schema() -> tuple[dict[str, Any], dict[str, Any]]:
     """The JSON Schema of the ``patterns`` key, and the definitions it refers to."""
-    entry = Annotated[Union[tuple(PATTERNS.values())], Field(discriminator="pattern")]  # noqa: UP007
-    union = Annotated[list[entry], Field(  # type: ignore[valid-type]
+    # a type built at run time from PATTERNS: no static type to give it
+    entry: Any = Annotated[Union[tuple(PATTERNS.values())], Field(discriminator="pattern")]  # noqa: UP007
+    union: Any = Annotated[list[entry], Field(
         description="Patterns of the founding thread, expanded into releases and plan steps (see `simroll expand`).")]
     schema = TypeAdapter(union).json_schema(by_alias=True, ref_template="#/$defs/{model}")
     defs = schema.pop("$defs", {})

@@ -37,7 +37,10 @@ def _make_encode() -> Callable[[Any], str]:
     ``tests/test_trace.py`` checks lines against :mod:`json` on every run.
     """
     try:
-        from json.encoder import c_make_encoder, encode_basestring
+        from json.encoder import (  # type: ignore[attr-defined]  # undocumented, see the docstring
+            c_make_encoder,
+            encode_basestring,
+        )
 
         if c_make_encoder is None:
             return _ENCODER.encode
