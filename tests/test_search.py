@@ -95,14 +95,16 @@ def test_cli_fuzz_writes_a_counterexample_that_run_replays(tmp_path, capsys):
     assert "file exists" in capsys.readouterr().err
 
 
-def test_cli_fuzz_human_output(tmp_path, capsys):
+def test_cli_fuzz_human_output(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default output goes to .simroll/ in the working directory
     src = tmp_path / "d.yaml"
     src.write_text((SCENARIOS / "fuzz_early_contract.yaml").read_text())
     assert main(["fuzz", str(src), "--max-examples", "40"]) == 1
     out = capsys.readouterr().out
     assert out.startswith("FOUND a violation of schema-compatible after ")
     assert "  1. t=" in out and "VIOLATED schema-compatible" in out
-    assert f"replay it with: simroll run {tmp_path / 'd.counterexample.yaml'}" in out
+    assert "replay it with: simroll run .simroll/counterexamples/d.yaml" in out
+    assert (tmp_path / ".simroll" / "counterexamples" / "d.yaml").is_file()
 
 
 @pytest.mark.parametrize("bad", ["--max-examples=0", "--seed=-1"])

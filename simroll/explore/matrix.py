@@ -251,7 +251,18 @@ class Matrix:
         return next(c for c in row.cells if c.family == family and c.delivery == delivery)
 
     def replay_name(self, row: Row, cell: Cell) -> str:
-        return f"{row.stem}.{cell.family}.{cell.delivery}.yaml"
+        return f"{self._label(row)}.{cell.family}.{cell.delivery}.yaml"
+
+    def _label(self, row: Row) -> str:
+        """The row's name in replay file names: its stem, unless another row has the same stem
+        (``m.yaml`` and ``m.yml``), then its file name, and its position if even that is shared
+        (two directories' ``m.yaml``), so two rows never write the same replay."""
+        if sum(r.stem == row.stem for r in self.rows) == 1:
+            return row.stem
+        name = Path(row.path).name
+        if sum(Path(r.path).name == name for r in self.rows) == 1:
+            return name
+        return f"{name}.{next(i for i, r in enumerate(self.rows) if r is row)}"
 
     def to_markdown(self, command: str | None = None) -> str:
         lines = []

@@ -7,6 +7,9 @@ order, so what a search or a sweep concludes never depends on how many workers r
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
@@ -35,19 +38,68 @@ class Executor:
         self.close()
 
 
+def _watch_parent(read_fd: int, write_fd: int | None, parent: int) -> None:
+    """A worker's initializer: die with the parent, and leave Ctrl-C to it.
+
+    The worker stays in the parent's process group (a terminal's Ctrl-C or ``kill -- -PGID``
+    reaches it) but ignores SIGINT: the parent alone reports the interrupt, once, and ends its
+    workers. A thread blocks on a pipe whose only writer is the parent: when the parent dies,
+    however (kill -9 included), the read returns EOF and the worker exits, so no worker outlives
+    the command holding its caller's stdout and stderr open.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if write_fd is not None:  # forked: our copy of the writing end would keep the pipe open forever
+        os.close(write_fd)
+
+    def wait() -> None:
+        if write_fd is None and read_fd < 0:  # spawned without the pipe: watch the parent's pid instead
+            import time
+
+            while os.getppid() == parent:
+                time.sleep(1.0)
+        else:
+            while os.read(read_fd, 1):
+                pass
+        os._exit(1)
+
+    threading.Thread(target=wait, name="simroll-parent-watch", daemon=True).start()
+
+
 class ProcessExecutor(Executor):
-    """``workers`` local processes."""
+    """``workers`` local processes that end with the parent (see :func:`_watch_parent`)."""
 
     def __init__(self, workers: int):
         self.workers = workers
-        ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        fork = "fork" in multiprocessing.get_all_start_methods()
+        ctx = multiprocessing.get_context("fork" if fork else "spawn")
+        self._read, self._write = os.pipe()
+        args = (self._read, self._write, os.getpid()) if fork else (-1, None, os.getpid())
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_watch_parent,
+                                         initargs=args)
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
         return list(self._pool.map(fn, items))
 
     def close(self) -> None:
-        self._pool.shutdown(cancel_futures=True)
+        """Cancel what has not started and end the workers now, even in the middle of a run (after
+        Ctrl-C the parent must not wait for a long simulation it no longer wants)."""
+        if self._read < 0:  # closed already
+            return
+        # the pool keeps its processes in a private dict; ending them is the only way not to wait
+        processes = list((getattr(self._pool, "_processes", None) or {}).values())
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for p in processes:
+            if p.is_alive():
+                p.terminate()
+        for p in processes:
+            p.join(timeout=30)
+        self._pool.shutdown(wait=True)
+        for fd in (self._read, self._write):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._read = self._write = -1
 
 
 class DaskExecutor(Executor):

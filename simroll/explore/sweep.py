@@ -425,11 +425,14 @@ def run_sweep(
             raise UsageError(f"--param {ps[i].key}: the same path is swept twice")
     if seeds is not None and seeds < 1:
         raise UsageError(f"seeds={seeds}: expected a positive number")
+    # the size is a product of lengths: checked before the grid or the seed list is built
+    n_cells = math.prod(len(p.values) for p in ps)
+    n_seeds = seeds if seeds is not None else 1
+    if n_cells * n_seeds > MAX_CELLS:
+        raise UsageError(f"{n_cells:,} cells x {n_seeds:,} seeds = {n_cells * n_seeds:,} runs, "
+                         f"more than the limit of {MAX_CELLS:,}")
     seed_list = list(range(seeds)) if seeds is not None else [scenario.seed]
     combos = grid(ps)
-    if len(combos) * len(seed_list) > MAX_CELLS:
-        raise UsageError(f"{len(combos)} cells x {len(seed_list)} seeds = {len(combos) * len(seed_list):,} runs, "
-                         f"more than the limit of {MAX_CELLS:,}")
     variants = [make_variant(scenario, list(zip(ps, combo)), source) for combo in combos]
     jobs = [(v, s) for v in variants for s in seed_list]
     figures = (executor or Executor()).map(_run_one, jobs)

@@ -8,7 +8,9 @@ constructing objects, and its size, nesting and alias expansion are bounded.
 from __future__ import annotations
 
 import json
+import re
 import typing
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from simroll.errors import ScenarioError
 from simroll.scenario._messages import is_tag, join, path, short, show
 from simroll.scenario.spec import (STEP_ACTIONS, STEP_TAGS, BackfillStep, ContractStep, DisableTriggerStep,
                                    EnableTriggerStep, ExpandStep, Scenario, SetClientStep)
-from simroll.scenario.patterns import add_patterns_schema, expand_patterns
+from simroll.scenario.patterns import MAX_PATTERNS, MAX_STEPS, add_patterns_schema, expand_patterns
 
 MAX_BYTES = 1_000_000
 MAX_NODES = 200_000  # after alias expansion
@@ -28,6 +30,9 @@ MAX_DEPTH = 64
 MAX_OPERATIONS = 10_000_000  # client operations, rate x (stop - start)
 MAX_CELLS = 2_000_000  # database rows x columns (initial, expanded and absent ones)
 MAX_SENDS = 10_000  # messages one handled message may send (casts + fanout x engines)
+MAX_INT_DIGITS = 100  # an integer literal longer than this is no count, time or seed (int() of 4,300+ digits raises)
+MAX_VERSION_DIGITS = 9  # digits of one version component: '1.10' yes, a 5,000-digit minor no
+_VERSION_KEYS = ("version", "send_version", "cap", "set_cap")
 
 
 class _Float(float):
@@ -61,13 +66,33 @@ class _Loader(yaml.SafeLoader):
             self._depth -= 1
 
 
-def _construct_float(loader: _Loader, node: yaml.ScalarNode) -> float:
+def _construct_float(loader: _Loader, node: yaml.ScalarNode) -> float | str:
+    if ":" in node.value:  # YAML 1.1 sexagesimal (1:30 is 90.0): read as the text it looks like
+        return str(node.value)
     f = _Float(yaml.SafeLoader.construct_yaml_float(loader, node))
     f.source = node.value
     return f
 
 
+def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> int | str:
+    """Integers strictly: a sexagesimal ``1:30`` stays the text (YAML 1.2 reads it so; 1.1 made it 90),
+    and a literal of more than ``MAX_INT_DIGITS`` digits is refused where it stands, before ``int()``
+    (Python refuses to convert 4,300+ digits, and no count, time or seed needs a hundred)."""
+    if ":" in node.value:
+        return str(node.value)
+    digits = len(node.value.lstrip("+-").replace("_", ""))
+    if digits > MAX_INT_DIGITS:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"an integer of {digits:,} characters, more than the limit of {MAX_INT_DIGITS}", node.start_mark)
+    return int(yaml.SafeLoader.construct_yaml_int(loader, node))
+
+
 _Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+# YAML 1.2 exponents (1e6, 1.0e7): YAML 1.1 wants a dot and a signed exponent and reads these as strings,
+# which strict validation would refuse as numbers
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
+                              list("-+0123456789."))
 
 
 def _check_shape(node: yaml.Node, source: str) -> None:
@@ -190,7 +215,8 @@ def _first_error(errors: list[Any]) -> Any:
     if first["type"].endswith("_type"):
         for err in errors[1:]:
             loc = [p for p in err["loc"] if not is_tag(p, STEP_TAGS)]
-            if loc[: len(place)] == place and not err["type"].endswith("_type"):
+            # another member's error inside the value (engines.count of a group), or not about the type
+            if loc[: len(place)] == place and (len(loc) > len(place) or not err["type"].endswith("_type")):
                 return err
     return first
 
@@ -220,17 +246,51 @@ def _message(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
     return f"{msg[0].lower()}{msg[1:]}{shown}"
 
 
+class _BadValue(Exception):
+    """A value refused before validation, at ``loc`` (a key path) for ``message``."""
+
+    def __init__(self, loc: tuple[Any, ...], message: str):
+        self.loc, self.message = loc, message
+
+
+_VERSION_TEXT = re.compile(r"\d+(\.\d+)+")
+
+
+def _check_text(text: str | bytes, loc: tuple[Any, ...]) -> None:
+    """Strings are text: no bytes (``!!binary``) and no lone surrogate (``"\\ud800"``), which no
+    report, trace or HTML page could encode."""
+    if isinstance(text, bytes):
+        raise _BadValue(loc, "expected text, got binary data (!!binary)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise _BadValue(loc, f"not valid Unicode text: a lone surrogate U+{ord(text[e.start]):04X}") from None
+
+
 def _fix_versions(data: Any, path: tuple[Any, ...] = ()) -> Any:
-    """``version: 1.10`` arrives as a float; version-valued keys get their source text back."""
+    """``version: 1.10`` arrives as a float; version-valued keys get their source text back.
+
+    A version component is an ``int`` in the simulator: one of more than ``MAX_VERSION_DIGITS``
+    digits is refused here, with its place, instead of failing inside the run."""
+    if isinstance(data, str) or isinstance(data, bytes):
+        _check_text(data, path)
+        return data
     if isinstance(data, dict):
         out = {}
         for k, v in data.items():
-            if isinstance(v, _Float) and k in ("version", "send_version", "cap", "set_cap"):
+            if isinstance(k, (str, bytes)):
+                _check_text(k, path + (k,))
+            if isinstance(v, _Float) and k in _VERSION_KEYS:
                 v = v.source
+            if k in _VERSION_KEYS and isinstance(v, str) and _VERSION_TEXT.fullmatch(v):
+                longest = max(len(part) for part in v.split("."))
+                if longest > MAX_VERSION_DIGITS:
+                    raise _BadValue(path + (k,), f"a version component of {longest:,} digits, more than the "
+                                                 f"limit of {MAX_VERSION_DIGITS}")
             out[k] = _fix_versions(v, path + (k,))
         return out
     if isinstance(data, list):
-        return [_fix_versions(v, path) for v in data]
+        return [_fix_versions(v, path + (i,)) for i, v in enumerate(data)]
     return data
 
 
@@ -287,10 +347,15 @@ def load_scenario_text(text: str | bytes, source: str = "<string>") -> Scenario:
         raise ScenarioError(source, "document", f"expected a mapping at the top level, got {type(data).__name__}")
     if any(not isinstance(k, str) for k in data):
         raise ScenarioError(source, "document", "every top-level key must be a string")
-    data = _fix_versions(data)
+    try:
+        data = _fix_versions(data)
+    except _BadValue as e:
+        line = _line_of(root, e.loc)
+        raise ScenarioError(source, path(e.loc) + (f" (line {line})" if line else ""), e.message) from None
     data = expand_patterns(data, source, lambda loc: _line_of(root, loc))  # the founding thread's patterns
     try:
-        scenario = Scenario.model_validate(data)
+        # strict: a boolean is no count (count: yes is not 1 engine), bytes (!!binary) are no name
+        scenario = Scenario.model_validate(data, strict=True)
     except ValidationError as e:
         err = _first_error(e.errors(include_url=False))
         loc = tuple(p for p in err["loc"] if not is_tag(p, STEP_TAGS))
@@ -330,10 +395,13 @@ def _check_references(s: Scenario, source: str, root: yaml.Node) -> None:
         return ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
 
     releases = list(s.releases)
-    engines = [e.name for e in s.engine_list()]
-    if len(set(engines)) != len(engines):
-        dup = next(n for n in engines if engines.count(n) > 1)
+    engine_order = [e.name for e in s.engine_list()]
+    engines = dict.fromkeys(engine_order)  # ordered for messages, a hash lookup for 10,000 engines x steps
+    if len(engines) != len(engine_order):
+        dup = next(n for n, k in Counter(engine_order).items() if k > 1)
         fail(("engines",), f"engine {dup!r} is defined twice")
+    if len(s.plan) > MAX_STEPS:
+        fail(("plan",), f"{len(s.plan):,} plan steps, more than the limit of {MAX_STEPS:,}")
     if isinstance(s.engines, list):
         for i, e in enumerate(s.engines):
             if e.release not in s.releases:

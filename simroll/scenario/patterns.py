@@ -51,6 +51,12 @@ from simroll.scenario.versions import Version
 
 LineOf = Callable[[tuple[Any, ...]], "int | None"]
 
+# The expanded scenario is bounded, not just the file: 40 patterns over 10,000 engines would be
+# 400,000 restart steps from a 4 KB file. Each limit is checked before the expansion that would
+# pass it, so the work done before refusing is bounded by one pattern's share.
+MAX_PATTERNS = 100  # entries of the patterns list (the bundled scenarios use one or two)
+MAX_STEPS = 100_000  # plan steps once patterns are expanded (a rolling restart of 10,000 engines is 10,000)
+
 
 class _Params(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
@@ -206,6 +212,7 @@ class _Context:
         self.source = source
         self.line_of = line_of
         self.index = 0
+        self._engines: list[EngineSpec] | None = None  # patterns never change the engines: validated once
 
     # ---------------------------------------------------------- errors
     def fail(self, where: tuple[Any, ...], message: str) -> ScenarioError:
@@ -224,7 +231,7 @@ class _Context:
         if name not in rels:
             raise self.fail(where, f"undefined release {name!r} (defined: {', '.join(map(str, rels))})")
         try:
-            return ReleaseSpec.model_validate(rels[name])
+            return ReleaseSpec.model_validate(rels[name], strict=True)
         except ValidationError:
             raise _Invalid from None
 
@@ -233,14 +240,18 @@ class _Context:
         return next(reversed(rels), None)
 
     def engines(self) -> list[EngineSpec]:
+        if self._engines is not None:
+            return self._engines
         try:
-            raw = TypeAdapter(list[EngineSpec] | EngineGroupSpec).validate_python(self.data.get("engines"))
+            raw = TypeAdapter(list[EngineSpec] | EngineGroupSpec).validate_python(self.data.get("engines"),
+                                                                                 strict=True)
         except ValidationError:
             raise _Invalid from None
         if isinstance(raw, EngineGroupSpec):
-            return [EngineSpec(name=f"{raw.prefix}{i + 1}", release=raw.release) for i in range(raw.count)]
+            raw = [EngineSpec(name=f"{raw.prefix}{i + 1}", release=raw.release) for i in range(raw.count)]
         if not raw:
             raise _Invalid
+        self._engines = raw
         return raw
 
     def initial_release(self) -> str:
@@ -253,7 +264,7 @@ class _Context:
     def columns(self) -> set[str]:
         """Columns that exist at the start or that a plan step (the file's or a pattern's) expands."""
         try:
-            db = DatabaseSpec.model_validate(self.data.get("database"))
+            db = DatabaseSpec.model_validate(self.data.get("database"), strict=True)
         except ValidationError:
             raise _Invalid from None
         cols = {f"{t}.{c}" for t, cs in db.tables.items() for c in cs}
@@ -265,7 +276,7 @@ class _Context:
 
     def workload(self) -> WorkloadSpec:
         try:
-            return WorkloadSpec.model_validate(self.data.get("workload"))
+            return WorkloadSpec.model_validate(self.data.get("workload"), strict=True)
         except ValidationError:
             raise _Invalid from None
 
@@ -285,6 +296,10 @@ class _Context:
         plan = self.data.setdefault("plan", [])
         if not isinstance(plan, list):
             raise _Invalid
+        if len(plan) + len(steps) > MAX_STEPS:
+            raise self.fail((), f"the plan would have {len(plan) + len(steps):,} steps with this pattern "
+                                f"({len(steps):,} of them its own, for {len(self.engines()):,} engines), more than "
+                                f"the limit of {MAX_STEPS:,}")
         plan.extend(dict({"after": p.after} if p.after else {}, **s) for s in steps)
 
     def rolling(self, release: str) -> list[dict[str, Any]]:
@@ -321,7 +336,7 @@ def _parse(entry: Any, ctx: _Context) -> _Params:
     if model is None:
         raise ctx.fail(("pattern",), f"unknown pattern {show(name)} (expected one of: {', '.join(PATTERNS)})")
     try:
-        return model.model_validate(entry)
+        return model.model_validate(entry, strict=True)  # strict like the scenario: no bool count, no bytes name
     except ValidationError as e:
         err = e.errors(include_url=False)[0]
         loc = tuple(p for p in err["loc"] if not is_tag(p))
@@ -629,6 +644,8 @@ def expand_patterns(data: dict[str, Any], source: str = "<string>", line_of: Lin
         return out
     if not isinstance(raw, list):
         raise _error(source, ("patterns",), f"expected a list of patterns, got {show(raw)}", line_of)
+    if len(raw) > MAX_PATTERNS:
+        raise _error(source, ("patterns",), f"{len(raw):,} patterns, more than the limit of {MAX_PATTERNS:,}", line_of)
     ctx = _Context(out, source, line_of)
     for i, entry in enumerate(raw):
         ctx.index = i
@@ -659,4 +676,4 @@ def add_patterns_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-__all__ = ["PATTERNS", "expand_patterns", "patterns_json_schema", "add_patterns_schema", "BackfillParams"]
+__all__ = ["MAX_PATTERNS", "MAX_STEPS", "PATTERNS", "expand_patterns", "patterns_json_schema", "add_patterns_schema", "BackfillParams"]
