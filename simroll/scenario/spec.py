@@ -92,10 +92,16 @@ class BusSpec(_Frozen):
         description="'oslo': one queue per topic, the receiver checks the version; "
         "'version-routed': a message is only taken by an engine that listens for its version.",
     )
-    ack: Literal["on-receive", "on-complete"] = Field(
-        "on-receive",
-        description="'on-receive' (oslo.messaging): a killed engine's in-flight messages are lost; "
-        "'on-complete': they are requeued.",
+    ack: Literal["before-dispatch", "after-handling", "on-receive", "on-complete"] = Field(
+        "before-dispatch",
+        description="When an engine acknowledges a message. 'before-dispatch' (oslo.messaging's RPC server; "
+        "old name 'on-receive'): a killed engine's in-flight messages are lost; 'after-handling' (old name "
+        "'on-complete'): they return to the queue, and count against the prefetch limit while handled.",
+    )
+    prefetch: int = Field(
+        0, ge=0, le=1_000_000,
+        description="Unacknowledged messages a consumer may hold per queue (rabbit_qos_prefetch_count); "
+        "0 = unlimited, oslo.messaging's default.",
     )
     topic: Name = "engine"
     call_timeout: PositiveSeconds = Field(60.0, description="A call expires if not consumed within this time.")
@@ -538,6 +544,10 @@ class Scenario(_Frozen):
     invariants: InvariantsSpec = Field(description="The invariants checked and their bounds.")
     expect: Annotated[str, StringConstraints(pattern=r"^(holds|violates [a-z\-]+)$")] | None = Field(
         None, description="'holds' or 'violates <invariant>': what the pytest plugin asserts."
+    )
+    allow_vacuous: bool = Field(
+        False, description="With 'expect: holds', accept invariants that held only vacuously (had nothing to "
+        "check); by default the pytest plugin fails such a scenario. Set it only where the vacuity is by design."
     )
     search: SearchSpec | None = None
     choices: list[ChoiceSpec] = Field(default_factory=list, description="Pinned event-level choices (replay).")

@@ -1,17 +1,33 @@
-"""The message broker: a topic queue, one queue per server, and the consumers they push to.
+"""The message broker, modelled on RabbitMQ: queues, their consumers, prefetch, acks, requeues, TTL.
 
-Like RabbitMQ with oslo.messaging's default unlimited prefetch, the broker pushes a message
-to a consumer as soon as it arrives; a consumer is anything that satisfies :class:`Consumer`
-(the engines of :mod:`simroll.sim.engine`). The broker knows nothing of what handling a
-message means: it publishes, routes, delivers, requeues and expires.
+Two layers. :class:`Queue` and :class:`Subscription` are a small, pure model of one RabbitMQ
+queue and its consumers -- no SimPy, no trace -- that ``tests/broker`` drives operation by
+operation against a real ``rabbitmq-server`` and compares. :class:`Broker` is the bus of one
+simulated run: it owns the queues (the topic queue, or one per version on the version-routed
+bus, and one fanout queue per engine), publishes after the bus latency, and writes the trace.
+A consumer is anything that satisfies :class:`Consumer` (the engines of :mod:`simroll.sim.engine`).
+
+What the queue model follows (RabbitMQ 3.10 classic queues, checked by ``tests/broker``):
+
+* each queue has its own consumers, in the order they registered, and hands each message to
+  the consumer at the head of its rotation, which then goes to the tail (round robin per queue);
+* a consumer with a finite prefetch (``basic.qos``) that holds that many unacknowledged
+  messages leaves the rotation, and rejoins at its tail when an ack frees credit;
+* an unacknowledged message that comes back (reject or nack with requeue, or its consumer's
+  channel closes) goes back to its original position, flagged ``redelivered``;
+* a message's TTL applies while it is in the queue only; an expired message is dropped when
+  it reaches the head (and at the end of a run), never while a consumer holds it;
+* ``basic.cancel`` stops deliveries but leaves the consumer holding its unacked messages.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import simpy
 from simpy.events import Event
@@ -31,23 +47,256 @@ def _text(v: Version) -> str:
 
 @dataclass(slots=True, eq=False)
 class Message:
-    """One RPC message, from its publication until it is handled, lost or expires."""
+    """One message, from its publication until it is acknowledged, lost or expires."""
 
     id: int
-    method: str
-    version: Version
-    args: frozenset[str]
-    namespace: str | None
-    row: int
-    call: bool
-    sender: str
-    send_rec: int
+    method: str = ""
+    version: Version | None = None
+    args: frozenset[str] = frozenset()
+    namespace: str | None = None
+    row: int = 0
+    call: bool = False
+    sender: str = ""
+    send_rec: int = -1
     hop: int = 0
     queue: Queue | None = None  # the queue it was published to (requeues go back there)
-    enqueued: float = 0.0
-    expires: float | None = None
-    taken: bool = False
+    pos: int = 0  # its position in that queue, kept when it is requeued
+    enqueued: float = 0.0  # when it first reached the queue (a requeue keeps it)
+    expires: float | None = None  # per-message TTL: dropped if still queued after this time
+    deadline: float | None = None  # a call's caller gives up at this time
+    sub: Subscription | None = None  # the consumer holding it unacknowledged
+    redelivered: bool = False
+    taken: bool = False  # acknowledged (oslo: before dispatch) or being handled
     expired: bool = False
+
+
+class Subscription:
+    """One consumer of one queue (``basic.consume``) and the messages it holds unacknowledged."""
+
+    __slots__ = ("consumer", "queue", "prefetch", "unacked", "blocked", "cancelled", "deliver")
+
+    def __init__(self, consumer: Any, queue: Queue, prefetch: int, deliver: Callable[[Message], None]):
+        self.consumer = consumer
+        self.queue = queue
+        self.prefetch = prefetch  # 0: unlimited
+        self.unacked: dict[int, Message] = {}  # id -> message, in delivery order
+        self.blocked = False  # out of the rotation: no prefetch credit left
+        self.cancelled = False
+        self.deliver = deliver
+
+
+class Queue:
+    """A RabbitMQ queue: ready messages in position order, and its consumers' rotation."""
+
+    __slots__ = ("name", "owner", "held", "subs", "ttl", "auto_delete", "deleted", "on_expire", "on_drop",
+                 "picker", "_pos")
+
+    def __init__(self, name: str, owner: Any = None, *, ttl: float | None = None, auto_delete: bool = False):
+        self.name = name
+        self.owner = owner  # the engine of a per-server (fanout) queue; None for a topic queue
+        self.held: deque[Message] = deque()  # ready messages, by position
+        self.subs: deque[Subscription] = deque()  # consumers with credit, head = next to receive
+        self.ttl = ttl  # x-message-ttl
+        self.auto_delete = auto_delete
+        self.deleted = False
+        self.on_expire: Callable[[Message], None] | None = None
+        self.on_drop: Callable[[Message], None] | None = None  # a message deleted with its queue
+        # picks which consumer takes a message, as an offset into the rotation (0: its head)
+        self.picker: Callable[[Message, deque[Subscription]], int] | None = None
+        self._pos = 0
+
+    # -------------------------------------------------------------- the operations
+    def consume(self, consumer: Any, deliver: Callable[[Message], None], prefetch: int = 0,
+                now: float = 0.0) -> Subscription:
+        """``basic.consume``: ``consumer`` joins the tail of the rotation and gets what is ready."""
+        sub = Subscription(consumer, self, prefetch, deliver)
+        self.deleted = False  # an auto-delete queue declared again
+        self.subs.append(sub)
+        if self.held:
+            self.dispatch(now)
+        return sub
+
+    def publish(self, msg: Message, now: float) -> None:
+        """A message arrives: it takes the next position and is handed out at once if it can be."""
+        msg.queue = self
+        msg.pos = self._pos
+        self._pos += 1
+        msg.enqueued = now
+        if self.ttl is not None:
+            exp = now + self.ttl
+            if msg.expires is None or exp < msg.expires:
+                msg.expires = exp
+        if self.deleted:
+            if self.on_drop is not None:
+                self.on_drop(msg)
+            return
+        if self.subs and not self.held:
+            self._hand(msg)  # the hot path: straight to a consumer (or held, if none has credit)
+        else:
+            self.held.append(msg)
+            self.dispatch(now)
+
+    def dispatch(self, now: float) -> None:
+        """Hand ready messages, head first, to consumers with credit; drop expired heads."""
+        held = self.held
+        while held:
+            msg = held[0]
+            if msg.expires is not None and now > msg.expires:
+                held.popleft()
+                self._expire(msg)
+                continue
+            if not self.subs:
+                return
+            if not self._hand(msg, True):
+                return
+
+    def _hand(self, msg: Message, queued: bool = False) -> bool:
+        """Give ``msg`` to the consumer at the head of the rotation (or the one the picker names),
+        which goes to the tail; False if no consumer has credit.
+
+        Like RabbitMQ, a consumer out of prefetch credit keeps its place until the queue tries it:
+        only then does it leave the rotation (blocked), to rejoin at the tail when an ack frees credit.
+        """
+        subs = self.subs
+        while subs:
+            k = self.picker(msg, subs) if self.picker is not None and len(subs) > 1 else 0
+            sub = subs[k]
+            if sub.prefetch and len(sub.unacked) >= sub.prefetch:
+                if k:  # the picked consumer has no credit: the head is tried instead
+                    sub = subs[0]
+                    k = 0
+                    if sub.prefetch and len(sub.unacked) >= sub.prefetch:
+                        subs.popleft()
+                        sub.blocked = True
+                        continue
+                else:
+                    subs.popleft()
+                    sub.blocked = True
+                    continue
+            if k:
+                del subs[k]
+            else:
+                subs.popleft()
+            subs.append(sub)
+            if queued:
+                self.held.popleft()
+            sub.unacked[msg.id] = msg
+            msg.sub = sub
+            sub.deliver(msg)
+            return True
+        if not queued:
+            self.held.append(msg)
+        return False
+
+    def _expire(self, msg: Message) -> None:
+        msg.expired = True
+        if self.on_expire is not None:
+            self.on_expire(msg)
+
+    def _release(self, msg: Message, now: float) -> None:
+        """``msg`` is no longer unacked by its consumer: give it credit back."""
+        sub = msg.sub
+        assert sub is not None, "only a delivered message is acknowledged"
+        del sub.unacked[msg.id]
+        msg.sub = None
+        if sub.blocked and not sub.cancelled:
+            sub.blocked = False
+            self.subs.append(sub)  # RabbitMQ re-adds an unblocked consumer at the tail
+        if self.held:
+            self.dispatch(now)
+
+    def ack(self, msg: Message, now: float) -> None:
+        """``basic.ack``: the consumer is done with ``msg``."""
+        self._release(msg, now)
+
+    def reject(self, msg: Message, now: float, requeue: bool = True) -> None:
+        """``basic.reject`` / ``basic.nack``: drop ``msg`` or return it to its position."""
+        sub = msg.sub
+        assert sub is not None, "only a delivered message is rejected"
+        del sub.unacked[msg.id]
+        msg.sub = None
+        if requeue:
+            self._return(msg)
+        if sub.blocked and not sub.cancelled:
+            sub.blocked = False
+            self.subs.append(sub)
+        self.dispatch(now)
+
+    def cancel(self, sub: Subscription, now: float) -> None:
+        """``basic.cancel``: no more deliveries; the consumer keeps (and may ack) what it holds.
+        An auto-delete queue goes with its last consumer."""
+        if sub.cancelled:
+            return
+        sub.cancelled = True
+        if not sub.blocked:
+            self.subs.remove(sub)
+        if self.auto_delete and not self.subs:
+            self.delete()
+
+    def requeue(self, msgs: list[Message], now: float) -> None:
+        """``basic.nack(multiple, requeue)``: every one of ``msgs`` goes back to its original
+        position at once, flagged redelivered, before any is handed out again."""
+        unblocked = []
+        for msg in msgs:
+            sub = msg.sub
+            assert sub is not None, "only a delivered message is requeued"
+            del sub.unacked[msg.id]
+            msg.sub = None
+            if sub.blocked and not sub.cancelled:
+                sub.blocked = False
+                unblocked.append(sub)
+            if self.deleted:
+                if self.on_drop is not None:
+                    self.on_drop(msg)
+            else:
+                self._return(msg)
+        self.subs.extend(unblocked)
+        self.dispatch(now)
+
+    def close(self, sub: Subscription, now: float) -> list[Message]:
+        """The consumer's channel closes (or its connection dies): it stops consuming and every
+        message it held unacknowledged returns to its original position, flagged redelivered.
+        Returns those messages, in delivery order."""
+        if not sub.cancelled:
+            sub.cancelled = True
+            if not sub.blocked:
+                self.subs.remove(sub)
+        back = list(sub.unacked.values())
+        sub.unacked.clear()
+        for msg in back:
+            msg.sub = None
+        if self.auto_delete and not self.subs:
+            self.delete()
+        if self.deleted:
+            if self.on_drop is not None:
+                for msg in back:
+                    self.on_drop(msg)
+            return back
+        for msg in back:
+            self._return(msg)
+        self.dispatch(now)
+        return back
+
+    def _return(self, msg: Message) -> None:
+        msg.redelivered = True
+        msg.taken = False
+        held = self.held
+        if not held or held[-1].pos < msg.pos:
+            held.append(msg)
+        else:
+            held.insert(bisect.bisect_left(held, msg.pos, key=_pos), msg)
+
+    def delete(self) -> None:
+        """The queue goes (auto-delete: its last consumer left): its ready messages are dropped."""
+        self.deleted = True
+        dropped, self.held = self.held, deque()
+        if self.on_drop is not None:
+            for msg in dropped:
+                self.on_drop(msg)
+
+
+def _pos(m: Message) -> int:
+    return m.pos
 
 
 class Consumer(Protocol):
@@ -56,11 +305,12 @@ class Consumer(Protocol):
     name: str
     backlog: deque[Message]  # delivered (prefetched), not yet taken
     wake: Event | None  # idle workers wait on this
-    server_queue: Queue
+    subs: list[Subscription]  # its subscriptions while it consumes
+    server_queue: Queue  # its own (fanout) queue
 
     @property
     def running(self) -> bool:
-        """Does it take messages from its per-server queue now?"""
+        """Does it take messages now?"""
         ...
 
     def takes(self, version: Version) -> bool:
@@ -68,44 +318,64 @@ class Consumer(Protocol):
         ...
 
 
-class Queue:
-    """A broker queue: messages held while no consumer may take them."""
-
-    __slots__ = ("name", "held", "owner")
-
-    def __init__(self, name: str, owner: Consumer | None = None):
-        self.name = name
-        self.held: deque[Message] = deque()
-        self.owner = owner  # the engine of a per-server queue; None for the topic queue
-
-
 class Broker:
-    """The bus of one run: its queues, its consumers in the order they joined, round robin."""
+    """The bus of one run: its queues and consumers, publishing, acks, requeues and expiry."""
 
     def __init__(self, env: simpy.Environment, bus: BusSpec, chooser: Chooser, trace: Trace):
         self.env = env
         self.chooser = chooser
         self.trace = trace
         self.version_routed = bus.delivery == "version-routed"
-        self.ack_on_complete = bus.ack == "on-complete"
+        self.ack_after = bus.ack in ("after-handling", "on-complete")
+        self.prefetch = bus.prefetch
         self.latency = bus.latency
         self.max_delay = bus.max_delay
         self.call_timeout = bus.call_timeout
-        self.topic = Queue(bus.topic)
-        self.queues: list[Queue] = [self.topic]  # the topic queue, then the per-server queues
-        self.consumers: list[Consumer] = []  # running engines consuming the topic, in the order they started
-        self.rr = 0  # the broker's round-robin position
-        # version-routed bus: the consumers of each version, in consumer order; rebuilt when consumers change
-        self.routed: dict[Version, list[Consumer]] = {}
+        self.topic_name = bus.topic
+        self.topic = self._queue(Queue(bus.topic))
+        self.queues: list[Queue] = [self.topic]  # topic queue(s), then the per-server queues
+        self.consumers: list[Consumer] = []  # running engines, in the order they started
+        # version-routed bus: one queue per version, consumed by the engines that listen for it
+        self.routed: dict[Version, Queue] = {}
         # engine -> its last stop or kill record and the endpoints it listened on then
         self.last_stop: dict[str, tuple[int, tuple[Endpoint, ...]]] = {}
         self._next_msg = 0
 
+    def _queue(self, q: Queue) -> Queue:
+        q.on_expire = self._expired
+        q.picker = self._pick
+        q.on_drop = self._dropped
+        return q
+
+    def _dropped(self, msg: Message) -> None:
+        assert msg.queue is not None, "a dropped message was published to a queue"
+        self.trace.emit(self.env.now, "dropped", msg=msg.id, queue=msg.queue.name, why="auto-delete queue deleted",
+                        cause=[msg.send_rec])
+
     def server_queue(self, owner: Consumer) -> Queue:
-        """A new per-server queue of ``owner`` (one per engine, for fanout casts)."""
-        q = Queue(f"{self.topic.name}.{owner.name}", owner)
+        """The per-server queue of ``owner`` (for fanout casts)."""
+        # oslo declares its fanout queues auto-delete: one per running server, gone when it stops
+        q = self._queue(Queue(f"{self.topic_name}.{owner.name}", owner, auto_delete=True))
         self.queues.append(q)
         return q
+
+    def _routed(self, version: Version) -> Queue:
+        q = self.routed.get(version)
+        if q is None:
+            q = self.routed[version] = self._queue(Queue(self.topic_name))
+            self.queues.append(q)
+            for eng in self.consumers:  # existing consumers of this version, in start order
+                if eng.takes(version):
+                    eng.subs.append(q.consume(eng, self._deliver_to(eng), self.prefetch, self.env.now))
+        return q
+
+    def _pick(self, msg: Message, subs: deque[Subscription]) -> int:
+        n = len(subs)
+        p = self.chooser.pick("consumer", n)
+        if p:  # a pinned deviation from round robin: say so in the trace
+            self.trace.emit(self.env.now, "choice", at=self.chooser.counts["consumer"] - 1, what="consumer",
+                            msg=msg.id, to=subs[p].consumer.name, default=subs[0].consumer.name)
+        return p
 
     # -------------------------------------------------------------- publishing
     def publish(self, sender: str, method: str, rule: SendRule, row: int, call: bool,
@@ -127,7 +397,8 @@ class Broker:
                 delay += extra
                 self.trace.emit(now, "choice", at=self.chooser.counts["delay"] - 1, what="delay", msg=mid, delay=extra)
         if call:
-            msg.expires = now + self.call_timeout
+            # oslo.messaging sets the call's timeout as the message's TTL; the caller gives up then too
+            msg.expires = msg.deadline = now + self.call_timeout
         if delay > 0:
             arrive = self.arrive
             self.env.timeout(delay).callbacks.append(lambda _ev: arrive(msg, q))
@@ -135,102 +406,95 @@ class Broker:
             self.arrive(msg, q)
 
     def arrive(self, msg: Message, q: Queue) -> None:
-        """The broker receives ``msg`` on ``q`` and pushes it to a consumer, or holds it.
+        """The broker receives ``msg`` on ``q``: the queue hands it to a consumer or holds it."""
+        if self.version_routed and q.owner is None:
+            assert msg.version is not None, "a sent message has a version"
+            q = self._routed(msg.version)
+        q.publish(msg, self.env.now)
 
-        Like RabbitMQ with oslo.messaging's default unlimited prefetch, a topic message is
-        pushed at once to the next consumer in round-robin order (busy or not) and waits in
-        that engine's backlog; under version routing only engines that listen for its version
-        are consumers of it. A per-server message goes to its engine while it runs.
-        """
-        msg.queue = q
-        msg.enqueued = self.env.now
-        if q.owner is not None:
-            eng = q.owner
-            if eng.running:
-                self.deliver(eng, msg)
-            else:
-                q.held.append(msg)
-            return
-        consumers = self.consumers
-        if self.version_routed:
-            routed = self.routed.get(msg.version)
-            if routed is None:
-                routed = self.routed[msg.version] = [e for e in consumers if e.takes(msg.version)]
-            consumers = routed
-        n = len(consumers)
-        if n == 0:
-            q.held.append(msg)
-            return
-        k = self.rr
-        self.rr = k + 1
-        if n > 1:
-            p = self.chooser.pick("consumer", n)
-            if p:
-                self.trace.emit(self.env.now, "choice", at=self.chooser.counts["consumer"] - 1, what="consumer",
-                                msg=msg.id, to=consumers[(k + p) % n].name, default=consumers[k % n].name)
-                k += p
-        self.deliver(consumers[k % n], msg)
+    def _deliver_to(self, eng: Consumer) -> Callable[[Message], None]:
+        def deliver(msg: Message) -> None:
+            # push into the engine's prefetch backlog and wake an idle worker
+            eng.backlog.append(msg)
+            if eng.wake is not None:
+                ev, eng.wake = eng.wake, None
+                ev.succeed()
+        return deliver
 
-    def deliver(self, eng: Consumer, msg: Message) -> None:
-        """Push ``msg`` into ``eng``'s backlog and wake an idle worker."""
-        eng.backlog.append(msg)
-        if eng.wake is not None:
-            ev, eng.wake = eng.wake, None
-            ev.succeed()
-
-    def requeue(self, engine: str, msg: Message, cause: int) -> None:
-        """``msg``, unacknowledged by ``engine``, goes back to the queue it was published to."""
-        self.trace.emit(self.env.now, "requeue", engine=engine, msg=msg.id, cause=[cause, msg.send_rec])
-        assert msg.queue is not None, "only a message that arrived is requeued"
-        self.arrive(msg, msg.queue)
+    def ack(self, msg: Message) -> None:
+        """The engine acknowledges ``msg`` (before dispatch or after handling, per ``bus.ack``)."""
+        q = msg.queue
+        if msg.sub is not None and q is not None:
+            q.ack(msg, self.env.now)
 
     def requeue_backlog(self, eng: Consumer, cause: int) -> None:
-        """Prefetched but unacknowledged messages go back to their queues (the broker's rule)."""
+        """A stopping engine hands back what it prefetched and has not taken (a multiple nack):
+        each message returns to its original position (records ``requeue``)."""
         backlog, eng.backlog = eng.backlog, deque()
+        by_queue: dict[int, tuple[Queue, list[Message]]] = {}
         for msg in backlog:
-            if self.expired(msg):
-                continue
-            self.requeue(eng.name, msg, cause)
+            q = msg.queue
+            assert q is not None, "a delivered message has a queue"
+            by_queue.setdefault(id(q), (q, []))[1].append(msg)
+        now = self.env.now
+        for q, msgs in by_queue.values():
+            for msg in sorted(msgs, key=_pos):
+                if not q.deleted:
+                    self.trace.emit(now, "requeue", engine=eng.name, msg=msg.id, cause=[cause, msg.send_rec])
+            q.requeue(msgs, now)
+
+    def close(self, eng: Consumer, cause: int) -> None:
+        """``eng``'s channel closes: what it holds unacknowledged goes back to its original position
+        in its queue (records ``requeue``), or is dropped with an auto-delete queue."""
+        subs, eng.subs = eng.subs, []
+        eng.backlog = deque()
+        now = self.env.now
+        for sub in subs:
+            q = sub.queue
+            back = q.close(sub, now)
+            for msg in sorted(back, key=_pos):
+                if not q.deleted:
+                    self.trace.emit(now, "requeue", engine=eng.name, msg=msg.id, cause=[cause, msg.send_rec])
 
     def expired(self, msg: Message) -> bool:
-        """Has ``msg`` expired? Like RabbitMQ, an expired call is noticed when it would be handed
-        out (or at the end of the run), and discarded then; the record says when it expired."""
+        """Has ``msg`` expired in its queue? Like RabbitMQ, a message expires only while queued:
+        noticed when it would be handed out (or at the end of the run)."""
         if msg.expired:
             return True
-        if msg.expires is None or self.env.now <= msg.expires:
+        if msg.expires is None or self.env.now <= msg.expires or msg.sub is not None:
             return False
         msg.expired = True
+        self._expired(msg)
+        return True
+
+    def _expired(self, msg: Message) -> None:
         assert msg.queue is not None, "a message expires in the queue it arrived on"
         self.trace.emit(self.env.now, "expire", msg=msg.id, queue=msg.queue.name,
                         expired_at=msg.expires, cause=[msg.send_rec] + self.last_stops_accepting(msg))
-        return True
 
     # -------------------------------------------------------------- consumers
     def join(self, eng: Consumer) -> None:
-        """``eng`` starts consuming: it gets what its queues hold (with unlimited prefetch, all of it)."""
+        """``eng`` starts consuming its server queue and the topic (or the version queues it takes)."""
         self.consumers.append(eng)
-        self.routed.clear()
-        own, eng.server_queue.held = eng.server_queue.held, deque()
-        for msg in own:
-            self.deliver(eng, msg)
-        held = self.topic.held
-        if held:
-            keep: deque[Message] = deque()
-            for msg in held:
-                if self.expired(msg):
-                    continue
-                if not self.version_routed or eng.takes(msg.version):
-                    self.deliver(eng, msg)
-                else:
-                    keep.append(msg)
-            self.topic.held = keep
+        now, deliver, pf = self.env.now, self._deliver_to(eng), self.prefetch
+        eng.subs = []
+        eng.subs.append(eng.server_queue.consume(eng, deliver, pf, now))
+        if self.version_routed:
+            for v, q in self.routed.items():
+                if eng.takes(v):
+                    eng.subs.append(q.consume(eng, deliver, pf, now))
+        else:
+            eng.subs.append(self.topic.consume(eng, deliver, pf, now))
 
     def leave(self, eng: Consumer, rec: int, endpoints: tuple[Endpoint, ...]) -> None:
-        """``eng`` stops consuming, by the stop or kill record ``rec``, having listened on ``endpoints``."""
+        """``eng`` stops consuming (``basic.cancel``), by the stop or kill record ``rec``, having listened
+        on ``endpoints``; it still holds what was delivered to it."""
         self.last_stop[eng.name] = (rec, endpoints)
         if eng in self.consumers:
             self.consumers.remove(eng)
-            self.routed.clear()
+        now = self.env.now
+        for sub in eng.subs:
+            sub.queue.cancel(sub, now)
 
     def last_stops_accepting(self, m: Message) -> list[int]:
         """The stop or kill of the last engine that could have taken ``m``."""
@@ -240,9 +504,9 @@ class Broker:
         for name, (rec, endpoints) in self.last_stop.items():
             if owner is not None and owner.name != name:
                 continue
-            if accepts_version(endpoints, m.version):
+            if m.version is not None and accepts_version(endpoints, m.version):
                 best = rec if best is None else max(best, rec)
         return [] if best is None else [best]
 
 
-__all__ = ["Broker", "Consumer", "Message", "Queue"]
+__all__ = ["Broker", "Consumer", "Message", "Queue", "Subscription"]

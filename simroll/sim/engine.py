@@ -17,7 +17,7 @@ from simpy.events import Event, Process
 from simroll.scenario.rpc import Endpoint, Outcome, SendRule, Signature, accepts_version, choose_send_rule, dispatch
 from simroll.scenario.spec import HandlerSpec, ReleaseSpec, Scenario
 from simroll.scenario.versions import Version
-from simroll.sim.broker import Broker, Message, Queue
+from simroll.sim.broker import Broker, Message, Queue, Subscription
 from simroll.sim.chooser import Chooser
 from simroll.sim.database import Database
 from simroll.sim.trace import Trace
@@ -106,6 +106,7 @@ class Engine:
     generation: int = 0
     procs: list[Process] = field(default_factory=list)
     backlog: deque[Message] = field(default_factory=deque)  # delivered (prefetched), not yet taken
+    subs: list[Subscription] = field(default_factory=list)  # its consumers on the broker's queues
     inflight: dict[int, Message] = field(default_factory=dict)  # worker slot -> message being handled
     wake: Event | None = None  # idle workers wait on this
     cap: Version | None = None
@@ -218,7 +219,7 @@ class Cluster:
         rec = self.trace.emit(self.env.now, "stop", engine=eng.name,
                               inflight=sorted(m.id for m in eng.inflight.values()), cause=_causes(cause))
         self.broker.leave(eng, rec, eng.release.endpoints)
-        self.broker.requeue_backlog(eng, rec)
+        self.broker.requeue_backlog(eng, rec)  # in-flight work finishes, and is acked, as it ends
         if eng.wake is not None:
             ev, eng.wake = eng.wake, None
             ev.succeed()
@@ -233,8 +234,8 @@ class Cluster:
             eng.stopped_event.succeed()
 
     def kill(self, eng: Engine, cause: int | None = None) -> None:
-        """Kill ``eng``: its workers die at once; in-flight messages are lost (or requeued, if
-        the bus acknowledges on completion), prefetched ones requeued."""
+        """Kill ``eng``: its workers die at once and its connection with them: in-flight messages
+        are lost (or requeued, if the bus acknowledges after handling), prefetched ones requeued."""
         if eng.state == STOPPED:
             self.trace.emit(self.env.now, "noop", engine=eng.name, why="kill: engine is stopped",
                             cause=_causes(cause))
@@ -252,14 +253,11 @@ class Cluster:
         eng.procs = []
         eng.wake = None
         inflight, eng.inflight = eng.inflight, {}
-        for slot in sorted(inflight):
-            msg = inflight[slot]
-            if self.broker.ack_on_complete:
-                msg.taken = False
-                self.broker.requeue(eng.name, msg, kill_rec)
-            else:
+        if not self.broker.ack_after:  # acknowledged before dispatch: the broker has forgotten them
+            for slot in sorted(inflight):
+                msg = inflight[slot]
                 self.trace.emit(now, "lost", engine=eng.name, msg=msg.id, cause=[kill_rec, msg.send_rec])
-        self.broker.requeue_backlog(eng, kill_rec)
+        self.broker.close(eng, kill_rec)  # the rest was unacked: back to its place in its queue
         if eng.stopped_event is not None and not eng.stopped_event.triggered:
             eng.stopped_event.succeed()
 
@@ -273,25 +271,25 @@ class Cluster:
     # -------------------------------------------------------------- workers
     def _worker(self, eng: Engine, rel: Release, slot: int, generation: int):
         env, trace, emit = self.env, self.trace, self.trace.emit
-        expired = self.broker.expired
+        ack = self.broker.ack
+        ack_after = self.broker.ack_after
         handlers = self.handlers
         backlog = eng.backlog
         outcomes = eng.outcomes
         try:
             while eng.state == RUNNING and eng.generation == generation:
                 backlog = eng.backlog
-                msg = None
-                while backlog:
-                    m = backlog.popleft()
-                    if m.expires is None or not expired(m):
-                        msg = m
-                        break
-                if msg is None:
+                if not backlog:
                     if eng.wake is None:
                         eng.wake = env.event()
                     yield eng.wake
                     continue
-                msg.taken = True  # oslo.messaging acknowledges here, before dispatching
+                # a prefetched message does not expire (RabbitMQ's TTL applies in the queue only):
+                # a late call is handled, and its caller may have given up (recorded as ``late``)
+                msg = backlog.popleft()
+                msg.taken = True
+                if not ack_after:
+                    ack(msg)  # oslo.messaging's RPC server acknowledges here, before dispatching
                 eng.inflight[slot] = msg
                 now = env.now
                 recv = trace.recv(now, engine=eng.name, msg=msg.id, wait=now - msg.enqueued, cause=[msg.send_rec])
@@ -302,6 +300,8 @@ class Cluster:
                     outcome = outcomes[key] = dispatch(rel.endpoints, *key)
                 if outcome is not Outcome.HANDLED:
                     del eng.inflight[slot]
+                    if ack_after:
+                        ack(msg)
                     emit(now, "reject", engine=eng.name, msg=msg.id, error=outcome.value, method=msg.method,
                          version=str(msg.version), call=msg.call, cause=[recv, msg.send_rec])
                     continue
@@ -315,7 +315,13 @@ class Cluster:
                     if handler is not None:
                         self._writes_and_casts(eng, rel, handler, msg, snapshot)
                 del eng.inflight[slot]
+                if ack_after:
+                    ack(msg)
                 trace.done(env.now, engine=eng.name, msg=msg.id, ok=ok)
+                if msg.deadline is not None and env.now > msg.deadline:
+                    # the caller timed out before the reply: the work was done for nobody
+                    emit(env.now, "late", engine=eng.name, msg=msg.id, deadline=msg.deadline,
+                         cause=[msg.send_rec])
         except simpy.Interrupt:
             return
         if eng.state == STOPPING and eng.generation == generation and not eng.inflight:
