@@ -153,6 +153,16 @@ class Cluster:
         self.cap_override: Version | str | None = None
         self.cap_overridden = False
         self._next_value = 0
+        # implemented version -> engines started and not yet stopped: `cap: auto` is the lowest
+        # key, kept up to date at each start and stop so that resolving a cap is O(releases), not O(engines)
+        self._started: dict[Version, int] = {}
+
+    def _count(self, rel: Release, delta: int) -> None:
+        n = self._started.get(rel.implemented, 0) + delta
+        if n:
+            self._started[rel.implemented] = n
+        else:
+            del self._started[rel.implemented]
 
     # -------------------------------------------------------------- caps and sending
     def resolve_cap(self, cap: Version | str | None) -> Version | None:
@@ -160,8 +170,7 @@ class Cluster:
         if self.cap_overridden:
             cap = self.cap_override
         if cap == "auto":
-            running = [e.release.implemented for e in self.engines.values() if e.state != STOPPED and e.release]
-            return min(running) if running else None
+            return min(self._started) if self._started else None
         assert not isinstance(cap, str), "the only named cap is 'auto'"
         return cap
 
@@ -198,6 +207,7 @@ class Cluster:
             return
         eng.release = rel
         eng.state = RUNNING
+        self._count(rel, +1)
         eng.generation += 1
         eng.accepts = {}
         eng.outcomes = {}
@@ -229,6 +239,7 @@ class Cluster:
 
     def _stopped(self, eng: Engine, rel: Release) -> None:
         eng.state = STOPPED
+        self._count(rel, -1)
         self.trace.emit(self.env.now, "stopped", engine=eng.name, release=rel.name)
         if eng.stopped_event is not None and not eng.stopped_event.triggered:
             eng.stopped_event.succeed()
@@ -246,6 +257,7 @@ class Cluster:
                                    cause=_causes(cause))
         self.broker.leave(eng, kill_rec, eng.release.endpoints)
         eng.state = STOPPED
+        self._count(eng.release, -1)
         eng.generation += 1  # workers of the old generation never resume
         for p in eng.procs:
             if p.is_alive:
