@@ -13,7 +13,10 @@ are never touched. Each mutant is written into a copy of the package in a tempor
 directory (the working tree is never modified), and ``tests/test_invariants.py`` (with
 ``tests/conftest.py``; ``scenarios/`` is linked) runs against it with ``PYTHONPATH`` pointing
 at the copy. A mutant is *killed* when the tests fail (or time out), and *survives* when they
-pass. Prints the kill score and every survivor (line, mutation, source line).
+pass. Mutants listed in :data:`EQUIVALENT` (reviewed by hand: no kernel trace can tell them from
+the original, e.g. ``>`` -> ``>=`` in a running maximum, or how often a cache is refreshed) are
+left out and listed with their reason. Prints the kill score, the equivalents and every survivor
+(line, mutation, source line).
 
 A benchmark of the tests, not a test: it asserts nothing. Exit status 0.
 """
@@ -38,6 +41,45 @@ TESTS = ("tests/test_invariants.py", "tests/conftest.py")
 FLIP = {"<": "<=", "<=": "<", ">": ">=", ">=": ">", "==": "!=", "!=": "=="}
 BOOL = {"and": "or", "or": "and"}
 
+# Equivalent mutants: no trace the kernel can write tells them from the original (reviewed by
+# hand). Keyed by the stripped source line and the mutation ("old -> new", or "old -> new #n" for
+# the n-th occurrence of ``old`` on the line, or "*": every mutation of the line), so the list
+# survives edits elsewhere; a key that no longer matches anything is reported as stale.
+EQUIVALENT: dict[tuple[str, str], str] = {
+    ("if closeness > self.near:", "> -> >="): "a running maximum: ties store the same value",
+    ('if rec["wait"] > self._score:', "> -> >="): "a running maximum",
+    ("if counted > self._score:", "> -> >="): "a running maximum",
+    ("if took > self._score:", "> -> >="): "a running maximum",
+    ("if c > self._score:", "> -> >="): "a running maximum",
+    ("if end > reach:", "> -> >="): "adds end - reach = 0",
+    ("self._prune_at = 64", "*"): "how often idle intervals are pruned, not which",
+    ("self._prune_at = max(64, 2 * len(closed))", "*"): "how often idle intervals are pruned, not which",
+    ("if len(closed) >= self._prune_at:", ">= -> >"): "how often idle intervals are pruned, not which",
+    ("self._gen = 0  # changes when the taking engines or what their releases accept change", "*"):
+        "only compared for equality with itself later",
+    ("self._gen += 1", "1 -> 2"): "any increase invalidates the cache",
+    ("if best is None or v > best:", "> -> >="): "stores the same version again (and drops a cache)",
+    ("if cached is not None and cached[0] == self._gen:", "0 -> 1"): "the cache never hits: recomputed, same value",
+    ("if cached is not None and cached[0] == self._gen:", "0 -> (-1)"): "the cache never hits: recomputed, same value",
+    ("if since is not None and t > since:  # an idle instant of no length counts for nothing", "> -> >="):
+        "a zero-length interval ends at a take, so it never overlaps a later wait by more than a point",
+    ("self._known.add((pending[1], pending[2]))", "*"): "_known only spares learning a pair twice",
+    ("b = self.busy.get(e, 0) - 1", "0 -> 1"): "the default is unused: a done follows its engine's start",
+    ("b = self.busy.get(e, 0) - 1", "0 -> (-1)"): "the default is unused: a done follows its engine's start",
+    ("b = self.busy.get(e, 0) + 1", "0 -> 1"): "the default is unused: a recv follows its engine's start",
+    ("b = self.busy.get(e, 0) + 1", "0 -> (-1)"): "the default is unused: a recv follows its engine's start",
+    ("if b >= self.workers.get(e, 1):", "1 -> 2"): "the default is unused: a recv follows its engine's start",
+    ("if b >= self.workers.get(e, 1):", "1 -> 0"): "the default is unused: a recv follows its engine's start",
+    ("self.busy[e] = b if b > 0 else 0", "> -> >="): "b == 0 stores 0 either way",
+    ("self.busy[e] = b if b > 0 else 0", "0 -> (-1) #1"): "b >= -1 always: a done follows its recv",
+    ("if e != taker and start < hi and self.accepts(rel, version):", "< -> <="):
+        "a closed interval ended by now (hi) and started before it ended",
+    ("if e in self.release and e not in self.idle_since and b < self.workers[e]:", "< -> <="):
+        "after a done, b <= workers - 1 (an engine never takes more than its workers)",
+    ("if wait > self._score or wait > self.max_wait:", "> -> >="):
+        "only computes the counted wait more often; counted <= wait, so ties change nothing",
+}
+
 
 @dataclass(frozen=True)
 class Mutant:
@@ -45,6 +87,7 @@ class Mutant:
     col: int
     old: str
     new: str
+    nth: int = 1  # which occurrence of ``old`` on its line (1-based)
 
     def apply(self, lines: list[str]) -> list[str]:
         out = list(lines)
@@ -56,6 +99,15 @@ class Mutant:
     def describe(self) -> str:
         return f"line {self.line}: {self.old!r} -> {self.new!r}"
 
+    def equivalent(self, lines: list[str]) -> tuple[tuple[str, str], str] | None:
+        """The allow-list entry that says this mutant is equivalent, if any."""
+        text = lines[self.line - 1].strip()
+        for key in ((text, f"{self.old} -> {self.new} #{self.nth}"), (text, f"{self.old} -> {self.new}"),
+                    (text, "*")):
+            if key in EQUIVALENT:
+                return key, EQUIVALENT[key]
+        return None
+
 
 def _is_int_literal(text: str) -> bool:
     return text.replace("_", "").isdigit()
@@ -63,16 +115,21 @@ def _is_int_literal(text: str) -> bool:
 
 def mutants(source: str) -> list[Mutant]:
     out: list[Mutant] = []
+    seen: dict[tuple[int, str], int] = {}  # (line, token) -> occurrences so far
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
         (line, col), text = tok.start, tok.string
-        if tok.type == tokenize.OP and text in FLIP:
-            out.append(Mutant(line, col, text, FLIP[text]))
-        elif tok.type == tokenize.NAME and text in BOOL:
-            out.append(Mutant(line, col, text, BOOL[text]))
-        elif tok.type == tokenize.NUMBER and _is_int_literal(text):
+        if not (tok.type == tokenize.OP and text in FLIP or tok.type == tokenize.NAME and text in BOOL
+                or tok.type == tokenize.NUMBER and _is_int_literal(text)):
+            continue
+        nth = seen[(line, text)] = seen.get((line, text), 0) + 1
+        if text in FLIP:
+            out.append(Mutant(line, col, text, FLIP[text], nth))
+        elif text in BOOL:
+            out.append(Mutant(line, col, text, BOOL[text], nth))
+        else:
             n = int(text.replace("_", ""))
-            out.append(Mutant(line, col, text, str(n + 1)))
-            out.append(Mutant(line, col, text, str(n - 1) if n > 0 else "(-1)"))
+            out.append(Mutant(line, col, text, str(n + 1), nth))
+            out.append(Mutant(line, col, text, str(n - 1) if n > 0 else "(-1)", nth))
     return out
 
 
@@ -110,12 +167,16 @@ def main(argv: list[str] | None = None) -> int:
     source = (ROOT / TARGET).read_text(encoding="utf-8")
     lines = source.splitlines(keepends=True)
     todo = mutants(source)
+    used = {e[0] for e in (m.equivalent(lines) for m in todo) if e is not None}
     if args.only:
         keep = {int(x) for x in args.only.split(",")}
         todo = [m for m in todo if m.line in keep]
+    equivalent = [m for m in todo if m.equivalent(lines)]
+    todo = [m for m in todo if not m.equivalent(lines)]
     if args.list:
         for m in todo:
             print(m.describe(), "|", lines[m.line - 1].strip())
+        print(f"({len(equivalent)} equivalent mutants left out)")
         return 0
     with tempfile.TemporaryDirectory(prefix="simroll-mutants-") as tmp:
         workdir = Path(tmp)
@@ -138,7 +199,16 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             target.write_text(source, encoding="utf-8")
     killed = len(todo) - len(survivors)
-    print(f"\nkill score: {killed}/{len(todo)} = {100.0 * killed / max(1, len(todo)):.1f} %")
+    total = len(todo) + len(equivalent)
+    print(f"\nkill score: {killed}/{len(todo)} = {100.0 * killed / max(1, len(todo)):.1f} % of the mutants "
+          f"not known to be equivalent ({killed}/{total} = {100.0 * killed / max(1, total):.1f} % of all {total})")
+    print(f"equivalent (left out, see EQUIVALENT): {len(equivalent)}")
+    for m in equivalent:
+        key, why = m.equivalent(lines)  # type: ignore[misc]
+        print(f"  {m.describe():40s} | {key[0][:60]:60s} | {why}")
+    stale = [k for k in EQUIVALENT if k not in used]
+    if stale:
+        print("stale EQUIVALENT entries (match no mutant now):", *stale, sep="\n  ")
     if survivors:
         print("survivors:")
         for m in survivors:

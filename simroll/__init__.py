@@ -59,6 +59,7 @@ _HOME = {
     "engine_load": "simroll.view.plots",
     "sequence_diagram": "simroll.view.plots",
     "field_values": "simroll.view.plots",
+    "availability": "simroll.view.plots",
     "sweep_heatmap": "simroll.view.plots",
     "write_plots": "simroll.view.plots",
     "report_html": "simroll.view.html",
@@ -77,8 +78,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
     from simroll.scenario.spec import Scenario
     from simroll.sim.trace import read_trace
     from simroll.view.html import report_html, write_html
-    from simroll.view.plots import (engine_load, field_values, queue_depth, release_timeline, sequence_diagram,
-                                    sweep_heatmap, write_plots)
+    from simroll.view.plots import (availability, engine_load, field_values, queue_depth, release_timeline,
+                                    sequence_diagram, sweep_heatmap, write_plots)
     from simroll.view.report import format_text
 
 

@@ -81,6 +81,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         out = result.to_json()
         if args.check_determinism:
             out["determinism_checked"] = True
+        if args.strict:
+            out["strict"] = True
+            out["strict_failed"] = bool(result.ok and result.vacuous)
         print(json.dumps(out, indent=2))
     else:
         print(format_text(result))
@@ -88,6 +91,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             print("determinism: two runs gave the same trace")
     _write_pictures(result, args)
     if not result.ok:
+        return 1
+    if args.strict and result.vacuous:
+        print(f"simroll: --strict: {', '.join(result.vacuous)} had nothing to check (vacuous): exit 1",
+              file=sys.stderr if args.json else sys.stdout)
         return 1
     return EXIT_PARTIAL if result.limited else 0
 
@@ -114,6 +121,16 @@ def cmd_plot(args: argparse.Namespace) -> int:
         if args.seed is not None:
             raise UsageError(f"{args.source}: --seed: a trace is one finished run; it takes no seed")
         source = read_trace(args.source)
+        try:
+            paths = write_plots(source, args.out, fmt=args.format, overwrite=args.force)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+            # read_trace checks the JSON, not every record's fields: a record that lacks one, or has the
+            # wrong type, is a corrupted input (exit 2), not a bug of simroll
+            raise UsageError(f"{args.source}: not a trace written by simroll run --trace "
+                             f"({type(e).__name__}: {str(e)[:100]})") from None
+        for p in paths:
+            print(p)
+        return 0
     else:
         source = run_scenario(load_scenario(args.source), seed=args.seed)
     for p in write_plots(source, args.out, fmt=args.format, overwrite=args.force):
@@ -121,16 +138,45 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _default_out(scenario_path: str) -> str:
-    """``NAME.counterexample.yaml`` beside the scenario, or the first free ``NAME.counterexample.K.yaml``."""
-    p = Path(scenario_path)
-    stem = p.name[:-5] if p.name.endswith(".yaml") else p.stem
-    candidate = p.with_name(f"{stem}.counterexample.yaml")
-    k = 1
-    while candidate.exists():
-        candidate = p.with_name(f"{stem}.counterexample.{k}.yaml")
-        k += 1
-    return str(candidate)
+def _check_db_dir(path: str) -> None:
+    """``--db DIR`` must be a directory, or creatable as one, before the search starts."""
+    p = Path(path)
+    if os.path.lexists(p):
+        if not p.is_dir():
+            raise UsageError(f"{path}: --db: not a directory")
+        return
+    parent = p.parent
+    while not os.path.lexists(parent) and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"{path}: --db: {os.fspath(parent)!r} is not a directory")
+
+
+def _write_counterexample(fr: Any, args: argparse.Namespace) -> str | None:
+    """Write a found counterexample where asked (``--out``), else to ``.simroll/counterexamples/``
+    under a name taken exclusively. A write that fails never loses the result: ``--out`` falls
+    back to ``.simroll/counterexamples/``, and if that fails too the caller prints the scenario
+    itself. Returns why nothing could be written, or None."""
+    from simroll.explore.search import save_counterexample, save_new_counterexample
+
+    if args.out is not None:
+        try:
+            save_counterexample(fr, args.out, args.scenario, overwrite=args.force)
+            return None
+        except (UsageError, OSError) as e:
+            print(f"simroll: {_one_line(_reason(e))}; writing the counterexample under .simroll/counterexamples/ "
+                  "instead", file=sys.stderr)
+    try:
+        save_new_counterexample(fr, args.scenario)
+        return None
+    except (UsageError, OSError) as e:
+        return _one_line(_reason(e))
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.filename is not None:
+        return f"{e.filename}: cannot write: {e.strerror or e}"
+    return str(e)
 
 
 class _Progress:
@@ -177,12 +223,13 @@ class _Progress:
 def cmd_fuzz(args: argparse.Namespace) -> int:
     import signal
 
-    from simroll.explore.search import fuzz, save_counterexample
+    from simroll.explore.search import fuzz, search_target
 
     scenario = load_scenario(args.scenario)
-    if args.out is not None:
-        _check_new_file(args.out, args.force, "--out")
-    out = args.out or _default_out(args.scenario)
+    if args.out is not None:  # every output is checked before the search, so a refusal never costs one
+        check_new_file(args.out, args.force, "--out", make_parents=True)
+    if args.db is not None and not args.no_db:
+        _check_db_dir(args.db)
     database = None
     if not args.no_db:
         database = args.db or (".simroll/hypothesis" if Path(".simroll/hypothesis").is_dir() and
@@ -203,25 +250,39 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     executor = make_executor(args.workers, args.dask)
     try:
         fr = fuzz(scenario, max_examples=args.max_examples, seed=args.seed, database=database, progress=show,
-                  executor=executor, method=args.method)
+                  executor=executor, method=args.method, invariant=search_target(scenario, args.invariant))
     finally:
         executor.close()
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)
         show.close()
-    if fr.found:
-        save_counterexample(fr, out, args.scenario, overwrite=args.force or args.out is None)
+    for warning in fr.warnings:
+        print(f"simroll: warning: {_one_line(warning)}", file=sys.stderr)
+    unwritten = _write_counterexample(fr, args) if fr.found else None
+    out = fr.out
+    if unwritten is not None:  # nowhere to write: the result is printed whole, never lost
+        from simroll.explore.search import counterexample_text
+
+        print(f"simroll: {unwritten}; the counterexample is printed on standard output", file=sys.stderr)
     if args.json:
-        print(json.dumps(fr.to_json(), indent=2))
+        data = fr.to_json()
+        if unwritten is not None:
+            data["counterexample_yaml"] = counterexample_text(fr, args.scenario)
+        print(json.dumps(data, indent=2))
     else:
         status = " (interrupted: partial result)" if fr.interrupted else ""
         if fr.found:
             print(f"FOUND a violation of {fr.invariant} after {fr.examples} runs{status}:")
             print("\n".join(f"  {line}" for line in fr.steps))
-            print(f"\ncounterexample written to {out}; replay it with: simroll run {out}")
+            if unwritten is None:
+                print(f"\ncounterexample written to {out}; replay it with: simroll run {out}")
+            else:
+                print("\ncounterexample (not written to a file; save it and replay it with simroll run):\n")
+                print(counterexample_text(fr, args.scenario), end="")
             print(f"trace sha256 {fr.trace_sha256}")
         else:
-            print(f"no violation found in {fr.examples} runs (seed {fr.seed}){status}")
+            what = "" if fr.target is None else f" of {fr.target}"
+            print(f"no violation{what} found in {fr.examples} runs (seed {fr.seed}){status}")
     if fr.interrupted and not fr.found:
         return 130
     return 1 if fr.found else 0
@@ -288,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     r = sub.add_parser("run", help="replay a scenario and check its invariants (exit 0 held, 1 violated, 2 bad input, "
-                       "4 stopped at a limit with nothing violated so far)")
+                       "4 stopped at a limit with nothing violated so far; with --strict, 1 also when one was "
+                       "vacuous)")
     r.add_argument("scenario", help="scenario file (YAML)")
     r.add_argument("--seed", type=_seed, default=None, help="seed (default: the scenario's)")
     r.add_argument("--trace", metavar="FILE", help="write the trace as JSON Lines")
@@ -301,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--plots", metavar="DIR", help="write the plots that explain the result to DIR")
     r.add_argument("--format", choices=("png", "svg"), default="png", help="format of --plots (default png)")
     r.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
+    r.add_argument("--strict", action="store_true",
+                   help="exit 1 also when an invariant held only vacuously (it had nothing to check)")
     r.set_defaults(fn=cmd_run)
 
     pl = sub.add_parser("plot", help="plot a scenario's run, or a trace (.jsonl) from `simroll run --trace`")
@@ -320,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--max-examples", type=_positive(int), default=200, help="simulations Hypothesis may generate")
     f.add_argument("--seed", type=_seed, default=0, help="seed of the search (default 0)")
     f.add_argument("--out", metavar="FILE", help="where to write the counterexample scenario "
-                   "(default: NAME.counterexample.yaml beside the scenario, never overwriting)")
+                   "(default: .simroll/counterexamples/NAME.yaml, or NAME.1.yaml, ...: a new file, never overwriting)")
     f.add_argument("--json", action="store_true", help="print one JSON object")
     f.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     f.add_argument("--db", metavar="DIR", help="Hypothesis example database: past failures are replayed first "
@@ -332,6 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--method", choices=("hypothesis", "random"), default="hypothesis",
                    help="hypothesis: a random sweep (a tenth of the budget) then guided generation, which runs in "
                    "one process; random: plain random sampling of the whole budget, all of it on the workers")
+    f.add_argument("--invariant", metavar="NAME", default=None,
+                   help="search for a violation of this invariant only (violations of others are ignored); "
+                   "default: the scenario's 'expect: violates NAME', else any invariant")
     f.set_defaults(fn=cmd_fuzz)
 
     e = sub.add_parser("expand", help="print a scenario with its patterns expanded (releases, plan steps), as YAML")
@@ -402,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (README: exit codes)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    restore = _interruptible()
     try:
         code = args.fn(args)
         try:
@@ -428,6 +496,32 @@ def main(argv: list[str] | None = None) -> int:
         return _internal_error(e)
     except Exception as e:  # noqa: BLE001 - the one place that turns a bug into exit 70 and a log
         return _internal_error(e)
+    finally:
+        restore()
+
+
+def _interruptible() -> Any:
+    """Make Ctrl-C and SIGTERM stop any command the same way (KeyboardInterrupt: outputs being written
+    are removed, workers are ended, one message, exit 130); returns the function that restores them.
+
+    A command started as a background job (``simroll run x &`` in a script) inherits SIGINT
+    ignored; an explicit ``kill -INT`` must still stop it."""
+    import signal
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = (signal.signal(signal.SIGINT, signal.default_int_handler),
+                    signal.signal(signal.SIGTERM, on_term))
+    except ValueError:  # not the main thread (main() called from a library's worker thread): leave them
+        return lambda: None
+
+    def restore() -> None:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
+
+    return restore
 
 
 def _stdout_error(e: OSError) -> int:

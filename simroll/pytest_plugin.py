@@ -3,8 +3,13 @@
 A YAML file whose top level has both ``releases:`` and ``expect:`` is collected. Its
 item fuzzes the design (``simroll.fuzz``) and passes when the outcome matches the
 ``expect`` line: ``holds`` (nothing found within the budget) or ``violates
-<invariant>`` (that invariant is broken). A failing item shows the counterexample's
+<invariant>`` (that invariant is broken: the search looks for that one only, and a
+violation of another is not an answer). A failing item shows the counterexample's
 steps and the path of the replay file it wrote (``simroll run PATH`` replays it).
+
+``expect: holds`` also fails when an invariant held only vacuously in the scenario's
+own run (it had nothing to check: a safe verdict that proves nothing), unless the
+scenario says ``allow_vacuous: true``.
 
 Options: ``--simroll-max-examples N`` (ini ``simroll_max_examples``, default 100),
 ``--simroll-seed S`` (default 0), ``--simroll-out DIR`` (default
@@ -63,8 +68,9 @@ class ScenarioItem(pytest.Item):
 
     def runtest(self) -> None:
         from simroll.errors import SimrollError
+        from simroll.explore.search import fuzz, save_counterexample, search_target
+        from simroll.run import run_scenario
         from simroll.scenario.load import load_scenario
-        from simroll.explore.search import fuzz, save_counterexample
 
         config = self.config
         budget = config.getoption("--simroll-max-examples") or int(config.getini("simroll_max_examples"))
@@ -76,13 +82,21 @@ class ScenarioItem(pytest.Item):
             raise ScenarioFailure(str(e)) from None
         if scenario.expect is None:
             raise ScenarioFailure(f"{self.path}: expect: missing: add 'expect: holds' or 'expect: violates <invariant>'")
-        found = fuzz(scenario, max_examples=budget, seed=seed)
-        wanted = None if scenario.expect == "holds" else scenario.expect.split(" ", 1)[1]
+        wanted = search_target(scenario)  # None for holds
+        if wanted is None and not scenario.allow_vacuous:
+            vacuous = run_scenario(scenario, keep_trace=False).vacuous
+            if vacuous:
+                raise ScenarioFailure(
+                    f"expected every invariant to hold, but {', '.join(vacuous)} had nothing to check in the "
+                    f"scenario's own run (vacuous: a verdict that proves nothing; `simroll run {self.path}` shows "
+                    "what the run exercised). Make the scenario exercise it, or add 'allow_vacuous: true' "
+                    "if that is by design")
+        found = fuzz(scenario, max_examples=budget, seed=seed, invariant=wanted)
         if found.found == (wanted is not None) and found.invariant == wanted:
             return  # holds and nothing found, or the expected invariant broken
         if not found.found:
-            raise ScenarioFailure(f"expected {wanted} to be violated, but every invariant held in {found.examples} "
-                                  f"runs (seed {seed}; raise --simroll-max-examples to search longer)")
+            raise ScenarioFailure(f"expected {wanted} to be violated, but the search found no violation of it in "
+                                  f"{found.examples} runs (seed {seed}; raise --simroll-max-examples to search longer)")
         stem = self.path.name.rsplit(".", 1)[0]
         replay = save_counterexample(found, out_dir / f"{stem}.counterexample.yaml", str(self.path), overwrite=True)
         expected = "every invariant to hold" if wanted is None else f"{wanted} to be violated"

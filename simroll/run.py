@@ -13,7 +13,7 @@ from simroll._display import html as _display_html
 from simroll._io import atomic_open
 from simroll.check.causality import happens_before
 from simroll.check.history import violation_chains
-from simroll.check.invariants import InvariantResult, Violation, make_checkers
+from simroll.check.invariants import Checker, Coverage, InvariantResult, OperationsComplete, Violation, make_checkers
 from simroll.scenario.spec import Scenario
 from simroll.sim.kernel import simulate
 from simroll.sim.trace import Record, Trace, read_trace
@@ -21,7 +21,14 @@ from simroll.sim.trace import Record, Trace, read_trace
 
 @dataclass
 class RunResult:
-    """Everything one run produced. ``records`` is None when the trace was not kept in memory."""
+    """Everything one run produced. ``records`` is None when the trace was not kept in memory.
+
+    Besides the verdicts: ``availability`` (:meth:`OperationsComplete.availability` of the run's
+    client operations: ``completed``, ``total``, ``fraction``, ``longest_gap``, ...) and
+    ``coverage`` (:meth:`Coverage.result`: per release, RPC versions sent and handled, methods
+    handled, locations read and written; the plan steps executed). Both are computed for every
+    run, whichever invariants the scenario checks.
+    """
 
     scenario: Scenario
     seed: int
@@ -35,11 +42,26 @@ class RunResult:
     scores: dict[str, float]
     records: list[Record] | None = None
     trace_path: str | None = None
+    availability: dict[str, Any] | None = None
+    coverage: dict[str, Any] | None = None
     _graph: nx.DiGraph | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
+        """Nothing violated. An invariant that held only vacuously is not a violation (see :attr:`vacuous`)."""
         return all(inv.held for inv in self.invariants)
+
+    @property
+    def vacuous(self) -> list[str]:
+        """The invariants that held only because they had nothing to check (``checked`` 0)."""
+        return [inv.name for inv in self.invariants if inv.held and inv.vacuous]
+
+    @staticmethod
+    def verdict(inv: InvariantResult) -> str:
+        """``"violated"``, ``"vacuous"`` (held with nothing to check) or ``"held"``."""
+        if not inv.held:
+            return "violated"
+        return "vacuous" if inv.vacuous else "held"
 
     @property
     def violations(self) -> list[Violation]:
@@ -100,7 +122,9 @@ class RunResult:
             "scenario": self.scenario.name,
             "seed": self.seed,
             "ok": self.ok,
-            "invariants": {inv.name: ("held" if inv.held else "violated") for inv in self.invariants},
+            "invariants": {inv.name: self.verdict(inv) for inv in self.invariants},
+            "vacuous": self.vacuous,
+            "checked": {inv.name: inv.checked for inv in self.invariants},
             "violations": [
                 dict(v.to_json(), chain=[r["i"] for r in (self.chains(v)[:1] or [[]])[0]])
                 for v in self.violations
@@ -112,7 +136,16 @@ class RunResult:
             "partial": self.limited,
             "trace_sha256": self.trace_sha256,
             "choice_points": self.choice_points,
+            "availability": _jsonable(self.availability),
+            "coverage": self.coverage,
         }
+
+
+def _jsonable(d: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``availability`` for JSON: the interval as a list."""
+    if d is None:
+        return None
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
 def first_difference(a: RunResult, b: RunResult) -> str:
@@ -145,14 +178,19 @@ def run_scenario(
     with contextlib.ExitStack() as files:
         stream = None if trace_path is None else files.enter_context(atomic_open(trace_path, overwrite=overwrite))
         trace = Trace(keep=keep_trace, stream=stream)
-        checkers = make_checkers(scenario.invariants.enabled())
-        for c in checkers:
+        checkers = make_checkers(scenario.invariants.enabled(), scenario)
+        ops = _operations(checkers)
+        coverage = Coverage()
+        consumers: list[Checker | Coverage] = [*checkers, coverage]
+        if ops not in checkers:
+            consumers.append(ops)  # availability only: not a verdict
+        for c in consumers:
             trace.subscribe(c.kinds, c.observe)
         sim, trace = simulate(scenario, seed, choices, trace)
     return RunResult(
         scenario=scenario,
         seed=seed,
-        invariants=[InvariantResult(c.name, c.count == 0, c.count, c.violations) for c in checkers],
+        invariants=[InvariantResult.of(c) for c in checkers],
         events=trace.count,
         sim_time=sim.env.now,
         trace_sha256=trace.sha256,
@@ -162,4 +200,26 @@ def run_scenario(
         scores={c.name: c.score() for c in checkers},
         records=trace.records,
         trace_path=None if trace_path is None else str(trace_path),
+        availability=ops.availability(),
+        coverage=_with_every_release(coverage.result(), scenario),
     )
+
+
+def _with_every_release(cov: dict[str, Any], scenario: Scenario) -> dict[str, Any]:
+    """Coverage with an entry (all counts empty) for each release of the scenario that did nothing:
+    a release that never got a message is what a coverage report is for."""
+    releases = dict(cov["releases"])
+    whats = next(iter(releases.values())).keys() if releases else (
+        "sent", "handled", "rejected", "refused", "methods", "read", "written")
+    for rel in scenario.releases:
+        releases.setdefault(rel, {w: {} for w in whats})
+    return dict(cov, releases=dict(sorted(releases.items())))
+
+
+def _operations(checkers: list[Checker]) -> OperationsComplete:
+    """The run's ``operations-complete`` checker if the scenario enables it (its ``within`` then
+    decides what counts as completed), else a fresh one that only measures availability."""
+    for c in checkers:
+        if isinstance(c, OperationsComplete):
+            return c
+    return OperationsComplete()

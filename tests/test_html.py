@@ -84,9 +84,9 @@ def test_report_page_is_self_contained_and_embeds_the_plots(lost):
     tags = _parse(page)
     _no_fetch(tags, page)
     imgs = [a["src"] for t, a in tags if t == "img"]
-    assert len(imgs) == 5 and all(s.startswith("data:image/png;base64,iVBORw0KGgo") for s in imgs)
+    assert len(imgs) == 6 and all(s.startswith("data:image/png;base64,iVBORw0KGgo") for s in imgs)  # + availability
     assert [a["id"] for t, a in tags if t == "figure"] == [
-        "release_timeline", "queue_depth", "engine_load", "sequence_diagram", "field_values"]
+        "release_timeline", "queue_depth", "engine_load", "sequence_diagram", "field_values", "availability"]
     assert "The plan has no steps." in page
     assert "<title>simroll: lost (violated)</title>" in page and "default-src &#x27;none&#x27;" not in page
     assert "default-src 'none'" in page  # the page forbids itself any fetch
@@ -97,7 +97,7 @@ def test_svg_report_inlines_svg(lost):
     page = report_html(lost, fmt="svg")
     tags = _parse(page)
     _no_fetch(tags, page)
-    assert sum(1 for t, _ in tags if t == "svg") == 5
+    assert sum(1 for t, _ in tags if t == "svg") == 6  # the five explaining plots and availability
     assert "<?xml" not in page and "<!DOCTYPE svg" not in page
     assert not [t for t, _ in tags if t == "img"]
 
@@ -108,7 +108,7 @@ def test_clean_run_with_steps():
     page = report_html(res)
     assert "every invariant held" in page and "VIOLATED" not in page
     assert re.search(r'<td class="mono">1\.500</td><td>0</td><td>restart engine-1 -&gt; r2</td>', page)
-    assert page.count("<img ") == 4  # no field-values plot: nothing was lost
+    assert page.count("<img ") == 5  # no field-values plot: nothing was lost; availability always
 
 
 def test_write_html_refuses_to_overwrite(lost, tmp_path):
@@ -132,7 +132,7 @@ def test_cli_run_html(capsys, tmp_path):
     assert out.out.lstrip().startswith("{")  # stdout stays one JSON object
     assert f"wrote {page}" in out.err
     text = page.read_text()
-    assert "no-lost-write" in text and text.count("<img ") == 5
+    assert "no-lost-write" in text and text.count("<img ") == 6
     assert main(["run", src, "--html", str(page)]) == 2
     assert "--html: file exists; pass --force" in capsys.readouterr().err
     assert main(["run", src, "--html", str(page), "--force"]) == 1

@@ -514,7 +514,7 @@ def test_bounded_imbalance_agrees_with_a_brute_force_oracle(name):
     assert known.count == sum(1 for w in slow if w > bound)
     assert learnt._score <= known._score and learnt.count <= known.count
     if name == "single_upgraded_starvation":
-        assert known.count == learnt.count > 100 and max(slow) > 40
+        assert known.count == learnt.count > 0 and max(slow) > 2 * bound
     else:
         assert learnt._score < known._score  # a release not yet seen taking 1.x: its idle time not counted yet
 
@@ -906,3 +906,301 @@ def test_config_default_set_unchanged():
     s = simroll.load_scenario_text(BASE + "  no-lost-write: {}\n", "f.yaml")
     assert s.invariants.no_refused_send is None and s.invariants.operations_complete is None
     assert s.invariants.no_lost_update is None
+
+
+# ============================================================================ gaps the mutation run found
+def test_violations_kept_are_capped_and_the_rest_counted():
+    for n, kept in ((19, 19), (20, 20), (21, 20), (25, 20)):
+        tr = T()
+        for k in range(n):
+            tr(float(k), "schema_error", engine="e1", msg=k, op="read", locs=["a.gone"])
+        c = feed(SchemaCompatible(), tr.recs)
+        assert (c.count, len(c.violations)) == (n, kept)
+
+
+def test_no_lost_write_a_write_makes_the_fields_other_copies_stale():
+    # f lives in a.x and b.y; a write of a.x only leaves b.y holding init0: one stale copy (score 1)
+    tr = T()
+    tr(0.0, "init", field="f", locs=["a.x", "b.y"], rows=2)
+    tr(0.0, "init", field="g", locs=["c.z"], rows=2)
+    tr.write(1.0, "e1", 0, field="f", row=0, value="v1", locs=["a.x"])
+    assert feed(NoLostWrite(), tr.recs).score() == 1.0
+    tr.write(2.0, "e1", 1, field="g", row=0, value="g1", locs=["c.z"])  # another field: f's copies unchanged
+    assert feed(NoLostWrite(), tr.recs).score() == 1.0 and feed(NoLostWrite(), tr.recs).stale == {("b.y", 0)}
+    tr.write(3.0, "e1", 2, field="f", row=0, value="v2", locs=["a.x", "b.y"])  # both copies current again
+    assert feed(NoLostWrite(), tr.recs).stale == set()
+    # a location of f that holds no value for the row written is skipped, not an error
+    tr2 = T()
+    tr2.write(1.0, "e1", 0, field="f", row=1, value="v1", locs=["a.x", "d.w"])
+    tr2.write(2.0, "e1", 1, field="f", row=0, value="v2", locs=["a.x"])
+    assert feed(NoLostWrite(), tr2.recs).stale == set()
+
+
+def test_no_lost_write_near_miss_of_a_write_at_the_instant_of_the_copy_read():
+    tr = T()
+    tr(0.0, "init", field="f", locs=["a.x", "b.y"], rows=1)
+    tr.write(1.0, "e1", 0, value="v1", locs=["a.x", "b.y"])
+    tr(1.0, "bf_read", engine="backfill", row=0, loc="a.x", value="v1", cause=[])  # just after: got v1
+    tr(2.0, "bf_write", engine="backfill", row=0, loc="b.y", value="v1", trig=[], cause=[2])
+    assert feed(NoLostWrite(), tr.recs).score() == 1.0  # 0 s from a miss: 1 / (1 + 0)
+
+
+def test_no_lost_write_violation_causes():
+    tr = T()
+    tr(0.0, "init", field="f", locs=["a.x"], rows=1)  # #0
+    tr.start(0.0, "e2")  # #1: the reader's start
+    tr.write(1.0, "e1", 0, value="v1")  # #2: the write it missed
+    tr.read(2.0, "e2", 1, value="init0", cause=[9])  # only its recv as cause: no write it saw
+    tr.read(3.0, "e2", 2, value="init0", cause=[9, 0])  # read from the init record #0
+    tr(4.0, "final", field="f", loc="a.x", exists=True, values=["init0"])
+    c = feed(NoLostWrite(), tr.recs)
+    assert [v.causes for v in c.violations] == [(1, 2), (1, 2, 0), (2,)]
+
+
+def _two_worker_engine(second_done_at: float | None):
+    """engine-2 has 2 workers, both busy from t=0; one finishes at 2 and takes the next at 2
+    (full again); the other finishes at ``second_done_at`` (or never). m9 waits at engine-1 [1, 10]."""
+    tr = T()
+    tr.start(0.0, "engine-1")
+    tr.start(0.0, "engine-2", workers=2)
+    for m, e in ((0, "engine-1"), (1, "engine-2"), (2, "engine-2")):
+        tr.send(0.0, m)
+        tr.recv(0.0, e, m)
+    tr.send(1.0, 9)
+    tr.send(2.0, 3)
+    tr.done(2.0, "engine-2", 1)
+    tr.recv(2.0, "engine-2", 3)
+    if second_done_at is not None:
+        tr.done(second_done_at, "engine-2", 2)
+    tr.done(10.0, "engine-1", 0)
+    tr.recv(10.0, "engine-1", 9, wait=9.0)
+    return tr
+
+
+def test_bounded_imbalance_workers_count_free_slots():
+    # both workers busy all the time: never idle (the free instant at 2 has no length)
+    assert feed(BoundedImbalance(0.1), _two_worker_engine(None).recs).count == 0
+    # one worker free from 4 on: idle [4, 10] = 6 s; bound 6 holds, 5.99 does not
+    assert feed(BoundedImbalance(6.0), _two_worker_engine(4.0).recs).count == 0
+    c = feed(BoundedImbalance(5.99), _two_worker_engine(4.0).recs)
+    assert c.count == 1 and "6.000 s of it" in c.violations[0].message
+
+
+def test_bounded_imbalance_an_engine_idle_with_a_free_worker_stays_idle_since_then():
+    # engine-2 (2 workers) has a free worker from 0.5; finishing another message at 3 does not
+    # restart its idle time: m9 counts [1, 10] = 9 s
+    tr = T()
+    tr.start(0.0, "engine-1")
+    tr.start(0.0, "engine-2", workers=2)
+    for m, e in ((0, "engine-1"), (1, "engine-2"), (2, "engine-2")):
+        tr.send(0.0, m)
+        tr.recv(0.0, e, m)
+    tr.done(0.5, "engine-2", 1)
+    tr.send(1.0, 9)
+    tr.done(3.0, "engine-2", 2)
+    tr.done(10.0, "engine-1", 0)
+    tr.recv(10.0, "engine-1", 9, wait=9.0)
+    c = feed(BoundedImbalance(8.99), tr.recs)
+    assert c.count == 1 and "9.000 s of it" in c.violations[0].message
+
+
+def test_bounded_imbalance_sequential_work_then_idle():
+    # engine-2 handles m1 (0..0.5) and m3 (0.5..1.0) back to back, then idles: m2 counts [1, 10] = 9 s
+    tr = T()
+    tr.start(0.0, "engine-1")
+    tr.start(0.0, "engine-2")
+    tr.send(0.0, 0)
+    tr.recv(0.0, "engine-1", 0)
+    tr.send(0.0, 1)
+    tr.recv(0.0, "engine-2", 1)
+    tr.send(0.5, 3)
+    tr.done(0.5, "engine-2", 1)
+    tr.recv(0.5, "engine-2", 3)
+    tr.send(1.0, 2)
+    tr.done(1.0, "engine-2", 3)
+    tr.done(10.0, "engine-1", 0)
+    tr.recv(10.0, "engine-1", 2, wait=9.0)
+    c = feed(BoundedImbalance(8.99), tr.recs)
+    assert c.count == 1 and "9.000 s of it" in c.violations[0].message
+    assert feed(BoundedImbalance(9.0), tr.recs).count == 0
+
+
+def test_bounded_imbalance_a_stopping_engine_finishing_its_work_is_not_idle():
+    # engine-2 is told to stop at 0.2 while handling m1, finishes it at 0.5 and stops: never idle
+    tr = T()
+    tr.start(0.0, "engine-1")
+    tr.start(0.0, "engine-2")
+    tr.send(0.0, 0)
+    tr.recv(0.0, "engine-1", 0)
+    tr.send(0.0, 1)
+    tr.recv(0.0, "engine-2", 1)
+    tr(0.2, "stop", engine="engine-2", inflight=[1], cause=[])
+    tr.done(0.5, "engine-2", 1)
+    tr(0.5, "stopped", engine="engine-2", release="r1")
+    tr.send(1.0, 2)
+    tr.done(10.0, "engine-1", 0)
+    tr.recv(10.0, "engine-1", 2, wait=9.0)
+    c = feed(BoundedImbalance(0.1), tr.recs)
+    assert c.count == 0 and c.idle_since == {}
+
+
+def test_bounded_imbalance_checked_follows_engines_starting_and_stopping():
+    # what counts as "another engine could have taken it" changes with starts and stops
+    tr = T()
+    tr.start(0.0, "engine-1")
+    tr.send(0.0, 0)
+    tr.recv(0.0, "engine-1", 0)
+    tr.done(0.1, "engine-1", 0)  # r1 takes 1.0 (learnt); engine-1 alone: not checked
+    tr.send(1.0, 1)
+    tr.recv(1.0, "engine-1", 1)  # alone: not checked
+    tr.start(2.0, "engine-2")
+    tr.send(2.0, 2)
+    tr.recv(2.0, "engine-1", 2)  # engine-2 runs r1 now: checked
+    tr(3.0, "kill", engine="engine-2", inflight=[], cause=[])
+    tr.send(3.0, 3)
+    tr.recv(3.0, "engine-1", 3)  # alone again: not checked
+    assert feed(BoundedImbalance(5.0), tr.recs).checked == 1
+
+
+def test_bounded_imbalance_names_at_most_five_idle_engines():
+    tr = T()
+    names = [f"engine-{k}" for k in range(1, 9)]
+    for e in names:
+        tr.start(0.0, e)
+    tr.send(0.0, 0)
+    tr.recv(0.0, "engine-1", 0)
+    tr.send(1.0, 1)
+    tr.done(10.0, "engine-1", 0)
+    tr.recv(10.0, "engine-1", 1, wait=9.0)
+    # r1 accepts 1.0 only once m0's take is followed by a record that is not its rejection (the send at 1)
+    c = feed(BoundedImbalance(5.0), tr.recs)
+    v = c.violations[0]
+    assert v.engines == ("engine-1", "engine-2", "engine-3", "engine-4", "engine-5", "engine-6")
+    assert "engine-2, engine-3, engine-4, engine-5, engine-6 ..., which could have taken it" in v.message
+
+
+def test_bounded_imbalance_pruning_keeps_intervals_an_outstanding_message_can_count():
+    # engine-1 is busy with mX (sent at 0.5) until 10; m100 waits for it [1, 10]. engine-2 is idle
+    # [0.5, 5]; engine-3 starts at 5.5 and does 70 short jobs from 6 (0.02 s each, 0.02 s apart),
+    # so more than 64 idle intervals close and the oldest are pruned -- but not engine-2's, which
+    # ends after mX was sent. Counted for m100: engine-2 [1, 5] = 4, engine-3 [5.5, 6] = 0.5,
+    # 69 gaps of 0.02 = 1.38 and [8.78, 10] = 1.22: 7.1 s.
+    tr = T()
+    tr.start(0.0, "engine-1")
+    tr.start(0.0, "engine-2")
+    tr.send(0.0, 0)
+    tr.recv(0.0, "engine-1", 0)
+    tr.send(0.0, 1)
+    tr.recv(0.0, "engine-2", 1)
+    tr.done(0.2, "engine-1", 0)
+    tr.send(0.5, 50)
+    tr.recv(0.5, "engine-1", 50)  # mX, until 10
+    tr.done(0.5, "engine-2", 1)
+    tr.send(1.0, 100)
+    tr.send(5.0, 2)
+    tr.recv(5.0, "engine-2", 2)  # busy until 12
+    tr.start(5.5, "engine-3")
+    for k in range(70):
+        t0 = 6.0 + 0.04 * k
+        tr.send(t0, 200 + k)
+        tr.recv(t0, "engine-3", 200 + k)
+        tr.done(t0 + 0.02, "engine-3", 200 + k)
+    tr.done(10.0, "engine-1", 50)
+    tr.recv(10.0, "engine-1", 100, wait=9.0)
+    c = feed(BoundedImbalance(7.09), tr.recs)
+    # 72 intervals closed; engine-1's [0.2, 0.5] ended when mX (the oldest outstanding) was sent: pruned
+    assert len(c.closed) == 71 and c.closed[0][2] == "engine-2"
+    assert c.count == 1 and "7.100 s of it" in c.violations[0].message
+    assert feed(BoundedImbalance(7.11), tr.recs).count == 0
+
+
+def test_operations_complete_ties_keep_the_first_longest_gap():
+    # issued at 0 and 1, completed at 1 and 2: gaps 0..1 and 1..2 of 1 s each: the first is reported
+    tr = T()
+    for k in range(2):
+        tr.send(float(k), 500 + k)
+        tr.recv(float(k), "e1", 500 + k)
+        tr.done(k + 1.0, "e1", 500 + k)
+    assert feed(OperationsComplete(), tr.recs).availability()["longest_gap_interval"] == (0.0, 1.0)
+    # completed at 1, then one issued at 2 and lost: the tail 1..2 ties with 0..1: the first is reported
+    tr = T()
+    tr.send(0.0, 500)
+    tr.recv(0.0, "e1", 500)
+    tr.done(1.0, "e1", 500)
+    tr.send(2.0, 501)
+    tr(2.5, "lost", engine="e1", msg=501, cause=[])
+    a = feed(OperationsComplete(), tr.recs).availability()
+    assert (a["longest_gap"], a["longest_gap_interval"]) == (1.0, (0.0, 1.0))
+
+
+def test_operations_complete_deadline_with_large_message_numbers():
+    tr = T()
+    tr.send(0.0, 700)
+    tr.recv(0.0, "e1", 700)
+    tr.send(0.5, 701)  # another operation, its record comes after the deadline of the first
+    tr.done(1.5, "e1", 700)
+    c = feed(OperationsComplete(within=0.25), tr.recs)
+    # m700's deadline 0.25 is noticed at the send at 0.5 (#2); m701's (0.75) at the done at 1.5 (#3)
+    assert [(v.event, v.subject) for v in c.violations] == [(2, "m700"), (3, "m701")]
+
+
+def test_operations_complete_refusals_are_decided_and_the_first_is_named():
+    tr = T()
+    tr(0.5, "send_error", engine="client", method="update", error="RPCVersionCapError (cap 1.0)")
+    c = feed(OperationsComplete(), tr.recs)
+    assert (c.count, c.checked, c.total) == (1, 1, 1)
+    tr = T()
+    tr.send(0.0, 0)
+    tr.recv(0.0, "e1", 0)
+    tr(1.0, "send_error", engine="e1", method="check", error="RPCVersionCapError (cap 1.0)")  # #2
+    tr(1.0, "send_error", engine="e1", method="check", error="RPCVersionCapError (cap 1.0)")  # #3
+    tr.done(1.0, "e1", 0)
+    c = feed(OperationsComplete(), tr.recs)
+    assert c.count == 1 and "(record 2)" in c.violations[0].message and c.violations[0].causes == (0, 2)
+
+
+def test_no_lost_update_violation_causes_are_record_numbers():
+    tr = T()
+    tr.start(0.0, "e1")  # #0
+    tr.start(0.0, "e2")  # #1
+    tr.read(0.5, "e1", 0, value="init0")  # #2
+    tr.write(0.7, "e2", 1, value="w2")  # #3
+    tr.write(1.0, "e1", 0, value="w1")  # #4
+    c = feed(NoLostUpdate(), tr.recs)
+    assert c.violations[0].causes == (2, 3) and c.violations[0].event == 4
+
+
+def test_bounded_imbalance_names_only_engines_idle_for_part_of_the_wait():
+    # engine-2 was idle [0.5, 1] and took work at 1, the instant m2 arrived: no overlap with the
+    # wait [1, 10]; engine-4 becomes idle at 10, the instant engine-1 takes m2: no overlap either.
+    # engine-3 idles through [1, 10]: it alone is named, with 9 s.
+    tr = T()
+    for e in ("engine-1", "engine-2", "engine-3", "engine-4"):
+        tr.start(0.0, e)
+    tr.send(0.0, 0)
+    tr.recv(0.0, "engine-1", 0)
+    tr.send(0.0, 1)
+    tr.recv(0.0, "engine-2", 1)
+    tr.send(0.0, 4)
+    tr.recv(0.0, "engine-4", 4)
+    tr.done(0.5, "engine-2", 1)
+    tr.send(1.0, 3)
+    tr.recv(1.0, "engine-2", 3)  # engine-2 busy from 1 on
+    tr.send(1.0, 2)  # m2 for engine-1's backlog
+    tr.done(10.0, "engine-4", 4)
+    tr.done(10.0, "engine-1", 0)
+    tr.recv(10.0, "engine-1", 2, wait=9.0)
+    c = feed(BoundedImbalance(5.0), tr.recs)
+    v = c.violations[0]
+    assert v.engines == ("engine-1", "engine-3") and "9.000 s of it while engine-3, which" in v.message
+
+
+def test_operations_complete_deadlines_fire_in_deadline_order():
+    # deadlines 1.0 (m0) and 1.1 (m1): a record at 1.05 notices m0 only; the one at 1.2 notices m1
+    tr = T()
+    tr.send(0.0, 0)
+    tr.send(0.1, 1)
+    tr.send(1.05, 2)  # #2
+    tr.send(1.2, 3)  # #3
+    c = feed(OperationsComplete(within=1.0), tr.recs)
+    assert [(v.event, v.subject) for v in c.violations] == [(2, "m0"), (3, "m1")]

@@ -38,7 +38,7 @@ def test_unquoted_versions_keep_their_text():
         ("  no-stranded-message: {}", "  no-stranded-mesage: {}",
          "f.yaml: invariants.no-stranded-mesage (line 27): unknown key 'no-stranded-mesage' (expected one of: "
          "no-lost-write, no-stranded-message, no-incompatible-delivery, bounded-imbalance, schema-compatible, "
-         "version-skew)"),
+         "version-skew, no-refused-send, operations-complete, no-lost-update)"),
         ("rows: 4", "rows: 4\n  rows: 5", "f.yaml: database.rows (line 8): duplicate key 'rows'"),
         ("read: resource.properties", "read: resource.nope",
          "f.yaml: releases.r1.data.props.read (line 15): column 'resource.nope' is neither in database.tables "
@@ -86,7 +86,8 @@ def test_json_schema_describes_the_format():
     assert set(schema["required"]) >= {"name", "database", "releases", "engines", "workload", "invariants"}
     inv = schema["$defs"]["InvariantsSpec"]["properties"]
     assert set(inv) == {"no-lost-write", "no-stranded-message", "no-incompatible-delivery", "bounded-imbalance",
-                        "schema-compatible", "version-skew"}
+                        "schema-compatible", "version-skew", "no-refused-send", "operations-complete",
+                        "no-lost-update"}
 
 
 def test_a_scenario_error_is_also_a_value_error():

@@ -76,20 +76,22 @@ def test_fuzz_reports_nothing_when_nothing_breaks():
     assert not res.found and res.counterexample is None and res.examples >= 15
 
 
-def test_cli_fuzz_writes_a_counterexample_that_run_replays(tmp_path, capsys):
+def test_cli_fuzz_writes_a_counterexample_that_run_replays(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default output goes to .simroll/counterexamples/ here
     src = tmp_path / "design.yaml"
     src.write_text((SCENARIOS / "fuzz_early_contract.yaml").read_text())
     assert main(["fuzz", str(src), "--max-examples", "40", "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
     assert set(report) >= {"found", "invariant", "examples", "steps", "out", "trace_sha256"}
     assert report["found"] and report["invariant"] == "schema-compatible"
-    out = tmp_path / "design.counterexample.yaml"
-    assert report["out"] == str(out) and out.exists()
+    out = tmp_path / ".simroll" / "counterexamples" / "design.yaml"
+    assert (tmp_path / report["out"]).resolve() == out.resolve() and out.exists()
     assert main(["run", str(out), "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["trace_sha256"] == report["trace_sha256"]
     # a second fuzz never overwrites the first counterexample
     assert main(["fuzz", str(src), "--max-examples", "40", "--json"]) == 1
-    assert json.loads(capsys.readouterr().out)["out"] == str(tmp_path / "design.counterexample.1.yaml")
+    second = json.loads(capsys.readouterr().out)["out"]
+    assert (tmp_path / second).resolve() == (out.parent / "design.1.yaml").resolve()
     # an explicit --out that exists is refused unless --force
     assert main(["fuzz", str(src), "--out", str(out)]) == 2
     assert "file exists" in capsys.readouterr().err

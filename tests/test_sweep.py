@@ -255,7 +255,7 @@ def test_cli_sweep_prints_the_table_and_writes_the_files(scenario_file, tmp_path
     assert [c["worst_wait"] for c in printed["cells"]] == [0.0, 2.0, 0.0, 0.0]
     assert (tmp_path / "res.png").exists() and (tmp_path / "res.csv").exists()
     assert main(args) == 2
-    assert "res.md: file exists; pass --force to overwrite it" in capsys.readouterr().err
+    assert "res.md: --out: file exists; pass --force to overwrite it" in capsys.readouterr().err
     assert main(args + ["--force"]) == 0
 
 

@@ -414,8 +414,8 @@ class BoundedImbalance(Checker):
         self._prune_at = max(64, 2 * len(closed))
 
     def counted_wait(self, lo: float, hi: float, taker: str, version: Version | None) -> tuple[float, list[str]]:
-        """Seconds of [lo, hi] in which some engine other than ``taker`` that accepts ``version``
-        sat idle, and those engines (in the order they were idle)."""
+        """Seconds of [lo, hi] (lo < hi) in which some engine other than ``taker`` that accepts
+        ``version`` sat idle, and those engines (in the order they were idle)."""
         spans: list[tuple[float, float, str]] = []
         closed = self.closed
         k = len(closed) - 1
@@ -434,7 +434,7 @@ class BoundedImbalance(Checker):
             if end > reach:
                 total += end - max(start, reach)
                 reach = end
-            if end > start and e not in who:
+            if e not in who:
                 who.append(e)
         return total, who
 
@@ -472,14 +472,12 @@ class BoundedImbalance(Checker):
         self._gen += 1
         self._server_queue.clear()
 
-    def _stop(self, rec: Record) -> None:  # stop, stopped, kill: takes nothing new from now on
+    def _stop(self, rec: Record) -> None:  # stop, stopped, kill: takes nothing new from now on (start resets busy)
         e = rec["engine"]
         if e in self.release:
             self._close(e, rec["t"])
             del self.release[e]
             self._gen += 1
-        if rec["kind"] == "kill":
-            self.busy[e] = 0
 
     def _end(self, rec: Record) -> None:
         self._prune(rec["t"])
@@ -624,7 +622,7 @@ class NoRefusedSend(Checker):
 class _Op:
     """One client operation and the messages it caused."""
 
-    __slots__ = ("root", "issued", "rec", "method", "outstanding", "failed", "last")
+    __slots__ = ("root", "issued", "rec", "method", "outstanding", "failed")
 
     def __init__(self, root: int, issued: float, rec: int, method: str) -> None:
         self.root = root
@@ -633,7 +631,6 @@ class _Op:
         self.method = method
         self.outstanding = 1
         self.failed = False
-        self.last = issued
 
 
 class OperationsComplete(Checker):
@@ -792,7 +789,6 @@ class OperationsComplete(Checker):
         if not rec["ok"]:
             self._fail(op, rec, f"handling m{m} on {e} failed")
         self._release(m)
-        op.last = t
         if op.outstanding == 0 and not op.failed:
             del self.ops[op.root]
             self.checked += 1

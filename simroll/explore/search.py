@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from simroll._io import atomic_write_text
+from simroll.errors import UsageError
 from simroll.scenario.load import dump_scenario
 from simroll.scenario.spec import (ChoiceSpec, ExpandStep, FaultSpec, KillStep, RestartStep, Scenario, SearchSpec,
                                    StepSpec, StopStep)
@@ -195,6 +197,8 @@ class FuzzResult:
     shrink_seconds: float = 0.0  # wall time from the first violation to the 1-minimal one
     first_violation_after: int | None = None  # simulations run when the first violation showed
     out: str | None = None
+    warnings: list[str] = field(default_factory=list)  # e.g. a corrupted failure store, started afresh
+    target: str | None = None  # the invariant searched for (None: any)
 
     @property
     def steps(self) -> list[str]:
@@ -218,6 +222,7 @@ class FuzzResult:
             "seed": self.seed,
             "interrupted": self.interrupted,
             "first_violation_after": self.first_violation_after,
+            "searched_for": self.target,
         }
 
 
@@ -326,8 +331,15 @@ def fuzz(
     progress: Callable[[str, int, dict[str, float]], None] | None = None,
     method: str = "hypothesis",
     executor: Executor | None = None,
+    invariant: str | None = None,
 ) -> FuzzResult:
     """Search ``scenario``'s space for a schedule that violates one of its invariants.
+
+    ``invariant``: search for that one only; a run that violates only others does not count
+    (the search goes on), and Hypothesis is steered by that invariant's score alone. None: any
+    invariant the scenario checks (:func:`search_target` gives the one ``expect: violates NAME``
+    names, as ``simroll fuzz`` and the pytest plugin use). A name the scenario does not check is a
+    :class:`UsageError`.
 
     ``method="hypothesis"``: after a random sweep of a tenth of the budget, Hypothesis
     generates schedules, steered by each invariant's distance-to-violation score
@@ -347,11 +359,12 @@ def fuzz(
     executor = executor or Executor()
     if method not in ("hypothesis", "random"):
         raise ValueError(f"method={method!r}: expected 'hypothesis' or 'random'")
+    _check_target(scenario, invariant)
     t0 = time.perf_counter()
     baseline = run_scenario(scenario, keep_trace=False)
     points = baseline.choice_counts
     state: dict[str, Any] = {"examples": 1, "failure": None, "phase": "searching", "best": dict(baseline.scores)}
-    result = FuzzResult(scenario=scenario, seed=seed, found=False, examples=1)
+    result = FuzzResult(scenario=scenario, seed=seed, found=False, examples=1, target=invariant)
 
     def tick() -> None:
         if progress is not None:
@@ -360,6 +373,9 @@ def fuzz(
     def test(sched: Schedule, outcome: tuple[list[str], dict[str, float]] | None = None) -> None:
         state["examples"] += 1
         violated, scores = outcome if outcome is not None else _evaluate((scenario, sched))
+        if invariant is not None:  # only the invariant searched for counts, and steers
+            violated = [name for name in violated if name == invariant]
+            scores = {name: score for name, score in scores.items() if name == invariant}
         for name, score in scores.items():
             if score > state["best"].get(name, 0.0):
                 state["best"][name] = score
@@ -376,12 +392,15 @@ def fuzz(
                 state["phase"] = "shrinking"
             raise _violation_type(inv)(inv)
 
-    if not baseline.ok:
-        state["failure"] = (Schedule.default(len(scenario.plan)), baseline.violated[0])
+    if invariant is not None:
+        state["best"] = {k: v for k, v in state["best"].items() if k == invariant}
+    wanted_at_once = [name for name in baseline.violated if invariant is None or name == invariant]
+    if wanted_at_once:
+        state["failure"] = (Schedule.default(len(scenario.plan)), wanted_at_once[0])
         result.first_violation_after = 1
     else:
         try:  # past failures of this scenario first, then a random sweep, then Hypothesis
-            for sched in _saved_failures(database, scenario):
+            for sched in _saved_failures(database, scenario, points, result.warnings):
                 test(sched)
         except _Violation:
             pass
@@ -425,41 +444,104 @@ def fuzz(
         })
         result.found, result.invariant, result.schedule, result.counterexample = True, inv, sched, ce
         if database:
-            _save_failure(database, scenario, sched)
+            _save_failure(database, scenario, sched, points, result.warnings)
         result.result = run_scenario(ce)
     result.examples = state["examples"]
     return result
+
+
+def search_target(scenario: Scenario, invariant: str | None = None) -> str | None:
+    """The invariant a search of ``scenario`` is for: ``invariant`` if given, else the one its
+    ``expect: violates NAME`` names, else None (any)."""
+    if invariant is None and scenario.expect is not None and scenario.expect.startswith("violates "):
+        invariant = scenario.expect.split(" ", 1)[1]
+    return invariant
+
+
+def _check_target(scenario: Scenario, invariant: str | None) -> None:
+    """A search for ``invariant`` needs a scenario that checks it."""
+    if invariant is not None:
+        checked = list(scenario.invariants.enabled())
+        if invariant not in checked:
+            raise UsageError(f"--invariant {invariant}: the scenario does not check it "
+                             f"(it checks: {', '.join(checked) or 'nothing'})")
 
 
 def _failures_file(database: str, scenario: Scenario) -> Path:
     return Path(database) / "simroll-failures" / f"{_digest(scenario).hex()[:32]}.json"
 
 
-def _saved_failures(database: str | None, scenario: Scenario) -> list[Schedule]:
-    """Minimal failing schedules saved by earlier searches of this very scenario."""
+def _saved_failures(database: str | None, scenario: Scenario, points: dict[str, int] | None = None,
+                    warnings: list[str] | None = None) -> list[Schedule]:
+    """Minimal failing schedules saved by earlier searches of this very scenario.
+
+    The store is a cache: a file that is not what simroll writes (corrupted, truncated, edited)
+    is ignored with a warning in ``warnings``, and the search starts afresh; only schedules that
+    fit this scenario's search space are replayed."""
     if not database:
         return []
     path = _failures_file(database, scenario)
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
-        out = []
-        for d in saved:
-            sched = Schedule(tuple(d["order"]), tuple(d["keep"]), tuple(d["pause"]), tuple(d["kill"]),
-                             tuple(tuple(p) for p in d["pins"]), tuple(d["fault"]) if d["fault"] else None)
-            if len(sched.order) == len(scenario.plan):
-                out.append(sched)
-        return out
-    except (OSError, ValueError, KeyError, TypeError):
-        return []  # no file yet, or one we cannot read: the search starts from scratch
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as e:  # unreadable, not UTF-8, not JSON
+        _warn(warnings, f"{path}: failure store ignored ({type(e).__name__}: {str(e)[:100]}); starting afresh")
+        return []
+    out = [sched for sched in map(lambda d: _schedule_from_json(d, scenario, points), saved if isinstance(saved, list)
+                                  else []) if sched is not None]
+    if not isinstance(saved, list) or len(out) != len(saved):
+        _warn(warnings, f"{path}: failure store partly unreadable; kept {len(out)} saved schedule(s), ignored the rest")
+    return out
 
 
-def _save_failure(database: str, scenario: Scenario, sched: Schedule) -> None:
+def _warn(warnings: list[str] | None, text: str) -> None:
+    if warnings is not None:
+        warnings.append(text)
+
+
+def _schedule_from_json(d: Any, scenario: Scenario, points: dict[str, int] | None) -> Schedule | None:
+    """A saved schedule if it is one of this scenario's search space, else None."""
+    n = len(scenario.plan)
+    engines = {e.name for e in scenario.engine_list()}
+    try:
+        order, keep, pause, kill = (tuple(d[k]) for k in ("order", "keep", "pause", "kill"))
+        pins = tuple(tuple(p) for p in d["pins"])
+        fault = None if d["fault"] is None else tuple(d["fault"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if sorted(order) != list(range(n)) or any(type(i) is not int for i in order):
+        return None
+    if len(keep) != n or len(kill) != n or any(type(b) is not bool for b in keep + kill):
+        return None
+    if len(pause) != n or any(type(x) is not int or not 0 <= x <= PAUSE_LEVELS for x in pause):
+        return None
+    for pin in pins:
+        if (len(pin) != 3 or not isinstance(pin[0], str) or any(type(x) is not int for x in pin[1:])
+                or (points is not None and not 0 <= pin[1] < points.get(pin[0], 0)) or not 1 <= pin[2] <= 8):
+            return None
+    if fault is not None and (len(fault) != 2 or fault[0] not in engines or type(fault[1]) is not int
+                              or not 0 <= fault[1] <= FAULT_LEVELS):
+        return None
+    return Schedule(order, keep, pause, kill, pins, fault)  # type: ignore[arg-type]  # checked above
+
+
+def _save_failure(database: str, scenario: Scenario, sched: Schedule, points: dict[str, int] | None = None,
+                  warnings: list[str] | None = None) -> None:
+    """Remember ``sched`` for the next search. The store is a cache: failing to write it is a warning."""
     path = _failures_file(database, scenario)
-    saved = [s for s in _saved_failures(database, scenario) if s != sched]
+    saved = [s for s in _saved_failures(database, scenario, points) if s != sched]
     saved.insert(0, sched)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # atomic: an interrupted save leaves the previous file whole
-    atomic_write_text(path, json.dumps([asdict(s) for s in saved[:20]]), overwrite=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # atomic: an interrupted save leaves the previous file whole
+        atomic_write_text(path, json.dumps([asdict(s) for s in saved[:20]]), overwrite=True)
+    except (OSError, UsageError) as e:
+        _warn(warnings, f"{path}: could not save the failure for the next search ({_reason(e)})")
+
+
+def _reason(e: BaseException) -> str:
+    return (e.strerror or str(e)) if isinstance(e, OSError) else str(e)
 
 
 def _run_hypothesis(scenario: Scenario, points: dict[str, int], test: Callable[[Schedule], None],
@@ -486,6 +568,40 @@ def counterexample_text(fr: FuzzResult, source: str) -> str:
               f"(trace sha256 {fr.trace_sha256}).", "#"]
     header += [f"# {line}" for line in fr.steps]
     return "\n".join(header) + "\n" + dump_scenario(fr.counterexample)
+
+
+COUNTEREXAMPLES = Path(".simroll") / "counterexamples"  # the default place, under the working directory
+
+
+def save_new_counterexample(fr: FuzzResult, source: str, directory: str | Path = COUNTEREXAMPLES,
+                            name: str | None = None) -> Path:
+    """Write the counterexample as ``DIRECTORY/NAME.yaml``, or ``NAME.1.yaml``, ``NAME.2.yaml``... : the
+    first name nobody has, taken exclusively (a hard link, like O_EXCL), so two searches running at
+    once never write the same file. ``NAME`` defaults to the scenario file's name without ``.yaml``.
+    Raises :class:`UsageError` or OSError if the directory cannot be written."""
+    base = name or _stem(source)
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    text = counterexample_text(fr, source)
+    for k in range(100_000):
+        target = d / (f"{base}.yaml" if k == 0 else f"{base}.{k}.yaml")
+        try:
+            atomic_write_text(target, text, overwrite=False)
+        except UsageError:
+            if os.path.lexists(target):  # taken, by an earlier search or one running now: the next name
+                continue
+            raise
+        fr.out = str(target)
+        return target
+    raise UsageError(f"{d}: no free name for {base}.yaml")
+
+
+def _stem(source: str) -> str:
+    name = Path(source).name
+    for suffix in (".yaml", ".yml"):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name or "scenario"
 
 
 def save_counterexample(fr: FuzzResult, path: str | Path, source: str, overwrite: bool = False) -> Path:

@@ -10,7 +10,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeAlias, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag, TypeAdapter, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    Tag,
+    TypeAdapter,
+    model_serializer,
+    model_validator,
+)
 from pydantic.json_schema import SkipJsonSchema
 
 from simroll.scenario.versions import VERSION_PATTERN
@@ -477,6 +488,12 @@ class InvariantsSpec(_Frozen):
             else:
                 out[key] = value
         return out
+
+    @model_serializer(mode="wrap")
+    def _leave_out_the_unchecked(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """An invariant that is not checked is left out of a dump: ``name: null`` would read back
+        as "checked with its defaults" (see above)."""
+        return {k: v for k, v in handler(self).items() if v is not None}
 
     def enabled(self) -> dict[str, BaseModel]:
         """Invariant name -> its parameters, in the documented order."""

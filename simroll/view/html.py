@@ -12,7 +12,7 @@ import base64
 import os
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from simroll.check.explain import describe, step_text
 from simroll.check.history import chain_records
@@ -20,7 +20,8 @@ from simroll._io import atomic_write_bytes, check_new_file
 from simroll.errors import UsageError
 from simroll.scenario.load import dump_scenario
 from simroll.sim.trace import Record
-from simroll.view.plots import explaining_plots, figure_bytes
+from simroll.view.plots import availability, explaining_plots, figure_bytes
+from simroll.view.report import VACUOUS_WHY
 
 if TYPE_CHECKING:
     from simroll.run import RunResult
@@ -36,6 +37,7 @@ _CSS = """
 .simroll .ok { color: #1a7f37; font-weight: 600; } .simroll .bad { color: #c62828; font-weight: 600; }
 .simroll .badge { display: inline-block; padding: 2px 10px; border-radius: 10px; color: white; font-weight: 600; }
 .simroll .badge.ok { background: #1a7f37; color: white; } .simroll .badge.bad { background: #c62828; color: white; }
+.simroll .vac { color: #9a6700; font-weight: 600; } .simroll .badge.vac { background: #9a6700; color: white; }
 .simroll code, .simroll .mono { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace;
   font-size: 12.5px; }
 .simroll tr.hit td { background: #fdecea; font-weight: 600; }
@@ -53,6 +55,8 @@ _CAPTIONS = {
     "engine_load": "Utilisation of each engine over time, and the messages each took, by version.",
     "sequence_diagram": "The causal chain of the first violation (red) among the records around it.",
     "field_values": "Where the field of the first lost write lives over time; red crosses are stale reads.",
+    "availability": "Client operations issued, completed and failed over time, completions per time bin, and "
+                    "the intervals in which none completed (the longest in red).",
 }
 
 
@@ -85,8 +89,14 @@ def summary_html(result: RunResult, max_violations: int = 3, max_chain: int = 14
     This is what Jupyter shows for a :class:`RunResult`; the report page starts with it.
     """
     s = result.scenario
-    verdict = ('<span class="badge ok">every invariant held</span>' if result.ok else
-               f'<span class="badge bad">violated: {escape(", ".join(result.violated))}</span>')
+    vacuous = list(getattr(result, "vacuous", []))
+    if not result.ok:
+        verdict = f'<span class="badge bad">violated: {escape(", ".join(result.violated))}</span>'
+    elif vacuous:
+        verdict = f'<span class="badge vac">nothing violated; vacuous: {escape(", ".join(vacuous))}</span>'
+    else:
+        verdict = '<span class="badge ok">every invariant held</span>'
+
     out = [f'<div class="simroll"><h1>simroll: {escape(s.name)} {verdict}</h1>']
     if s.description:
         out.append(f"<p>{escape(s.description)}</p>")
@@ -98,11 +108,19 @@ def summary_html(result: RunResult, max_violations: int = 3, max_chain: int = 14
     if result.limited:
         out.append(f'<p class="bad">PARTIAL: the run stopped at a limit ({escape(result.end_reason)}); '
                    "the invariants cover the run so far.</p>")
-    out.append('<h2>Invariants</h2><table><tr><th>invariant</th><th>verdict</th></tr>')
+    out.append('<h2>Invariants</h2><table><tr><th>invariant</th><th>verdict</th><th>events checked</th></tr>')
     for inv in result.invariants:
-        verdict = '<span class="ok">held</span>' if inv.held else f'<span class="bad">VIOLATED ({inv.count}x)</span>'
-        out.append(f"<tr><td><code>{escape(inv.name)}</code></td><td>{verdict}</td></tr>")
+        if not inv.held:
+            verdict = f'<span class="bad">VIOLATED ({inv.count}x)</span>'
+        elif getattr(inv, "vacuous", False):
+            verdict = (f'<span class="vac">vacuous</span> (nothing to check: '
+                       f'{escape(VACUOUS_WHY.get(inv.name, "it judged no event"))})')
+        else:
+            verdict = '<span class="ok">held</span>'
+        out.append(f"<tr><td><code>{escape(inv.name)}</code></td><td>{verdict}</td>"
+                   f"<td>{getattr(inv, 'checked', '')}</td></tr>")
     out.append("</table>")
+    out.append(_availability_html(getattr(result, "availability", None)))
     for inv in result.invariants:
         if inv.held:
             continue
@@ -124,6 +142,45 @@ def summary_html(result: RunResult, max_violations: int = 3, max_chain: int = 14
             out.append(f"<p>... and {inv.count - max_violations} more {escape(inv.name)} violations.</p>")
     out.append("</div>")
     return "\n".join(out)
+
+
+def _availability_html(av: dict[str, Any] | None) -> str:
+    """Operations completed and the longest interval without a completion, as a short table."""
+    if av is None:
+        return ""
+    if not av.get("total"):
+        return "<h2>Availability</h2><p>No client operation was issued.</p>"
+    rows = [("operations completed", f"{av['completed']} of {av['total']} ({100 * av['fraction']:.1f}%)"),
+            ("longest interval without a completion", f"{av['longest_gap']:.3f} s" + (
+                " (t={:.3f} to {:.3f})".format(*av["longest_gap_interval"]) if av.get("longest_gap_interval")
+                else ""))]
+    if av.get("pending"):
+        rows.append(("undecided (the run stopped at a limit)", str(av["pending"])))
+    return ('<h2>Availability</h2><table id="availability-summary">'
+            + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</table>")
+
+
+def coverage_html(result: RunResult) -> str:
+    """What the run exercised: per release (and client, backfill, trigger) the RPC versions sent,
+    handled and rejected, sends refused, methods handled, locations read and written; then the plan
+    steps executed (the steps table shows when)."""
+    cov = getattr(result, "coverage", None)
+    if cov is None:
+        return ""
+    whats = ("sent", "handled", "rejected", "refused", "methods", "read", "written")
+    head = "".join(f"<th>{w}</th>" for w in whats)
+    rows = []
+    for rel, what in cov.get("releases", {}).items():
+        cells = "".join("<td>" + "<br>".join(f"<code>{escape(str(k))}</code> &times;{n}"
+                                              for k, n in what.get(w, {}).items()) + "</td>" for w in whats)
+        rows.append(f"<tr><td><code>{escape(rel)}</code></td>{cells}</tr>")
+    executed = sorted({st["index"] for st in cov.get("steps", [])})
+    n = len(result.scenario.plan)
+    missing = [i for i in range(n) if i not in executed]
+    steps = f"<p>Plan steps executed: {len(executed)} of {n}" + (
+        f"; not executed: {', '.join(map(str, missing))}" if missing else "") + ".</p>"
+    return ('<h2>Coverage</h2><table id="coverage"><tr><th>release</th>' + head + "</tr>" + "".join(rows)
+            + "</table>" + steps)
 
 
 def steps_html(result: RunResult) -> str:
@@ -150,11 +207,13 @@ def report_html(result: RunResult, plots: bool = True, fmt: str = "png") -> str:
     if fmt not in ("png", "svg"):
         raise UsageError(f"format {fmt!r}: expected png or svg")
     s = result.scenario
-    body = [summary_html(result).removesuffix("</div>"),
+    body = [summary_html(result).removesuffix("</div>"), coverage_html(result),
             "<h2>Operator steps</h2>", steps_html(result)]
     if plots:
         body.append("<h2>Plots</h2>")
-        for name, fig in explaining_plots(result).items():
+        figs = explaining_plots(result)
+        figs.setdefault("availability", availability(result))
+        for name, fig in figs.items():
             body.append(f'<figure id="{name}">{_embed(fig, fmt)}<figcaption>{escape(_CAPTIONS[name])}'
                         "</figcaption></figure>")
     body.append(f"<h2>Scenario</h2><details><summary>{escape(s.name)} as YAML</summary>"
@@ -176,4 +235,4 @@ def write_html(result: RunResult, path: str | os.PathLike[str], overwrite: bool 
     return atomic_write_bytes(path, report_html(result, plots=plots, fmt=fmt).encode("utf-8"), overwrite=overwrite)
 
 
-__all__ = ["report_html", "steps_html", "summary_html", "write_html"]
+__all__ = ["coverage_html", "report_html", "steps_html", "summary_html", "write_html"]
