@@ -8,16 +8,19 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from simroll._version import __version__
 from simroll._io import check_new_file
+from simroll._version import __version__
 from simroll.errors import SimrollError, UsageError
-from simroll.scenario.load import load_scenario, scenario_json_schema
-from simroll.scenario.spec import Scenario
-from simroll.view.report import format_text
-from simroll.run import RunResult, first_difference, run_scenario
-from simroll.explore.sweep import METRICS
+from simroll.explore.metrics import METRICS
+
+if TYPE_CHECKING:
+    from simroll.run import RunResult
+    from simroll.scenario.spec import Scenario
+
+# the commands import the library when they run, not when the module loads, so that
+# `simroll --help` and `simroll --version` answer without loading the simulator (bench/startup.py)
 
 
 EXIT_PARTIAL = 4  # the run stopped at a limit before anything was violated: not a proof that it holds
@@ -61,6 +64,10 @@ def _seed(text: str) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from simroll.run import first_difference, run_scenario
+    from simroll.scenario.load import load_scenario
+    from simroll.view.report import format_text
+
     scenario = _with_limits(load_scenario(args.scenario), args)
     _check_new_file(args.trace, args.force, "--trace")
     _check_new_file(args.html, args.force, "--html")
@@ -113,6 +120,8 @@ def _write_pictures(result, args: argparse.Namespace) -> None:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    from simroll.run import run_scenario
+    from simroll.scenario.load import load_scenario
     from simroll.sim.trace import read_trace
     from simroll.view.plots import write_plots
 
@@ -224,6 +233,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     import signal
 
     from simroll.explore.search import fuzz, search_target
+    from simroll.scenario.load import load_scenario
 
     scenario = load_scenario(args.scenario)
     if args.out is not None:  # every output is checked before the search, so a refusal never costs one
@@ -289,7 +299,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 
 
 def cmd_expand(args: argparse.Namespace) -> int:
-    from simroll.scenario.load import dump_scenario
+    from simroll.scenario.load import dump_scenario, load_scenario
 
     print(dump_scenario(load_scenario(args.scenario)), end="")
     return 0
@@ -313,6 +323,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from simroll.explore.parallel import make_executor
     from simroll.explore.sweep import SweepParam, run_sweep
+    from simroll.scenario.load import load_scenario
 
     scenario = load_scenario(args.scenario)
     params = [SweepParam.parse(text) for text in args.param]
@@ -338,6 +349,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    from simroll.scenario.load import scenario_json_schema
+
     print(json.dumps(scenario_json_schema(), indent=2))
     return 0
 

@@ -17,9 +17,11 @@ def outcome(result):
 @pytest.mark.parametrize("name", ["fuzz_backfill_race", "fuzz_last_legacy"])
 def test_one_and_two_local_workers_find_the_same_counterexample(name):
     scenario = load_scenario(SCENARIOS / f"{name}.yaml")
-    serial = fuzz(scenario, max_examples=100, seed=4)
+    # the point is the same result for any number of workers; a search that finds something makes
+    # the comparison cover the minimisation too (seed 0 finds both bugs within 100 runs)
+    serial = fuzz(scenario, max_examples=100, seed=0)
     with make_executor(workers=2) as ex:
-        parallel = fuzz(scenario, max_examples=100, seed=4, executor=ex)
+        parallel = fuzz(scenario, max_examples=100, seed=0, executor=ex)
     assert serial.found
     assert outcome(parallel) == outcome(serial)
 

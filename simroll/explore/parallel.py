@@ -11,7 +11,6 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
 
 from simroll.errors import UsageError
@@ -66,7 +65,12 @@ def _watch_parent(read_fd: int, write_fd: int | None, parent: int) -> None:
 
 
 class ProcessExecutor(Executor):
-    """``workers`` local processes that end with the parent (see :func:`_watch_parent`)."""
+    """``workers`` local processes that end with the parent (see :func:`_watch_parent`).
+
+    A :class:`multiprocessing.pool.Pool`, not a ``ProcessPoolExecutor``: the pool's public
+    ``terminate()`` ends the workers at once, even in the middle of a long simulation, which
+    Ctrl-C needs and the executor offers no public way to do.
+    """
 
     def __init__(self, workers: int):
         self.workers = workers
@@ -74,26 +78,19 @@ class ProcessExecutor(Executor):
         ctx = multiprocessing.get_context("fork" if fork else "spawn")
         self._read, self._write = os.pipe()
         args = (self._read, self._write, os.getpid()) if fork else (-1, None, os.getpid())
-        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_watch_parent,
-                                         initargs=args)
+        self._pool = ctx.Pool(processes=workers, initializer=_watch_parent, initargs=args)
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
-        return list(self._pool.map(fn, items))
+        # chunksize 1: the work items are whole simulations, already coarse
+        return self._pool.map(fn, items, chunksize=1)
 
     def close(self) -> None:
-        """Cancel what has not started and end the workers now, even in the middle of a run (after
-        Ctrl-C the parent must not wait for a long simulation it no longer wants)."""
+        """End the workers now, even in the middle of a run (after Ctrl-C the parent must not
+        wait for a long simulation it no longer wants)."""
         if self._read < 0:  # closed already
             return
-        # the pool keeps its processes in a private dict; ending them is the only way not to wait
-        processes = list((getattr(self._pool, "_processes", None) or {}).values())
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        for p in processes:
-            if p.is_alive():
-                p.terminate()
-        for p in processes:
-            p.join(timeout=30)
-        self._pool.shutdown(wait=True)
+        self._pool.terminate()
+        self._pool.join()
         for fd in (self._read, self._write):
             try:
                 os.close(fd)

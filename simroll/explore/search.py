@@ -523,7 +523,7 @@ def _schedule_from_json(d: Any, scenario: Scenario, points: dict[str, int] | Non
     if fault is not None and (len(fault) != 2 or fault[0] not in engines or type(fault[1]) is not int
                               or not 0 <= fault[1] <= FAULT_LEVELS):
         return None
-    return Schedule(order, keep, pause, kill, pins, fault)  # type: ignore[arg-type]  # checked above
+    return Schedule(order, keep, pause, kill, pins, fault)
 
 
 def _save_failure(database: str, scenario: Scenario, sched: Schedule, points: dict[str, int] | None = None,

@@ -41,17 +41,11 @@ from simroll._io import atomic_write_bytes, atomic_write_text, check_new_file
 from simroll.errors import ScenarioError, UsageError
 from simroll.scenario.load import load_scenario_text
 from simroll.scenario.spec import Scenario
+from simroll.explore.metrics import METRICS
 from simroll.explore.parallel import Executor
 from simroll.run import run_scenario
 
 # metric name -> axis label; each is a number per run, summarised per cell by max and median
-METRICS: dict[str, str] = {
-    "worst_wait": "worst queue wait (s)",
-    "p99_wait": "p99 queue wait (s)",
-    "events": "trace events",
-    "sim_time": "simulated time (s)",
-    "violated_runs": "runs violating an invariant",
-}
 _NUMERIC = ("worst_wait", "p99_wait", "events", "sim_time")
 MAX_CELLS = 10_000  # variants x seeds: a typo such as engines.count=1,...,1000 x 100 seeds stops here
 

@@ -306,7 +306,9 @@ class Cluster:
                 now = env.now
                 recv = trace.recv(now, engine=eng.name, msg=msg.id, wait=now - msg.enqueued, cause=[msg.send_rec])
                 # dispatch is pure: cache its outcome per kind of message, for this start of the engine
-                key = (msg.method, msg.version, msg.args, msg.namespace)
+                version = msg.version
+                assert version is not None, "every message a sender publishes carries its version"
+                key = (msg.method, version, msg.args, msg.namespace)
                 outcome = outcomes.get(key)
                 if outcome is None:
                     outcome = outcomes[key] = dispatch(rel.endpoints, *key)
