@@ -55,14 +55,18 @@ EQUIVALENT: dict[tuple[str, str], str] = {
     ("self._prune_at = 64", "*"): "how often idle intervals are pruned, not which",
     ("self._prune_at = max(64, 2 * len(closed))", "*"): "how often idle intervals are pruned, not which",
     ("if len(closed) >= self._prune_at:", ">= -> >"): "how often idle intervals are pruned, not which",
-    ("self._gen = 0  # changes when the taking engines or what their releases accept change", "*"):
-        "only compared for equality with itself later",
+    (
+        "self._gen = 0  # changes when the taking engines or what their releases accept change",
+        "*",
+    ): "only compared for equality with itself later",
     ("self._gen += 1", "1 -> 2"): "any increase invalidates the cache",
     ("if best is None or v > best:", "> -> >="): "stores the same version again (and drops a cache)",
     ("if cached is not None and cached[0] == self._gen:", "0 -> 1"): "the cache never hits: recomputed, same value",
     ("if cached is not None and cached[0] == self._gen:", "0 -> (-1)"): "the cache never hits: recomputed, same value",
-    ("if since is not None and t > since:  # an idle instant of no length counts for nothing", "> -> >="):
-        "a zero-length interval ends at a take, so it never overlaps a later wait by more than a point",
+    (
+        "if since is not None and t > since:  # an idle instant of no length counts for nothing",
+        "> -> >=",
+    ): "a zero-length interval ends at a take, so it never overlaps a later wait by more than a point",
     ("self._known.add((pending[1], pending[2]))", "*"): "_known only spares learning a pair twice",
     ("b = self.busy.get(e, 0) - 1", "0 -> 1"): "the default is unused: a done follows its engine's start",
     ("b = self.busy.get(e, 0) - 1", "0 -> (-1)"): "the default is unused: a done follows its engine's start",
@@ -72,12 +76,18 @@ EQUIVALENT: dict[tuple[str, str], str] = {
     ("if b >= self.workers.get(e, 1):", "1 -> 0"): "the default is unused: a recv follows its engine's start",
     ("self.busy[e] = b if b > 0 else 0", "> -> >="): "b == 0 stores 0 either way",
     ("self.busy[e] = b if b > 0 else 0", "0 -> (-1) #1"): "b >= -1 always: a done follows its recv",
-    ("if e != taker and start < hi and self.accepts(rel, version):", "< -> <="):
-        "a closed interval ended by now (hi) and started before it ended",
-    ("if e in self.release and e not in self.idle_since and b < self.workers[e]:", "< -> <="):
-        "after a done, b <= workers - 1 (an engine never takes more than its workers)",
-    ("if wait > self._score or wait > self.max_wait:", "> -> >="):
-        "only computes the counted wait more often; counted <= wait, so ties change nothing",
+    (
+        "if e != taker and start < hi and self.accepts(rel, version):",
+        "< -> <=",
+    ): "a closed interval ended by now (hi) and started before it ended",
+    (
+        "if e in self.release and e not in self.idle_since and b < self.workers[e]:",
+        "< -> <=",
+    ): "after a done, b <= workers - 1 (an engine never takes more than its workers)",
+    (
+        "if wait > self._score or wait > self.max_wait:",
+        "> -> >=",
+    ): "only computes the counted wait more often; counted <= wait, so ties change nothing",
 }
 
 
@@ -92,8 +102,8 @@ class Mutant:
     def apply(self, lines: list[str]) -> list[str]:
         out = list(lines)
         text = out[self.line - 1]
-        assert text[self.col:self.col + len(self.old)] == self.old, (self, text)
-        out[self.line - 1] = text[:self.col] + self.new + text[self.col + len(self.old):]
+        assert text[self.col : self.col + len(self.old)] == self.old, (self, text)
+        out[self.line - 1] = text[: self.col] + self.new + text[self.col + len(self.old) :]
         return out
 
     def describe(self) -> str:
@@ -102,8 +112,7 @@ class Mutant:
     def equivalent(self, lines: list[str]) -> tuple[tuple[str, str], str] | None:
         """The allow-list entry that says this mutant is equivalent, if any."""
         text = lines[self.line - 1].strip()
-        for key in ((text, f"{self.old} -> {self.new} #{self.nth}"), (text, f"{self.old} -> {self.new}"),
-                    (text, "*")):
+        for key in ((text, f"{self.old} -> {self.new} #{self.nth}"), (text, f"{self.old} -> {self.new}"), (text, "*")):
             if key in EQUIVALENT:
                 return key, EQUIVALENT[key]
         return None
@@ -118,8 +127,14 @@ def mutants(source: str) -> list[Mutant]:
     seen: dict[tuple[int, str], int] = {}  # (line, token) -> occurrences so far
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
         (line, col), text = tok.start, tok.string
-        if not (tok.type == tokenize.OP and text in FLIP or tok.type == tokenize.NAME and text in BOOL
-                or tok.type == tokenize.NUMBER and _is_int_literal(text)):
+        if not (
+            tok.type == tokenize.OP
+            and text in FLIP
+            or tok.type == tokenize.NAME
+            and text in BOOL
+            or tok.type == tokenize.NUMBER
+            and _is_int_literal(text)
+        ):
             continue
         nth = seen[(line, text)] = seen.get((line, text), 0) + 1
         if text in FLIP:
@@ -135,8 +150,7 @@ def mutants(source: str) -> list[Mutant]:
 
 def prepare(workdir: Path) -> None:
     """A copy of the package and of the tests the mutants run against."""
-    shutil.copytree(ROOT / "simroll", workdir / "simroll",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(ROOT / "simroll", workdir / "simroll", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     (workdir / "tests").mkdir()
     for t in TESTS:
         shutil.copy2(ROOT / t, workdir / t)
@@ -151,7 +165,12 @@ def run_tests(workdir: Path, timeout: float) -> tuple[bool, float]:
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", TESTS[0]],
-            cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout)
+            cwd=workdir,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=timeout,
+        )
         passed = proc.returncode == 0
     except subprocess.TimeoutExpired:
         passed = False
@@ -194,14 +213,18 @@ def main(argv: list[str] | None = None) -> int:
                 survived, secs = run_tests(workdir, args.timeout)
                 if survived:
                     survivors.append(m)
-                print(f"[{k}/{len(todo)}] {'SURVIVED' if survived else 'killed  '} {m.describe()} ({secs:.1f} s)",
-                      flush=True)
+                print(
+                    f"[{k}/{len(todo)}] {'SURVIVED' if survived else 'killed  '} {m.describe()} ({secs:.1f} s)",
+                    flush=True,
+                )
         finally:
             target.write_text(source, encoding="utf-8")
     killed = len(todo) - len(survivors)
     total = len(todo) + len(equivalent)
-    print(f"\nkill score: {killed}/{len(todo)} = {100.0 * killed / max(1, len(todo)):.1f} % of the mutants "
-          f"not known to be equivalent ({killed}/{total} = {100.0 * killed / max(1, total):.1f} % of all {total})")
+    print(
+        f"\nkill score: {killed}/{len(todo)} = {100.0 * killed / max(1, len(todo)):.1f} % of the mutants "
+        f"not known to be equivalent ({killed}/{total} = {100.0 * killed / max(1, total):.1f} % of all {total})"
+    )
     print(f"equivalent (left out, see EQUIVALENT): {len(equivalent)}")
     for m in equivalent:
         key, why = m.equivalent(lines)  # type: ignore[misc]

@@ -41,8 +41,12 @@ from simroll.explore.search import fuzz  # noqa: E402
 from simroll.explore.sweep import run_sweep  # noqa: E402
 
 SCENARIO = ROOT / "scenarios" / "single_upgraded_pinned.yaml"
-SWEEP = ["plan[1].wait=0,15,30,60,90,120,160,200", "engines.count=3,4,5,6", "releases.new.rpc.cap=null",
-         "bus.delivery=version-routed"]
+SWEEP = [
+    "plan[1].wait=0,15,30,60,90,120,160,200",
+    "engines.count=3,4,5,6",
+    "releases.new.rpc.cap=null",
+    "bus.delivery=version-routed",
+]
 SWEEP_SEEDS = 3  # 8 x 4 cells x 3 seeds = 96 runs
 
 
@@ -57,24 +61,35 @@ def measure(kind: str, workers: int, budget: int, cluster=None) -> dict:
     t0 = time.perf_counter()
     with _executor(workers, cluster) as ex:
         if kind == "sweep":
-            table = run_sweep(scenario, SWEEP, seeds=SWEEP_SEEDS, executor=ex,
-                              source=str(SCENARIO.relative_to(ROOT))).to_json()
+            table = run_sweep(
+                scenario, SWEEP, seeds=SWEEP_SEEDS, executor=ex, source=str(SCENARIO.relative_to(ROOT))
+            ).to_json()
             runs = sum(len(c["runs"]) for c in table["cells"])
             identity = json.dumps(table, sort_keys=True)
         else:
-            r = fuzz(scenario, max_examples=budget, seed=0, method="random" if kind == "random" else "hypothesis",
-                     executor=ex)
+            r = fuzz(
+                scenario,
+                max_examples=budget,
+                seed=0,
+                method="random" if kind == "random" else "hypothesis",
+                executor=ex,
+            )
             runs = r.examples
             identity = json.dumps([r.found, r.invariant, r.examples, r.trace_sha256])
     secs = time.perf_counter() - t0
     cpu1 = _cpu()
-    row = {"workload": kind, "workers": "dask-local-2" if cluster is not None else workers, "runs": runs,
-           "seconds": round(secs, 2), "runs_per_second": round(runs / secs, 1),
-           "result_sha256": hashlib.sha256(identity.encode()).hexdigest()[:16],
-           # CPU seconds of this process and of the local worker processes (reaped when the pool
-           # closes); unlike wall time they hardly depend on other jobs. Dask workers are not counted.
-           "cpu_main": round(cpu1[0] - cpu0[0], 2),
-           "cpu_workers": None if cluster is not None else round(cpu1[1] - cpu0[1], 2)}
+    row = {
+        "workload": kind,
+        "workers": "dask-local-2" if cluster is not None else workers,
+        "runs": runs,
+        "seconds": round(secs, 2),
+        "runs_per_second": round(runs / secs, 1),
+        "result_sha256": hashlib.sha256(identity.encode()).hexdigest()[:16],
+        # CPU seconds of this process and of the local worker processes (reaped when the pool
+        # closes); unlike wall time they hardly depend on other jobs. Dask workers are not counted.
+        "cpu_main": round(cpu1[0] - cpu0[0], 2),
+        "cpu_workers": None if cluster is not None else round(cpu1[1] - cpu0[1], 2),
+    }
     return row
 
 
@@ -87,10 +102,19 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json", action="store_true")
     p.add_argument("--budget", type=int, default=200, help="examples per fuzz run (default 200)")
-    p.add_argument("--repeat", type=int, default=3, help="measure each this many times, keep the fastest "
-                   "(other jobs on the machine only ever slow a run down; default 3)")
-    p.add_argument("--dask", action="store_true", help="also run on a local Dask cluster of 2 workers "
-                   "(started once, before timing: as an existing cluster would be)")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="measure each this many times, keep the fastest "
+        "(other jobs on the machine only ever slow a run down; default 3)",
+    )
+    p.add_argument(
+        "--dask",
+        action="store_true",
+        help="also run on a local Dask cluster of 2 workers "
+        "(started once, before timing: as an existing cluster would be)",
+    )
     args = p.parse_args()
     load_before = os.getloadavg()
     best: dict[tuple[str, str], dict] = {}
@@ -121,16 +145,31 @@ def main() -> None:
             if r["workload"] == kind:
                 r["speedup"] = round(r["runs_per_second"] / base["runs_per_second"], 2)
                 r["same_result"] = len(same) == 1
-    info = {"cpus": os.cpu_count(), "load_average_before": [round(x, 2) for x in load_before],
-            "load_average_after": [round(x, 2) for x in os.getloadavg()], "budget": args.budget,
-            "repeat": args.repeat}
+    info = {
+        "cpus": os.cpu_count(),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "budget": args.budget,
+        "repeat": args.repeat,
+    }
     if args.json:
         print(json.dumps({"machine": info, "rows": rows}, indent=2))
         return
-    print(f"cpus {info['cpus']}, load average before {info['load_average_before']}, "
-          f"after {info['load_average_after']}; fastest of {args.repeat}")
-    cols = ["workload", "workers", "runs", "seconds", "runs_per_second", "speedup", "cpu_main", "cpu_workers",
-            "same_result"]
+    print(
+        f"cpus {info['cpus']}, load average before {info['load_average_before']}, "
+        f"after {info['load_average_after']}; fastest of {args.repeat}"
+    )
+    cols = [
+        "workload",
+        "workers",
+        "runs",
+        "seconds",
+        "runs_per_second",
+        "speedup",
+        "cpu_main",
+        "cpu_workers",
+        "same_result",
+    ]
     print(" | ".join(cols))
     for r in rows:
         print(" | ".join(str(r[c]) for c in cols))

@@ -133,22 +133,37 @@ def main(argv: list[str] | None = None) -> int:
         row = measure(path, min_cpu, repeat)
         rows.append(row)
         if not args.json and len(rows) == 1:
-            print(f"runs of one scenario, run_scenario(keep_trace=False); CPU time, best of {repeat} batches of "
-                  f">= {min_cpu:g} CPU s, on a shared 2-core machine")
-            print(f"  {'scenario':30} {'runs/cpu-s':>10} {'events':>7} {'ms/run':>8} {'setup ms':>9} "
-                  f"{'sim ms':>8} {'setup share':>11} {'us/event':>9} {'load ms':>8}")
+            print(
+                f"runs of one scenario, run_scenario(keep_trace=False); CPU time, best of {repeat} batches of "
+                f">= {min_cpu:g} CPU s, on a shared 2-core machine"
+            )
+            print(
+                f"  {'scenario':30} {'runs/cpu-s':>10} {'events':>7} {'ms/run':>8} {'setup ms':>9} "
+                f"{'sim ms':>8} {'setup share':>11} {'us/event':>9} {'load ms':>8}"
+            )
         if not args.json:
-            print(f"  {row['scenario']:30} {row['runs_per_cpu_s']:>10} {row['events']:>7} {row['ms_per_run']:>8.2f} "
-                  f"{row['setup_ms']:>9.2f} {row['sim_ms']:>8.2f} {row['setup_share']:>11.0%} "
-                  f"{row['us_per_event']:>9.1f} {row['load_ms']:>8.1f}", flush=True)
+            print(
+                f"  {row['scenario']:30} {row['runs_per_cpu_s']:>10} {row['events']:>7} {row['ms_per_run']:>8.2f} "
+                f"{row['setup_ms']:>9.2f} {row['sim_ms']:>8.2f} {row['setup_share']:>11.0%} "
+                f"{row['us_per_event']:>9.1f} {row['load_ms']:>8.1f}",
+                flush=True,
+            )
     target = next((r for r in rows if r["scenario"] == TARGET[0]), None)
     verdict = None
     if target is not None:
-        verdict = {"rule": f"{TARGET[0]}: >= {TARGET[1]} runs per CPU second", "value": target["runs_per_cpu_s"],
-                   "ok": target["runs_per_cpu_s"] >= TARGET[1]}
-    info = {"python": platform.python_version(), "cpus": os.cpu_count(), "simroll": simroll.__file__,
-            "min_cpu": min_cpu, "repeat": repeat,
-            "note": "CPU time (time.process_time), best batch, on a shared 2-core machine"}
+        verdict = {
+            "rule": f"{TARGET[0]}: >= {TARGET[1]} runs per CPU second",
+            "value": target["runs_per_cpu_s"],
+            "ok": target["runs_per_cpu_s"] >= TARGET[1],
+        }
+    info = {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "simroll": simroll.__file__,
+        "min_cpu": min_cpu,
+        "repeat": repeat,
+        "note": "CPU time (time.process_time), best batch, on a shared 2-core machine",
+    }
     if args.json:
         print(json.dumps({"machine": info, "rows": rows, "target": verdict}, indent=2))
     elif verdict is not None:

@@ -16,8 +16,8 @@ Checks (printed, not asserted as a test would), on CPU time per message (wall ti
 printed too, but on a shared machine it also measures the neighbours): cost per message
 at the most messages is within 1.5x of that at the fewest, for each engine count; and
 cost per message grows at most log-linearly in engines: at E engines at most
-1.5 x log10(E) / log10(10) times the cost at 10 engines. A plot (cost per message and peak RSS against messages, one line
-per engine count) goes to ``--plot`` (default bench/scaling.png).
+1.5 x log10(E) / log10(10) times the cost at 10 engines. A plot (cost per message and peak RSS
+against messages, one line per engine count) goes to ``--plot`` (default bench/scaling.png).
 
 ``--real``: the plain workload exercises only the trivial path (one release, no handlers, no
 upgrade), so the per-engine loops (cap resolution, fanout, the idle scan of the imbalance
@@ -79,24 +79,44 @@ def real_scenario(engines: int, messages: int) -> Any:
     rate = 0.5 * engines / REAL_SERVICE / per_op  # operations per second at half capacity
     stop = messages / per_op / rate
     methods_10 = {"update_stack": ["stack_id"], "check_resource": ["resource_id", "current_traversal"]}
-    methods_11 = {"update_stack": ["stack_id"],
-                  "check_resource": ["resource_id", "current_traversal", "root_id=None"]}
-    data = {"stack_status": {"read": "stack.status", "write": ["stack.status"]},
-            "resource_props": {"read": "resource.properties", "write": ["resource.properties"]}}
-    fallback = {"check_resource": [{"version": "1.1"},
-                                   {"version": "1.0", "args": ["resource_id", "current_traversal"]}]}
+    methods_11 = {"update_stack": ["stack_id"], "check_resource": ["resource_id", "current_traversal", "root_id=None"]}
+    data = {
+        "stack_status": {"read": "stack.status", "write": ["stack.status"]},
+        "resource_props": {"read": "resource.properties", "write": ["resource.properties"]},
+    }
+    fallback = {
+        "check_resource": [{"version": "1.1"}, {"version": "1.0", "args": ["resource_id", "current_traversal"]}]
+    }
     releases = {
-        "r1": {"rpc": {"endpoints": [{"version": "1.0", "methods": methods_10}]},
-               "data": data, "service_time": REAL_SERVICE},
-        "r2": {"rpc": {"endpoints": [{"version": "1.1", "methods": methods_11},
-                                     {"version": "1.0", "methods": methods_10}],
-                       "send_version": "1.0", "sends": fallback, "cap": "auto"},
-               "data": data, "service_time": REAL_SERVICE},
-        "r3": {"rpc": {"endpoints": [{"version": "1.2", "methods": methods_11},
-                                     {"version": "1.1", "methods": methods_11},
-                                     {"version": "1.0", "methods": methods_10}],
-                       "send_version": "1.0", "sends": fallback, "cap": "auto"},
-               "data": data, "service_time": REAL_SERVICE},
+        "r1": {
+            "rpc": {"endpoints": [{"version": "1.0", "methods": methods_10}]},
+            "data": data,
+            "service_time": REAL_SERVICE,
+        },
+        "r2": {
+            "rpc": {
+                "endpoints": [{"version": "1.1", "methods": methods_11}, {"version": "1.0", "methods": methods_10}],
+                "send_version": "1.0",
+                "sends": fallback,
+                "cap": "auto",
+            },
+            "data": data,
+            "service_time": REAL_SERVICE,
+        },
+        "r3": {
+            "rpc": {
+                "endpoints": [
+                    {"version": "1.2", "methods": methods_11},
+                    {"version": "1.1", "methods": methods_11},
+                    {"version": "1.0", "methods": methods_10},
+                ],
+                "send_version": "1.0",
+                "sends": fallback,
+                "cap": "auto",
+            },
+            "data": data,
+            "service_time": REAL_SERVICE,
+        },
     }
     wave2, wave3 = min(engines - 1, 20), min(engines, 5)  # always one engine left to kill
     steps: list[dict[str, Any]] = [{"restart": f"engine-{k}", "release": "r2"} for k in range(1, wave2 + 1)]
@@ -112,14 +132,22 @@ def real_scenario(engines: int, messages: int) -> Any:
         "name": f"real_{engines}x{messages}",
         "seed": 1,
         "bus": {"delivery": "oslo"},
-        "database": {"tables": {"stack": ["id", "status"], "resource": ["id", "stack_id", "status", "properties"]},
-                     "rows": 100},
+        "database": {
+            "tables": {"stack": ["id", "status"], "resource": ["id", "stack_id", "status", "properties"]},
+            "rows": 100,
+        },
         "releases": releases,
         "engines": {"count": engines, "release": "r1"},
-        "workload": {"rate": rate, "stop": stop, "client": "r1", "operations": {"update_stack": 1},
-                     "handlers": {"update_stack": {"write": ["stack_status"],
-                                                   "cast": {"check_resource": REAL_FANOUT}},
-                                  "check_resource": {"read": ["resource_props"], "write": ["resource_props"]}}},
+        "workload": {
+            "rate": rate,
+            "stop": stop,
+            "client": "r1",
+            "operations": {"update_stack": 1},
+            "handlers": {
+                "update_stack": {"write": ["stack_status"], "cast": {"check_resource": REAL_FANOUT}},
+                "check_resource": {"read": ["resource_props"], "write": ["resource_props"]},
+            },
+        },
         "plan": plan,
         "limits": {"max_events": 20 * messages + 50 * engines + 10_000, "max_time": 100 * stop + 1000},
         "invariants": {
@@ -177,27 +205,46 @@ def real_main(args: argparse.Namespace) -> int:
     engines = REAL_QUICK_ENGINES if args.quick else REAL_ENGINES
     cells = []
     if not args.json:
-        print(f"real paths: 3 releases, handlers that read/write/fan out, cap auto, rolling restarts, a kill; "
-              f"~{messages:,} messages per cell; CPU time of one run in a fresh process, on a shared 2-core machine")
+        print(
+            f"real paths: 3 releases, handlers that read/write/fan out, cap auto, rolling restarts, a kill; "
+            f"~{messages:,} messages per cell; CPU time of one run in a fresh process, on a shared 2-core machine"
+        )
     for e in engines:
-        out = subprocess.run([sys.executable, __file__, "--real-cell", str(e), str(messages)],
-                             check=True, capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--real-cell", str(e), str(messages)], check=True, capture_output=True, text=True
+        )
         cell = json.loads(out.stdout.strip().splitlines()[-1])
         cells.append(cell)
         if not args.json:
-            print(f"  {e:>6} engines {cell['messages']:>7,} msgs {cell['plan_steps']:>3} steps  "
-                  f"CPU {cell['cpu_s']:>8.2f} s  {cell['cpu_us_per_msg']:>8.2f} CPU µs/msg  "
-                  f"(wall {cell['wall_s']:.2f} s)  {cell['events']:>8,} events  "
-                  f"peak RSS {cell['peak_rss_mb']:.0f} MB  {cell['end_reason']}; violated: {cell['violated'] or '-'}",
-                  flush=True)
+            print(
+                f"  {e:>6} engines {cell['messages']:>7,} msgs {cell['plan_steps']:>3} steps  "
+                f"CPU {cell['cpu_s']:>8.2f} s  {cell['cpu_us_per_msg']:>8.2f} CPU µs/msg  "
+                f"(wall {cell['wall_s']:.2f} s)  {cell['events']:>8,} events  "
+                f"peak RSS {cell['peak_rss_mb']:.0f} MB  {cell['end_reason']}; violated: {cell['violated'] or '-'}",
+                flush=True,
+            )
     base, top = cells[0], cells[-1]
     ratio = top["cpu_us_per_msg"] / base["cpu_us_per_msg"]
-    verdict = {"rule": f"CPU/msg at {top['engines']:,} engines <= {REAL_LIMIT:g} x at {base['engines']}",
-               "value": round(ratio, 2), "limit": REAL_LIMIT, "ok": ratio <= REAL_LIMIT}
+    verdict = {
+        "rule": f"CPU/msg at {top['engines']:,} engines <= {REAL_LIMIT:g} x at {base['engines']}",
+        "value": round(ratio, 2),
+        "limit": REAL_LIMIT,
+        "ok": ratio <= REAL_LIMIT,
+    }
     if args.json:
-        print(json.dumps({"cells": cells, "checks": [verdict], "ok": verdict["ok"],
-                          "python": platform.python_version(), "cpus": os.cpu_count(),
-                          "note": "CPU time, one run per cell, on a shared 2-core machine"}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "cells": cells,
+                    "checks": [verdict],
+                    "ok": verdict["ok"],
+                    "python": platform.python_version(),
+                    "cpus": os.cpu_count(),
+                    "note": "CPU time, one run per cell, on a shared 2-core machine",
+                },
+                indent=2,
+            )
+        )
     else:
         print(f"  {'ok  ' if verdict['ok'] else 'FAIL'} {verdict['rule']}: {verdict['value']}")
     return 0
@@ -234,8 +281,9 @@ def run_cell(engines: int, messages: int) -> dict[str, Any]:
 
 def run_cell_in_subprocess(engines: int, messages: int) -> dict[str, Any]:
     """One cell in a fresh interpreter, so that its peak RSS is its own."""
-    out = subprocess.run([sys.executable, __file__, "--cell", str(engines), str(messages)],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--cell", str(engines), str(messages)], check=True, capture_output=True, text=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -248,15 +296,27 @@ def checks(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     lo, hi = messages[0], messages[-1]
     for e in engines:
         ratio = by[(e, hi)] / by[(e, lo)]
-        out.append({"rule": f"{e} engines: CPU/msg at {hi:,} msgs <= {TOLERANCE} x at {lo:,}",
-                    "value": round(ratio, 2), "limit": TOLERANCE, "ok": ratio <= TOLERANCE})
+        out.append(
+            {
+                "rule": f"{e} engines: CPU/msg at {hi:,} msgs <= {TOLERANCE} x at {lo:,}",
+                "value": round(ratio, 2),
+                "limit": TOLERANCE,
+                "ok": ratio <= TOLERANCE,
+            }
+        )
     base = engines[0]
     for e in engines[1:]:
         for n in messages:
             ratio = by[(e, n)] / by[(base, n)]
             limit = TOLERANCE * math.log10(e) / math.log10(base)
-            out.append({"rule": f"{n:,} msgs: CPU/msg at {e} engines <= {limit:g} x at {base} (log-linear)",
-                        "value": round(ratio, 2), "limit": round(limit, 2), "ok": ratio <= limit})
+            out.append(
+                {
+                    "rule": f"{n:,} msgs: CPU/msg at {e} engines <= {limit:g} x at {base} (log-linear)",
+                    "value": round(ratio, 2),
+                    "limit": round(limit, 2),
+                    "ok": ratio <= limit,
+                }
+            )
     return out
 
 
@@ -271,9 +331,15 @@ def plot(cells: list[dict[str, Any]], path: str) -> None:
     for e in sorted({c["engines"] for c in cells}):
         row = sorted((c for c in cells if c["engines"] == e), key=lambda c: c["messages"])
         xs = [c["messages"] for c in row]
-        line, = ax1.plot(xs, [c["cpu_us_per_msg"] for c in row], marker="o", label=f"{e} engines (CPU)")
-        ax1.plot(xs, [c["us_per_msg"] for c in row], marker=".", linestyle="--", color=line.get_color(),
-                 label=f"{e} engines (wall)")
+        (line,) = ax1.plot(xs, [c["cpu_us_per_msg"] for c in row], marker="o", label=f"{e} engines (CPU)")
+        ax1.plot(
+            xs,
+            [c["us_per_msg"] for c in row],
+            marker=".",
+            linestyle="--",
+            color=line.get_color(),
+            label=f"{e} engines (wall)",
+        )
         ax2.plot(xs, [c["peak_rss_mb"] for c in row], marker="o", label=f"{e} engines")
     for ax, label in ((ax1, "time per message (µs)"), (ax2, "peak RSS (MB)")):
         ax.set_xscale("log")
@@ -293,11 +359,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quick", action="store_true", help="messages up to 10^5 only")
     p.add_argument("--plot", default=str(HERE / "scaling.png"), help="PNG written (default bench/scaling.png)")
-    p.add_argument("--cell", nargs=2, type=int, metavar=("ENGINES", "MESSAGES"),
-                   help="run one cell in this process and print it as one JSON line")
+    p.add_argument(
+        "--cell",
+        nargs=2,
+        type=int,
+        metavar=("ENGINES", "MESSAGES"),
+        help="run one cell in this process and print it as one JSON line",
+    )
     p.add_argument("--real", action="store_true", help="the real-path grid (releases, handlers, caps, restarts)")
-    p.add_argument("--real-cell", nargs=2, type=int, metavar=("ENGINES", "MESSAGES"),
-                   help="run one real-path cell in this process and print it as one JSON line")
+    p.add_argument(
+        "--real-cell",
+        nargs=2,
+        type=int,
+        metavar=("ENGINES", "MESSAGES"),
+        help="run one real-path cell in this process and print it as one JSON line",
+    )
     p.add_argument("--messages", type=int, default=None, help="--real: messages per cell (default 30000)")
     p.add_argument("--load", metavar="JSON", help="check and plot the cells of an earlier --json output instead")
     args = p.parse_args(argv)
@@ -318,12 +394,22 @@ def main(argv: list[str] | None = None) -> int:
             cell = run_cell_in_subprocess(e, n)
             cells.append(cell)
             if not args.json:
-                print(f"  {e:>5} engines {n:>9,} msgs  {cell['wall_s']:>8.2f} s  {cell['us_per_msg']:>6.2f} µs/msg (CPU {cell['cpu_us_per_msg']:.2f})  "
-                      f"peak RSS {cell['peak_rss_mb']:>6.1f} MB  trace {cell['trace_mb']:.0f} MB", flush=True)
+                print(
+                    f"  {e:>5} engines {n:>9,} msgs  {cell['wall_s']:>8.2f} s  {cell['us_per_msg']:>6.2f} µs/msg "
+                    f"(CPU {cell['cpu_us_per_msg']:.2f})  "
+                    f"peak RSS {cell['peak_rss_mb']:>6.1f} MB  trace {cell['trace_mb']:.0f} MB",
+                    flush=True,
+                )
     verdicts = checks(cells)
     plot(cells, args.plot)
-    out = {"cells": cells, "checks": verdicts, "ok": all(v["ok"] for v in verdicts), "plot": args.plot,
-           "python": platform.python_version(), "cpus": os.cpu_count()}
+    out = {
+        "cells": cells,
+        "checks": verdicts,
+        "ok": all(v["ok"] for v in verdicts),
+        "plot": args.plot,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+    }
     if args.json:
         print(json.dumps(out, indent=2))
     else:

@@ -66,9 +66,18 @@ def main() -> None:
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    cols = ["scenario", "guided_median_simulations", "random_median_simulations", "guided_median_seconds",
-            "random_median_seconds", "guided_found", "random_found", "shrink_seconds", "shrink_seconds_max",
-            "counterexample_steps"]
+    cols = [
+        "scenario",
+        "guided_median_simulations",
+        "random_median_simulations",
+        "guided_median_seconds",
+        "random_median_seconds",
+        "guided_found",
+        "random_found",
+        "shrink_seconds",
+        "shrink_seconds_max",
+        "counterexample_steps",
+    ]
     print(" | ".join(cols))
     for r in rows:
         print(" | ".join(str(r[c]) for c in cols))

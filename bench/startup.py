@@ -76,9 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="2 runs of each")
     p.add_argument("--runs", type=int, default=None, help="runs of each command (default 7; quick 2)")
     p.add_argument("--cwd", default=str(ROOT), help="directory the simroll commands run in (default: the repo)")
-    p.add_argument("--simroll", default=None,
-                   help="how to start the CLI (default: the simroll script next to this python, else "
-                        "python -c 'from simroll.cli import main; main()')")
+    p.add_argument(
+        "--simroll",
+        default=None,
+        help="how to start the CLI (default: the simroll script next to this python, else "
+        "python -c 'from simroll.cli import main; main()')",
+    )
     args = p.parse_args(argv)
     runs = args.runs or (2 if args.quick else 7)
     cwd = Path(args.cwd).resolve()
@@ -103,32 +106,58 @@ def main(argv: list[str] | None = None) -> int:
                     shutil.rmtree(leftover, ignore_errors=True)
     rows = []
     for k, (cmd, _where) in cmds.items():
-        rows.append({"command": k, "argv": " ".join(Path(cmd[0]).name if i == 0 else c for i, c in enumerate(cmd)),
-                     "min_s": round(min(walls[k]), 3), "median_s": round(statistics.median(walls[k]), 3),
-                     "cpu_min_s": round(min(cpus[k]), 3), "target_s": TARGETS.get(k)})
+        rows.append(
+            {
+                "command": k,
+                "argv": " ".join(Path(cmd[0]).name if i == 0 else c for i, c in enumerate(cmd)),
+                "min_s": round(min(walls[k]), 3),
+                "median_s": round(statistics.median(walls[k]), 3),
+                "cpu_min_s": round(min(cpus[k]), 3),
+                "target_s": TARGETS.get(k),
+            }
+        )
     by = {r["command"]: r for r in rows}
-    plugin = {"min_s": round(by["pytest (plugin)"]["min_s"] - by["pytest -p no:simroll"]["min_s"], 3),
-              "median_s": round(by["pytest (plugin)"]["median_s"] - by["pytest -p no:simroll"]["median_s"], 3),
-              "cpu_min_s": round(by["pytest (plugin)"]["cpu_min_s"] - by["pytest -p no:simroll"]["cpu_min_s"], 3),
-              "target_s": PLUGIN_TARGET}
-    verdicts = [{"rule": f"{r['command']}: min wall < {r['target_s']} s", "value": r["min_s"],
-                 "ok": r["min_s"] < r["target_s"]} for r in rows if r["target_s"] is not None]
-    verdicts.append({"rule": f"pytest plugin adds < {PLUGIN_TARGET} s (min wall)", "value": plugin["min_s"],
-                     "ok": plugin["min_s"] < PLUGIN_TARGET})
-    info = {"python": platform.python_version(), "cpus": os.cpu_count(), "runs": runs, "cwd": str(cwd),
-            "load_average": [round(x, 2) for x in os.getloadavg()],
-            "note": "whole processes, wall time (min and median) and child CPU time, on a shared 2-core machine"}
+    plugin = {
+        "min_s": round(by["pytest (plugin)"]["min_s"] - by["pytest -p no:simroll"]["min_s"], 3),
+        "median_s": round(by["pytest (plugin)"]["median_s"] - by["pytest -p no:simroll"]["median_s"], 3),
+        "cpu_min_s": round(by["pytest (plugin)"]["cpu_min_s"] - by["pytest -p no:simroll"]["cpu_min_s"], 3),
+        "target_s": PLUGIN_TARGET,
+    }
+    verdicts = [
+        {"rule": f"{r['command']}: min wall < {r['target_s']} s", "value": r["min_s"], "ok": r["min_s"] < r["target_s"]}
+        for r in rows
+        if r["target_s"] is not None
+    ]
+    verdicts.append(
+        {
+            "rule": f"pytest plugin adds < {PLUGIN_TARGET} s (min wall)",
+            "value": plugin["min_s"],
+            "ok": plugin["min_s"] < PLUGIN_TARGET,
+        }
+    )
+    info = {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "runs": runs,
+        "cwd": str(cwd),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "note": "whole processes, wall time (min and median) and child CPU time, on a shared 2-core machine",
+    }
     if args.json:
         print(json.dumps({"machine": info, "rows": rows, "plugin_adds": plugin, "checks": verdicts}, indent=2))
         return 0
-    print(f"start-up, {runs} runs of each, whole processes, on a shared 2-core machine "
-          f"(load average {info['load_average']})")
+    print(
+        f"start-up, {runs} runs of each, whole processes, on a shared 2-core machine "
+        f"(load average {info['load_average']})"
+    )
     print(f"  {'command':22} {'min s':>7} {'median s':>9} {'CPU min s':>10} {'target':>7}")
     for r in rows:
         t = "" if r["target_s"] is None else f"< {r['target_s']}"
         print(f"  {r['command']:22} {r['min_s']:>7.3f} {r['median_s']:>9.3f} {r['cpu_min_s']:>10.3f} {t:>7}")
-    print(f"  {'plugin adds':22} {plugin['min_s']:>7.3f} {plugin['median_s']:>9.3f} {plugin['cpu_min_s']:>10.3f} "
-          f"{'< ' + str(PLUGIN_TARGET):>7}")
+    print(
+        f"  {'plugin adds':22} {plugin['min_s']:>7.3f} {plugin['median_s']:>9.3f} {plugin['cpu_min_s']:>10.3f} "
+        f"{'< ' + str(PLUGIN_TARGET):>7}"
+    )
     for v in verdicts:
         print(f"  {'ok  ' if v['ok'] else 'FAIL'} {v['rule']}: {v['value']}")
     return 0

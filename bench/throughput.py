@@ -291,27 +291,41 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="20,000 messages (unless --messages is given)")
     p.add_argument("--messages", type=int, default=None, help="messages sent (default 200000; --quick 20000)")
     p.add_argument("--engines", type=int, default=10, help="engines (default 10)")
-    p.add_argument("--handler", choices=("none", "light", "both"), default="both",
-                   help="what handling a message does: nothing, read and write one field, or both in turn")
+    p.add_argument(
+        "--handler",
+        choices=("none", "light", "both"),
+        default="both",
+        help="what handling a message does: nothing, read and write one field, or both in turn",
+    )
     p.add_argument("--repeat", type=int, default=3, help="runs of each, best kept (default 3)")
     args = p.parse_args(argv)
     messages = args.messages or (20_000 if args.quick else 200_000)
     handlers = ("none", "light") if args.handler == "both" else (args.handler,)
     rows = [measure(args.engines, messages, h, args.repeat) for h in handlers]
-    info = {"python": platform.python_version(), "simpy": getattr(simpy, "__version__", ""),
-            "simroll": getattr(simroll, "__file__", ""), "cpus": os.cpu_count(),
-            "note": "CPU time (time.process_time), best of repeat, on a shared 2-core machine"}
+    info = {
+        "python": platform.python_version(),
+        "simpy": getattr(simpy, "__version__", ""),
+        "simroll": getattr(simroll, "__file__", ""),
+        "cpus": os.cpu_count(),
+        "note": "CPU time (time.process_time), best of repeat, on a shared 2-core machine",
+    }
     if args.json:
         print(json.dumps({"machine": info, "rows": rows}, indent=2))
         return 0
-    print(f"plain workload: {args.engines} engines, {messages:,} messages, best of {args.repeat}; "
-          f"messages per CPU second (figures from a shared 2-core machine)")
-    print(f"  {'handler':8} {'simroll':>10} {'lean SimPy':>11} {'Store SimPy':>12} {'ratio (lean)':>13} "
-          f"{'ratio (Store)':>14} {'wall ratio (lean)':>18} {'events':>9}")
+    print(
+        f"plain workload: {args.engines} engines, {messages:,} messages, best of {args.repeat}; "
+        f"messages per CPU second (figures from a shared 2-core machine)"
+    )
+    print(
+        f"  {'handler':8} {'simroll':>10} {'lean SimPy':>11} {'Store SimPy':>12} {'ratio (lean)':>13} "
+        f"{'ratio (Store)':>14} {'wall ratio (lean)':>18} {'events':>9}"
+    )
     for r in rows:
-        print(f"  {r['handler']:8} {r['simroll_msgs_per_cpu_s']:>10,} {r['lean_msgs_per_cpu_s']:>11,} "
-              f"{r['store_msgs_per_cpu_s']:>12,} {r['ratio']:>13} {r['ratio_store']:>14} {r['wall_ratio']:>18} "
-              f"{r['trace_events']:>9,}")
+        print(
+            f"  {r['handler']:8} {r['simroll_msgs_per_cpu_s']:>10,} {r['lean_msgs_per_cpu_s']:>11,} "
+            f"{r['store_msgs_per_cpu_s']:>12,} {r['ratio']:>13} {r['ratio_store']:>14} {r['wall_ratio']:>18} "
+            f"{r['trace_events']:>9,}"
+        )
     return 0
 
 

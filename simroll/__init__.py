@@ -29,7 +29,6 @@ from simroll import _display
 from simroll._version import __version__
 from simroll.errors import ScenarioError, SimrollError, UsageError
 
-
 # public name -> the module that defines it
 _HOME = {
     # scenarios
@@ -66,7 +65,40 @@ _HOME = {
     "write_html": "simroll.view.html",
 }
 
-__all__ = sorted([*_HOME, "ScenarioError", "SimrollError", "UsageError", "__version__"])
+__all__ = [
+    "FuzzResult",
+    "InvariantResult",
+    "Matrix",
+    "RunResult",
+    "Scenario",
+    "ScenarioError",
+    "SimrollError",
+    "Sweep",
+    "SweepParam",
+    "UsageError",
+    "Violation",
+    "__version__",
+    "availability",
+    "build_matrix",
+    "dump_scenario",
+    "engine_load",
+    "field_values",
+    "format_text",
+    "fuzz",
+    "load_scenario",
+    "load_scenario_text",
+    "queue_depth",
+    "read_trace",
+    "release_timeline",
+    "report_html",
+    "run_scenario",
+    "run_sweep",
+    "scenario_json_schema",
+    "sequence_diagram",
+    "sweep_heatmap",
+    "write_html",
+    "write_plots",
+]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
     from simroll.check.invariants import InvariantResult, Violation
@@ -78,8 +110,16 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
     from simroll.scenario.spec import Scenario
     from simroll.sim.trace import read_trace
     from simroll.view.html import report_html, write_html
-    from simroll.view.plots import (availability, engine_load, field_values, queue_depth, release_timeline,
-                                    sequence_diagram, sweep_heatmap, write_plots)
+    from simroll.view.plots import (
+        availability,
+        engine_load,
+        field_values,
+        queue_depth,
+        release_timeline,
+        sequence_diagram,
+        sweep_heatmap,
+        write_plots,
+    )
     from simroll.view.report import format_text
 
 

@@ -51,8 +51,7 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def check_new_file(path: StrPath, overwrite: bool = False, flag: str | None = None,
-                   make_parents: bool = False) -> None:
+def check_new_file(path: StrPath, overwrite: bool = False, flag: str | None = None, make_parents: bool = False) -> None:
     """May simroll write ``path``? Raise :class:`UsageError` if not; call it before long work.
 
     Refused: an existing path unless ``overwrite``; anything but a regular file, whatever
@@ -137,8 +136,9 @@ def _publish(tmp: str, target: Path, overwrite: bool) -> None:
 
 
 @contextlib.contextmanager
-def atomic_open(path: StrPath, mode: str = "w", overwrite: bool = False, encoding: str | None = "utf-8",
-                newline: str | None = "\n") -> Iterator[IO[Any]]:
+def atomic_open(
+    path: StrPath, mode: str = "w", overwrite: bool = False, encoding: str | None = "utf-8", newline: str | None = "\n"
+) -> Iterator[IO[Any]]:
     """Open a temporary file that becomes ``path`` when the ``with`` block ends without an exception.
 
     ``mode`` is ``"w"`` (text; ``encoding`` and ``newline`` apply) or ``"wb"``. Raises

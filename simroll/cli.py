@@ -50,6 +50,7 @@ def _positive(kind):
         if not v > 0:  # also refuses nan
             raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
         return v
+
     return parse
 
 
@@ -79,10 +80,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.check_determinism:
         again = run_scenario(scenario, seed=args.seed)
         if again.trace_sha256 != result.trace_sha256:
-            print(f"simroll: DETERMINISM CHECK FAILED: two runs of {args.scenario} with seed {result.seed} gave "
-                  f"different traces ({result.trace_sha256} and {again.trace_sha256}); "
-                  f"{first_difference(result, again)}. This is a bug in simroll: please report it with the "
-                  "scenario file.", file=sys.stderr)
+            print(
+                f"simroll: DETERMINISM CHECK FAILED: two runs of {args.scenario} with seed {result.seed} gave "
+                f"different traces ({result.trace_sha256} and {again.trace_sha256}); "
+                f"{first_difference(result, again)}. This is a bug in simroll: please report it with the "
+                "scenario file.",
+                file=sys.stderr,
+            )
             return 3
     if args.json:
         out = result.to_json()
@@ -100,8 +104,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not result.ok:
         return 1
     if args.strict and result.vacuous:
-        print(f"simroll: --strict: {', '.join(result.vacuous)} had nothing to check (vacuous): exit 1",
-              file=sys.stderr if args.json else sys.stdout)
+        print(
+            f"simroll: --strict: {', '.join(result.vacuous)} had nothing to check (vacuous): exit 1",
+            file=sys.stderr if args.json else sys.stdout,
+        )
         return 1
     return EXIT_PARTIAL if result.limited else 0
 
@@ -135,8 +141,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
             # read_trace checks the JSON, not every record's fields: a record that lacks one, or has the
             # wrong type, is a corrupted input (exit 2), not a bug of simroll
-            raise UsageError(f"{args.source}: not a trace written by simroll run --trace "
-                             f"({type(e).__name__}: {str(e)[:100]})") from None
+            raise UsageError(
+                f"{args.source}: not a trace written by simroll run --trace ({type(e).__name__}: {str(e)[:100]})"
+            ) from None
         for p in paths:
             print(p)
         return 0
@@ -173,8 +180,10 @@ def _write_counterexample(fr: Any, args: argparse.Namespace) -> str | None:
             save_counterexample(fr, args.out, args.scenario, overwrite=args.force)
             return None
         except (UsageError, OSError) as e:
-            print(f"simroll: {_one_line(_reason(e))}; writing the counterexample under .simroll/counterexamples/ "
-                  "instead", file=sys.stderr)
+            print(
+                f"simroll: {_one_line(_reason(e))}; writing the counterexample under .simroll/counterexamples/ instead",
+                file=sys.stderr,
+            )
     try:
         save_new_counterexample(fr, args.scenario)
         return None
@@ -242,8 +251,9 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         _check_db_dir(args.db)
     database = None
     if not args.no_db:
-        database = args.db or (".simroll/hypothesis" if Path(".simroll/hypothesis").is_dir() and
-                               not os.environ.get("CI") else None)
+        database = args.db or (
+            ".simroll/hypothesis" if Path(".simroll/hypothesis").is_dir() and not os.environ.get("CI") else None
+        )
 
     def on_term(signum, frame):  # SIGTERM: stop like Ctrl-C, keeping what was found
         raise KeyboardInterrupt
@@ -255,12 +265,24 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     show = _Progress(args.max_examples)
     # the line a script (or a test) can wait for: the handlers are installed, the search begins
-    print(f"simroll: fuzz {args.scenario}: searching up to {args.max_examples} simulations "
-          "(Ctrl-C stops and keeps what was found)", file=sys.stderr, flush=True)
+    print(
+        f"simroll: fuzz {args.scenario}: searching up to {args.max_examples} simulations "
+        "(Ctrl-C stops and keeps what was found)",
+        file=sys.stderr,
+        flush=True,
+    )
     executor = make_executor(args.workers, args.dask)
     try:
-        fr = fuzz(scenario, max_examples=args.max_examples, seed=args.seed, database=database, progress=show,
-                  executor=executor, method=args.method, invariant=search_target(scenario, args.invariant))
+        fr = fuzz(
+            scenario,
+            max_examples=args.max_examples,
+            seed=args.seed,
+            database=database,
+            progress=show,
+            executor=executor,
+            method=args.method,
+            invariant=search_target(scenario, args.invariant),
+        )
     finally:
         executor.close()
         signal.signal(signal.SIGTERM, previous)
@@ -309,8 +331,11 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     from simroll.explore.matrix import build_matrix
 
     matrix = build_matrix(args.dir, fuzz=args.fuzz, seed=args.seed)
-    command = " ".join(["simroll matrix", args.dir] + (["--fuzz", str(args.fuzz)] if args.fuzz else [])
-                       + (["--out", args.out] if args.out else []))
+    command = " ".join(
+        ["simroll matrix", args.dir]
+        + (["--fuzz", str(args.fuzz)] if args.fuzz else [])
+        + (["--out", args.out] if args.out else [])
+    )
     if args.out:
         matrix.write(args.out, overwrite=args.force, command=command)
     if args.json:
@@ -334,8 +359,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             check_new_file(path, args.force, "--out")
     with make_executor(args.workers, args.dask) as executor:
         result = run_sweep(scenario, params, seeds=args.seeds, executor=executor, source=args.scenario)
-    command = " ".join(["simroll sweep", args.scenario] + [f"--param {t}" for t in args.param]
-                       + (["--seeds", str(args.seeds)] if args.seeds else []))
+    command = " ".join(
+        ["simroll sweep", args.scenario]
+        + [f"--param {t}" for t in args.param]
+        + (["--seeds", str(args.seeds)] if args.seeds else [])
+    )
     if args.out:
         from simroll.view.plots import write_sweep  # matplotlib is slow to import: only when asked for
 
@@ -356,14 +384,18 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="simroll", description="Deterministic simulator of mixed-version clusters "
-                                "for designing rolling upgrades.")
+    p = argparse.ArgumentParser(
+        prog="simroll", description="Deterministic simulator of mixed-version clusters for designing rolling upgrades."
+    )
     p.add_argument("--version", action="version", version=f"simroll {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    r = sub.add_parser("run", help="replay a scenario and check its invariants (exit 0 held, 1 violated, 2 bad input, "
-                       "4 stopped at a limit with nothing violated so far; with --strict, 1 also when one was "
-                       "vacuous)")
+    r = sub.add_parser(
+        "run",
+        help="replay a scenario and check its invariants (exit 0 held, 1 violated, 2 bad input, "
+        "4 stopped at a limit with nothing violated so far; with --strict, 1 also when one was "
+        "vacuous)",
+    )
     r.add_argument("scenario", help="scenario file (YAML)")
     r.add_argument("--seed", type=_seed, default=None, help="seed (default: the scenario's)")
     r.add_argument("--trace", metavar="FILE", help="write the trace as JSON Lines")
@@ -371,13 +403,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true", help="overwrite output files that exist")
     r.add_argument("--max-time", type=_positive(float), default=None, help="limit of simulated seconds")
     r.add_argument("--max-events", type=_positive(int), default=None, help="limit of trace events")
-    r.add_argument("--check-determinism", action="store_true",
-                   help="run twice and fail (exit 3) if the traces differ")
+    r.add_argument("--check-determinism", action="store_true", help="run twice and fail (exit 3) if the traces differ")
     r.add_argument("--plots", metavar="DIR", help="write the plots that explain the result to DIR")
     r.add_argument("--format", choices=("png", "svg"), default="png", help="format of --plots (default png)")
     r.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
-    r.add_argument("--strict", action="store_true",
-                   help="exit 1 also when an invariant held only vacuously (it had nothing to check)")
+    r.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 also when an invariant held only vacuously (it had nothing to check)",
+    )
     r.set_defaults(fn=cmd_run)
 
     pl = sub.add_parser("plot", help="plot a scenario's run, or a trace (.jsonl) from `simroll run --trace`")
@@ -391,59 +425,103 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("schema", help="print the JSON Schema of scenario files")
     s.set_defaults(fn=cmd_schema)
 
-    f = sub.add_parser("fuzz", help="search orderings, timings and crash points for a violation "
-                                    "(exit 1 found, 0 none within the budget, 2 bad input)")
+    f = sub.add_parser(
+        "fuzz",
+        help="search orderings, timings and crash points for a violation "
+        "(exit 1 found, 0 none within the budget, 2 bad input)",
+    )
     f.add_argument("scenario", help="scenario file (YAML)")
     f.add_argument("--max-examples", type=_positive(int), default=200, help="simulations Hypothesis may generate")
     f.add_argument("--seed", type=_seed, default=0, help="seed of the search (default 0)")
-    f.add_argument("--out", metavar="FILE", help="where to write the counterexample scenario "
-                   "(default: .simroll/counterexamples/NAME.yaml, or NAME.1.yaml, ...: a new file, never overwriting)")
+    f.add_argument(
+        "--out",
+        metavar="FILE",
+        help="where to write the counterexample scenario "
+        "(default: .simroll/counterexamples/NAME.yaml, or NAME.1.yaml, ...: a new file, never overwriting)",
+    )
     f.add_argument("--json", action="store_true", help="print one JSON object")
     f.add_argument("--force", action="store_true", help="overwrite --out if it exists")
-    f.add_argument("--db", metavar="DIR", help="Hypothesis example database: past failures are replayed first "
-                   "(default: .simroll/hypothesis if that directory exists and CI is not set)")
+    f.add_argument(
+        "--db",
+        metavar="DIR",
+        help="Hypothesis example database: past failures are replayed first "
+        "(default: .simroll/hypothesis if that directory exists and CI is not set)",
+    )
     f.add_argument("--no-db", action="store_true", help="use no example database")
-    f.add_argument("--workers", type=_positive(int), default=1,
-                   help="local processes for the random sweep and the minimisation (same result for any number)")
+    f.add_argument(
+        "--workers",
+        type=_positive(int),
+        default=1,
+        help="local processes for the random sweep and the minimisation (same result for any number)",
+    )
     f.add_argument("--dask", metavar="ADDRESS", help="run them on this Dask scheduler instead (extra: dask)")
-    f.add_argument("--method", choices=("hypothesis", "random"), default="hypothesis",
-                   help="hypothesis: a random sweep (a tenth of the budget) then guided generation, which runs in "
-                   "one process; random: plain random sampling of the whole budget, all of it on the workers")
-    f.add_argument("--invariant", metavar="NAME", default=None,
-                   help="search for a violation of this invariant only (violations of others are ignored); "
-                   "default: the scenario's 'expect: violates NAME', else any invariant")
+    f.add_argument(
+        "--method",
+        choices=("hypothesis", "random"),
+        default="hypothesis",
+        help="hypothesis: a random sweep (a tenth of the budget) then guided generation, which runs in "
+        "one process; random: plain random sampling of the whole budget, all of it on the workers",
+    )
+    f.add_argument(
+        "--invariant",
+        metavar="NAME",
+        default=None,
+        help="search for a violation of this invariant only (violations of others are ignored); "
+        "default: the scenario's 'expect: violates NAME', else any invariant",
+    )
     f.set_defaults(fn=cmd_fuzz)
 
     e = sub.add_parser("expand", help="print a scenario with its patterns expanded (releases, plan steps), as YAML")
     e.add_argument("scenario", help="scenario file (YAML)")
     e.set_defaults(fn=cmd_expand)
 
-    m = sub.add_parser("matrix", help="the safety matrix: each scenario in DIR under each plan or fault family "
-                                      "and both delivery models")
+    m = sub.add_parser(
+        "matrix",
+        help="the safety matrix: each scenario in DIR under each plan or fault family and both delivery models",
+    )
     m.add_argument("dir", metavar="DIR", help="directory of scenario files (*.yaml)")
     m.add_argument("--out", metavar="PREFIX", help="write PREFIX.md, PREFIX.json and PREFIX.replays/*.yaml")
     m.add_argument("--json", action="store_true", help="print the matrix as JSON instead of Markdown")
-    m.add_argument("--fuzz", type=_positive(int), default=None, metavar="N",
-                   help="also search each cell whose default run holds (N examples)")
+    m.add_argument(
+        "--fuzz",
+        type=_positive(int),
+        default=None,
+        metavar="N",
+        help="also search each cell whose default run holds (N examples)",
+    )
     m.add_argument("--seed", type=_seed, default=0, help="seed of --fuzz (default 0)")
     m.add_argument("--force", action="store_true", help="overwrite output files that exist")
     m.set_defaults(fn=cmd_matrix)
 
     sw = sub.add_parser("sweep", help="run a grid of scenario parameters; print a table, write it and a heatmap")
     sw.add_argument("scenario", help="scenario file (YAML)")
-    sw.add_argument("--param", action="append", required=True, metavar="KEY=V1,V2,...",
-                    help="a path into the scenario and its values, e.g. engines.count=3,5,10 or "
-                    "plan[1].wait=0,30,60 (repeat for more parameters; the first varies slowest)")
-    sw.add_argument("--seeds", type=_positive(int), default=None, metavar="N",
-                    help="run each cell with seeds 0..N-1 and report the worst and the median "
-                    "(default: once, with the scenario's seed)")
-    sw.add_argument("--metric", default="worst_wait",
-                    choices=tuple(METRICS),
-                    help="what the heatmap shows over the first two parameters that take more than one "
-                    "value (default worst_wait)")
+    sw.add_argument(
+        "--param",
+        action="append",
+        required=True,
+        metavar="KEY=V1,V2,...",
+        help="a path into the scenario and its values, e.g. engines.count=3,5,10 or "
+        "plan[1].wait=0,30,60 (repeat for more parameters; the first varies slowest)",
+    )
+    sw.add_argument(
+        "--seeds",
+        type=_positive(int),
+        default=None,
+        metavar="N",
+        help="run each cell with seeds 0..N-1 and report the worst and the median "
+        "(default: once, with the scenario's seed)",
+    )
+    sw.add_argument(
+        "--metric",
+        default="worst_wait",
+        choices=tuple(METRICS),
+        help="what the heatmap shows over the first two parameters that take more than one value (default worst_wait)",
+    )
     sw.add_argument("--workers", type=_positive(int), default=1, help="local processes (same table for any number)")
     sw.add_argument("--dask", metavar="ADDRESS", help="run on this Dask scheduler instead (extra: dask)")
-    sw.add_argument("--out", metavar="PREFIX", help="write PREFIX.md, PREFIX.json, PREFIX.csv and the heatmap PREFIX.png")
+    sw.add_argument(
+        "--out", metavar="PREFIX", help="write PREFIX.md, PREFIX.json, PREFIX.csv and the heatmap PREFIX.png"
+    )
     sw.add_argument("--json", action="store_true", help="print the table as JSON instead of Markdown")
     sw.add_argument("--force", action="store_true", help="overwrite output files that exist")
     sw.set_defaults(fn=cmd_sweep)
@@ -525,8 +603,7 @@ def _interruptible() -> Any:
         raise KeyboardInterrupt
 
     try:
-        previous = (signal.signal(signal.SIGINT, signal.default_int_handler),
-                    signal.signal(signal.SIGTERM, on_term))
+        previous = (signal.signal(signal.SIGINT, signal.default_int_handler), signal.signal(signal.SIGTERM, on_term))
     except ValueError:  # not the main thread (main() called from a library's worker thread): leave them
         return lambda: None
 
@@ -548,8 +625,11 @@ def _internal_error(e: BaseException) -> int:
         where = f"the traceback is in {_crash_log(e)}"
     except OSError:
         where = "and the traceback could not be written to a log file"
-    print(f"simroll: internal error: {type(e).__name__}: {_one_line(str(e))[:300]} ({where}; "
-          "please report it with the scenario file)", file=sys.stderr)
+    print(
+        f"simroll: internal error: {type(e).__name__}: {_one_line(str(e))[:300]} ({where}; "
+        "please report it with the scenario file)",
+        file=sys.stderr,
+    )
     return EXIT_SOFTWARE
 
 

@@ -29,8 +29,9 @@ _TOP_KEY = re.compile(r"^(releases|expect):", re.MULTILINE)
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("simroll", "simroll scenario files")
-    group.addoption("--simroll-max-examples", type=int, default=None,
-                    help="simulations the search may generate per scenario file")
+    group.addoption(
+        "--simroll-max-examples", type=int, default=None, help="simulations the search may generate per scenario file"
+    )
     group.addoption("--simroll-seed", type=int, default=0, help="seed of the search")
     group.addoption("--simroll-out", default=None, help="directory for counterexample replay files")
     parser.addini("simroll_max_examples", "simulations the search may generate per scenario file", default="100")
@@ -81,7 +82,9 @@ class ScenarioItem(pytest.Item):
         except SimrollError as e:
             raise ScenarioFailure(str(e)) from None
         if scenario.expect is None:
-            raise ScenarioFailure(f"{self.path}: expect: missing: add 'expect: holds' or 'expect: violates <invariant>'")
+            raise ScenarioFailure(
+                f"{self.path}: expect: missing: add 'expect: holds' or 'expect: violates <invariant>'"
+            )
         wanted = search_target(scenario)  # None for holds
         if wanted is None and not scenario.allow_vacuous:
             vacuous = run_scenario(scenario, keep_trace=False).vacuous
@@ -90,21 +93,29 @@ class ScenarioItem(pytest.Item):
                     f"expected every invariant to hold, but {', '.join(vacuous)} had nothing to check in the "
                     f"scenario's own run (vacuous: a verdict that proves nothing; `simroll run {self.path}` shows "
                     "what the run exercised). Make the scenario exercise it, or add 'allow_vacuous: true' "
-                    "if that is by design")
+                    "if that is by design"
+                )
         found = fuzz(scenario, max_examples=budget, seed=seed, invariant=wanted)
         if found.found == (wanted is not None) and found.invariant == wanted:
             return  # holds and nothing found, or the expected invariant broken
         if not found.found:
-            raise ScenarioFailure(f"expected {wanted} to be violated, but the search found no violation of it in "
-                                  f"{found.examples} runs (seed {seed}; raise --simroll-max-examples to search longer)")
+            raise ScenarioFailure(
+                f"expected {wanted} to be violated, but the search found no violation of it in "
+                f"{found.examples} runs (seed {seed}; raise --simroll-max-examples to search longer)"
+            )
         stem = self.path.name.rsplit(".", 1)[0]
         replay = save_counterexample(found, out_dir / f"{stem}.counterexample.yaml", str(self.path), overwrite=True)
         expected = "every invariant to hold" if wanted is None else f"{wanted} to be violated"
-        raise ScenarioFailure("\n".join(
-            [f"expected {expected}, but the search found a violation of {found.invariant} "
-             f"after {found.examples} runs:"]
-            + [f"  {line}" for line in found.steps]
-            + [f"replay: simroll run {replay}"]))
+        raise ScenarioFailure(
+            "\n".join(
+                [
+                    f"expected {expected}, but the search found a violation of {found.invariant} "
+                    f"after {found.examples} runs:"
+                ]
+                + [f"  {line}" for line in found.steps]
+                + [f"replay: simroll run {replay}"]
+            )
+        )
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, ScenarioFailure):

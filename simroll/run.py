@@ -113,8 +113,10 @@ class RunResult:
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         """IPython's plain-text display: one line, not the dataclass repr with every trace record."""
-        p.text(f"RunResult({self.scenario.name!r}, seed={self.seed}, ok={self.ok}, violated={self.violated}, "
-               f"events={self.events}, sim_time={self.sim_time:.3f}, trace_sha256={self.trace_sha256[:16]}...)")
+        p.text(
+            f"RunResult({self.scenario.name!r}, seed={self.seed}, ok={self.ok}, violated={self.violated}, "
+            f"events={self.events}, sim_time={self.sim_time:.3f}, trace_sha256={self.trace_sha256[:16]}...)"
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The machine-readable report (``simroll run --json``)."""
@@ -126,8 +128,7 @@ class RunResult:
             "vacuous": self.vacuous,
             "checked": {inv.name: inv.checked for inv in self.invariants},
             "violations": [
-                dict(v.to_json(), chain=[r["i"] for r in (self.chains(v)[:1] or [[]])[0]])
-                for v in self.violations
+                dict(v.to_json(), chain=[r["i"] for r in (self.chains(v)[:1] or [[]])[0]]) for v in self.violations
             ],
             "violation_counts": {inv.name: inv.count for inv in self.invariants},
             "events": self.events,
@@ -209,8 +210,11 @@ def _with_every_release(cov: dict[str, Any], scenario: Scenario) -> dict[str, An
     """Coverage with an entry (all counts empty) for each release of the scenario that did nothing:
     a release that never got a message is what a coverage report is for."""
     releases = dict(cov["releases"])
-    whats = next(iter(releases.values())).keys() if releases else (
-        "sent", "handled", "rejected", "refused", "methods", "read", "written")
+    whats = (
+        next(iter(releases.values())).keys()
+        if releases
+        else ("sent", "handled", "rejected", "refused", "methods", "read", "written")
+    )
     for rel in scenario.releases:
         releases.setdefault(rel, {w: {} for w in whats})
     return dict(cov, releases=dict(sorted(releases.items())))

@@ -34,7 +34,13 @@ def test_internals_are_not_exported():
 
 
 def test_importing_simroll_loads_no_simulator_search_or_plotting():
-    code = ("import sys, simroll; heavy = [m for m in ('simpy', 'hypothesis', 'matplotlib', 'networkx', 'pydantic') "
-            "if m in sys.modules]; print(','.join(heavy))")
+    code = (
+        "import sys, simroll; heavy = [m for m in ('simpy', 'hypothesis', 'matplotlib', 'networkx', 'pydantic') "
+        "if m in sys.modules]; print(','.join(heavy))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == ""
+
+
+def test_every_lazy_name_is_in_all_and_back():
+    assert set(simroll._HOME) | {"ScenarioError", "SimrollError", "UsageError", "__version__"} == set(simroll.__all__)

@@ -4,7 +4,6 @@ import hashlib
 import json
 
 import pytest
-
 from conftest import SCENARIOS
 
 from simroll.cli import main
@@ -95,8 +94,12 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
     import subprocess
     import sys
 
-    big = subprocess.run(f"{sys.executable} -m simroll run {SCENARIOS / 'lost_dual_writes.yaml'} --json | head -1",
-                         shell=True, capture_output=True, text=True)
+    big = subprocess.run(
+        f"{sys.executable} -m simroll run {SCENARIOS / 'lost_dual_writes.yaml'} --json | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+    )
     assert big.stdout == "{\n" and big.stderr == ""
     # a pipe closed before the first byte, whatever the buffer size: the reader is gone at once
     r, w = __import__("os").pipe()
@@ -126,7 +129,11 @@ def test_a_full_disk_on_stdout_is_an_io_error(tmp_path):
     import sys
 
     with open("/dev/full", "w") as full:
-        p = subprocess.run([sys.executable, "-m", "simroll", "run", str(SCENARIOS / "lost_dual_writes.yaml")],
-                           stdout=full, stderr=subprocess.PIPE, text=True)
+        p = subprocess.run(
+            [sys.executable, "-m", "simroll", "run", str(SCENARIOS / "lost_dual_writes.yaml")],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
     assert p.returncode == 74
     assert p.stderr == "simroll: cannot write to standard output: No space left on device\n"

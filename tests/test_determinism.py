@@ -20,8 +20,9 @@ print(json.dumps(out))
 
 def shas(hashseed: str, seed: int, paths: list[str]) -> dict[str, str]:
     env = dict(os.environ, PYTHONHASHSEED=hashseed)
-    out = subprocess.run([sys.executable, "-c", SCRIPT, str(seed), *paths], env=env, cwd=ROOT,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(seed), *paths], env=env, cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
     return json.loads(out)
 
 

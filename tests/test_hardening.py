@@ -19,7 +19,7 @@ import pytest
 from conftest import ROOT, SCENARIOS
 
 from simroll.cli import main
-from simroll.errors import ScenarioError, UsageError
+from simroll.errors import UsageError
 from simroll.scenario.load import load_scenario_text
 
 VIOLATING = SCENARIOS / "lost_dual_writes.yaml"  # its own run violates: fuzz finds it at once
@@ -27,22 +27,38 @@ PATTERN = (SCENARIOS / "patterns" / "new_arg_default.yaml").read_text(encoding="
 
 
 def _cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "simroll.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    return subprocess.run(
+        [sys.executable, "-m", "simroll.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
 
 
 def _patterns(n: int, engines: int) -> str:
-    entries = "".join(f"  - {{pattern: new-arg-default, method: check_resource, arg: a{i}, name: n{i}, "
-                      f"base: {'legacy' if i == 0 else f'n{i - 1}'}}}\n" for i in range(n))
+    entries = "".join(
+        f"  - {{pattern: new-arg-default, method: check_resource, arg: a{i}, name: n{i}, "
+        f"base: {'legacy' if i == 0 else f'n{i - 1}'}}}\n"
+        for i in range(n)
+    )
     text = PATTERN.replace("engines: {count: 3, release: legacy}", f"engines: {{count: {engines}, release: legacy}}")
     return re.sub(r"patterns:\n(  - .*\n)+", "patterns:\n" + entries, text)
 
 
 # ---------------------------------------------------------------- item 2: pattern expansion is bounded
-@pytest.mark.parametrize("n, engines, message", [
-    (40, 10_000, r"patterns\[10\] \(line \d+\): the plan would have 110,000 steps .* more than the limit of 100,000"),
-    (300, 3, r"patterns \(line \d+\): 300 patterns, more than the limit of 100"),
-])
+@pytest.mark.parametrize(
+    "n, engines, message",
+    [
+        (
+            40,
+            10_000,
+            r"patterns\[10\] \(line \d+\): the plan would have 110,000 steps .* more than the limit of 100,000",
+        ),
+        (300, 3, r"patterns \(line \d+\): 300 patterns, more than the limit of 100"),
+    ],
+)
 def test_item2_pattern_expansion_is_refused_before_it_grows(tmp_path, n, engines, message):
     path = tmp_path / "big.yaml"
     path.write_text(_patterns(n, engines), encoding="utf-8")
@@ -57,16 +73,25 @@ def test_item2_pattern_expansion_is_refused_before_it_grows(tmp_path, n, engines
 BASE = VIOLATING.read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("old, new, message", [
-    ('version: "1.0"', 'version: "1.' + "9" * 5000 + '"',
-     r"releases\.legacy\.rpc\.endpoints\[0\]\.version \(line \d+\): a version component of 5,000 digits"),
-    ("seed: 1", "seed: 0x" + "f" * 5000, r"line \d+, column \d+: not valid YAML: an integer of 5,002 characters"),
-    ("count: 3", "count: yes", r"engines\.count \(line \d+\): input should be a valid integer, got True"),
-    ("count: 3", "count: 1:30", r"engines\.count \(line \d+\): input should be a valid integer, got '1:30'"),
-    ("name: lost_dual_writes", "name: !!binary bG9zdA==", r"name \(line \d+\): expected text, got binary data"),
-    ("name: lost_dual_writes", 'name: lost_dual_writes\ndescription: "\\ud800"',
-     r"description \(line \d+\): not valid Unicode text: a lone surrogate U\+D800"),
-])
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        (
+            'version: "1.0"',
+            'version: "1.' + "9" * 5000 + '"',
+            r"releases\.legacy\.rpc\.endpoints\[0\]\.version \(line \d+\): a version component of 5,000 digits",
+        ),
+        ("seed: 1", "seed: 0x" + "f" * 5000, r"line \d+, column \d+: not valid YAML: an integer of 5,002 characters"),
+        ("count: 3", "count: yes", r"engines\.count \(line \d+\): input should be a valid integer, got True"),
+        ("count: 3", "count: 1:30", r"engines\.count \(line \d+\): input should be a valid integer, got '1:30'"),
+        ("name: lost_dual_writes", "name: !!binary bG9zdA==", r"name \(line \d+\): expected text, got binary data"),
+        (
+            "name: lost_dual_writes",
+            'name: lost_dual_writes\ndescription: "\\ud800"',
+            r"description \(line \d+\): not valid Unicode text: a lone surrogate U\+D800",
+        ),
+    ],
+)
 def test_items5_9_strict_values_exit_2_with_a_placed_message(tmp_path, old, new, message):
     assert old in BASE
     path = tmp_path / "s.yaml"
@@ -139,9 +164,17 @@ def test_item7_default_counterexample_names_are_taken_exclusively(tmp_path, monk
 
 
 def test_item7_two_concurrent_fuzz_runs_never_share_a_name(tmp_path):
-    procs = [subprocess.Popen([sys.executable, "-m", "simroll.cli", "fuzz", str(VIOLATING), "--max-examples", "5"],
-                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=dict(os.environ, PYTHONPATH=str(ROOT))) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "simroll.cli", "fuzz", str(VIOLATING), "--max-examples", "5"],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [1, 1], outs
     written = sorted(re.search(r"counterexample written to (\S+);", o).group(1) for o, _ in outs)
@@ -155,7 +188,12 @@ def test_item7_matrix_replays_of_m_yaml_and_m_yml_are_distinct():
 
     s = load_scenario(VIOLATING)
     cell = Cell("as-written", "oslo", "violated", ["no-lost-write"], "run", "0" * 64, s)
-    rows = [Row("d/m.yaml", s, [cell]), Row("d/m.yml", s, [cell]), Row("e/m.yaml", s, [cell]), Row("d/x.yaml", s, [cell])]
+    rows = [
+        Row("d/m.yaml", s, [cell]),
+        Row("d/m.yml", s, [cell]),
+        Row("e/m.yaml", s, [cell]),
+        Row("d/x.yaml", s, [cell]),
+    ]
     m = Matrix("d", ["as-written"], ["oslo"], rows)
     names = [m.replay_name(r, cell) for r in rows]
     assert len(set(names)) == len(names), names
@@ -172,8 +210,9 @@ def test_item8_workers_die_when_their_parent_is_killed(tmp_path):
         print("ready", flush=True)
         ex.map(time.sleep, [3600, 3600])  # busy for an hour
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline() == "ready\n"
     proc.send_signal(signal.SIGKILL)
     # the workers hold the same stdout and stderr: they reach EOF only once every worker is gone
@@ -195,8 +234,14 @@ def test_item8_9_ctrl_c_stops_workers_with_one_message(tmp_path):
         finally:
             ex.close()
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     assert proc.stdout.readline() == "ready\n"
     os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole process group
     out, err = proc.communicate(timeout=120)
@@ -213,10 +258,18 @@ def test_item9_sweep_cell_limit_is_checked_before_the_grid():
         run_sweep(load_scenario(VIOLATING), ["engines.count=2,3"], seeds=1_000_000_000)
 
 
-@pytest.mark.parametrize("content", ["{", "[1, 2]", '{"a": 1}', '[{"order": [7]}]',
-                                     '[{"order": [0], "keep": [1], "pause": [0], "kill": [0], "pins": [], "fault": null}]',
-                                     '[{"order": "ab", "keep": [], "pause": [], "kill": [], "pins": 5, "fault": [1]}]',
-                                     "\xff\xfe"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{",
+        "[1, 2]",
+        '{"a": 1}',
+        '[{"order": [7]}]',
+        '[{"order": [0], "keep": [1], "pause": [0], "kill": [0], "pins": [], "fault": null}]',
+        '[{"order": "ab", "keep": [], "pause": [], "kill": [], "pins": 5, "fault": [1]}]',
+        "\xff\xfe",
+    ],
+)
 def test_item9_a_corrupted_failure_store_starts_afresh_with_a_warning(tmp_path, content):
     from simroll.explore.search import _failures_file, fuzz
     from simroll.scenario.load import load_scenario

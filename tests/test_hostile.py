@@ -50,22 +50,112 @@ def assert_placed_error(err: str, path: str) -> None:
 
 # ---------------------------------------------------------------- the mutations
 HOSTILE_VALUES = [
-    None, True, False, 0, -1, -0.5, 1e308, -1e308, 10**20, -(10**20), 2**63, 2**64 + 1,
-    float("inf"), float("-inf"), float("nan"), "", "1.x", "x.1", "1.0.0.0", "1.", "auto", "none", "holds",
-    "violates", "violates no-such-invariant", "engine-999", "no_such_release", "no_table.no_column",
-    "notalocation", "a b", "\u00fc\u00df", "\x00", "x" * 3000, "1e308", "-1", [], {}, [None], [[[[1]]]],
-    {"x": 1}, {"": None}, [1, "a", None], {"version": "1.x"}, [{"kill": "engine-999", "at": -1}],
+    None,
+    True,
+    False,
+    0,
+    -1,
+    -0.5,
+    1e308,
+    -1e308,
+    10**20,
+    -(10**20),
+    2**63,
+    2**64 + 1,
+    float("inf"),
+    float("-inf"),
+    float("nan"),
+    "",
+    "1.x",
+    "x.1",
+    "1.0.0.0",
+    "1.",
+    "auto",
+    "none",
+    "holds",
+    "violates",
+    "violates no-such-invariant",
+    "engine-999",
+    "no_such_release",
+    "no_table.no_column",
+    "notalocation",
+    "a b",
+    "\u00fc\u00df",
+    "\x00",
+    "x" * 3000,
+    "1e308",
+    "-1",
+    [],
+    {},
+    [None],
+    [[[[1]]]],
+    {"x": 1},
+    {"": None},
+    [1, "a", None],
+    {"version": "1.x"},
+    [{"kill": "engine-999", "at": -1}],
 ]
-UNKNOWN_KEYS = ["nmae", "Name", "extra", "rate_", "versoin", "", "a b", "x:y", "release ", "enginess", "1",
-                "methods", "after", "count", "\u00e9"]
+UNKNOWN_KEYS = [
+    "nmae",
+    "Name",
+    "extra",
+    "rate_",
+    "versoin",
+    "",
+    "a b",
+    "x:y",
+    "release ",
+    "enginess",
+    "1",
+    "methods",
+    "after",
+    "count",
+    "\u00e9",
+]
 TAGGED = [
-    "!!python/object/apply:os.system ['touch pwned']", "!!python/name:os.system", "!!python/object:object {}",
-    "!!python/object/new:builtins.dict {}", "!ruby/object x", "!custom 1", "!!set {a, b}", "!!binary aGk=",
-    "!!timestamp 2001-01-01", "!!omap [a: 1]", "!!float abc", "!!int 0x", "!!null x", "!!map [1]",
+    "!!python/object/apply:os.system ['touch pwned']",
+    "!!python/name:os.system",
+    "!!python/object:object {}",
+    "!!python/object/new:builtins.dict {}",
+    "!ruby/object x",
+    "!custom 1",
+    "!!set {a, b}",
+    "!!binary aGk=",
+    "!!timestamp 2001-01-01",
+    "!!omap [a: 1]",
+    "!!float abc",
+    "!!int 0x",
+    "!!null x",
+    "!!map [1]",
 ]
-SNIPPETS = [b"\xff", b"\xc3", b"\x00", b"\x07", b"\t", b"{", b"[", b"]", b": ", b"&a ", b"*a", b"*nope ", b"? ",
-            b"- ", b"%YAML 1.1\n---\n", b"---\n", b"\n...\n", b"'", b'"', b"\n  ", b"!!python/object:os.system ",
-            b"<<: *a\n", b"\xef\xbb\xbf", b"\r", b"|\n", b"#"]
+SNIPPETS = [
+    b"\xff",
+    b"\xc3",
+    b"\x00",
+    b"\x07",
+    b"\t",
+    b"{",
+    b"[",
+    b"]",
+    b": ",
+    b"&a ",
+    b"*a",
+    b"*nope ",
+    b"? ",
+    b"- ",
+    b"%YAML 1.1\n---\n",
+    b"---\n",
+    b"\n...\n",
+    b"'",
+    b'"',
+    b"\n  ",
+    b"!!python/object:os.system ",
+    b"<<: *a\n",
+    b"\xef\xbb\xbf",
+    b"\r",
+    b"|\n",
+    b"#",
+]
 
 
 def _paths(node, prefix=()):
@@ -90,16 +180,20 @@ def _data_mutation(draw, doc):
     """Change one place of ``doc`` (in place); return a label for the counts, or the new root."""
     paths = list(_paths(doc))
     path = draw(st.sampled_from(paths))
-    op = draw(st.sampled_from(["replace", "replace", "delete", "delete", "add_key", "rename", "empty",
-                               "undefined", "duplicate", "root"]))
+    op = draw(
+        st.sampled_from(
+            ["replace", "replace", "delete", "delete", "add_key", "rename", "empty", "undefined", "duplicate", "root"]
+        )
+    )
     node = _get(doc, path)
     parent = _get(doc, path[:-1]) if path else None
     if op == "root" or not path and op in ("replace", "delete"):
         return "root", draw(st.sampled_from([[], [doc], 42, "scenario", None, [1, 2], {}, {"name": "x"}]))
     if op == "replace" and path:
         # a copy: a later mutation must not change the pool itself (that made the strategy flaky)
-        parent[path[-1]] = copy.deepcopy(draw(st.sampled_from(HOSTILE_VALUES) | st.integers() | st.floats()
-                                              | st.text(max_size=8)))
+        parent[path[-1]] = copy.deepcopy(
+            draw(st.sampled_from(HOSTILE_VALUES) | st.integers() | st.floats() | st.text(max_size=8))
+        )
     elif op == "delete" and path:
         del parent[path[-1]]
     elif op == "add_key":
@@ -107,8 +201,9 @@ def _data_mutation(draw, doc):
         target[draw(st.sampled_from(UNKNOWN_KEYS))] = copy.deepcopy(draw(st.sampled_from(HOSTILE_VALUES)))
     elif op == "rename" and isinstance(parent, dict):
         key = path[-1]
-        new = draw(st.sampled_from([key.upper(), key[:-1], key + "s", key.replace("_", "-"), key.replace("-", "_"),
-                                    " " + key]))
+        new = draw(
+            st.sampled_from([key.upper(), key[:-1], key + "s", key.replace("_", "-"), key.replace("-", "_"), " " + key])
+        )
         parent[new] = parent.pop(key)
     elif op == "empty":
         if isinstance(node, (dict, list)):
@@ -116,8 +211,11 @@ def _data_mutation(draw, doc):
         elif path:
             parent[path[-1]] = draw(st.sampled_from([[], {}, ""]))
     elif op == "undefined" and path:
-        parent[path[-1]] = draw(st.sampled_from(["engine-999", "no_such_release", "ghost.column", "ghost",
-                                                 "no_such_method", "no_such_field"]))
+        parent[path[-1]] = draw(
+            st.sampled_from(
+                ["engine-999", "no_such_release", "ghost.column", "ghost", "no_such_method", "no_such_field"]
+            )
+        )
     elif op == "duplicate" and isinstance(node, list) and node:
         node.append(copy.deepcopy(node[0]))
     else:
@@ -147,8 +245,12 @@ def documents(draw) -> tuple[str, bytes]:
         if label == "root":
             break
     text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
-    how = draw(st.sampled_from(["none"] * 6 + ["truncate", "insert", "insert", "tag", "tag", "indent",
-                                               "whole", "whole", "whole", "encoding"]))
+    how = draw(
+        st.sampled_from(
+            ["none"] * 6
+            + ["truncate", "insert", "insert", "tag", "tag", "indent", "whole", "whole", "whole", "encoding"]
+        )
+    )
     if how == "none":
         return kind, text.encode("utf-8")
     data = text.encode("utf-8")
@@ -170,8 +272,21 @@ def documents(draw) -> tuple[str, bytes]:
             return "encoding", draw(st.binary(min_size=1, max_size=200))
         return "encoding", ("description: caf\u00e9 \u00fc\u00df\n" + text).encode(enc, errors="replace")
     # a whole document built to hurt
-    special = draw(st.sampled_from(["deep_flow", "deep_map", "deep_block", "alias_bomb", "recursive_alias",
-                                    "huge", "multi", "scalar_root", "empty"]))
+    special = draw(
+        st.sampled_from(
+            [
+                "deep_flow",
+                "deep_map",
+                "deep_block",
+                "alias_bomb",
+                "recursive_alias",
+                "huge",
+                "multi",
+                "scalar_root",
+                "empty",
+            ]
+        )
+    )
     n = draw(st.integers(65, 3000))
     if special == "deep_flow":
         body = "search: " + "[" * n + "]" * n + "\n"
@@ -182,7 +297,8 @@ def documents(draw) -> tuple[str, bytes]:
     elif special == "alias_bomb":
         fan, levels = draw(st.integers(2, 10)), draw(st.integers(2, 12))
         body = "a0: &a0 [x]\n" + "".join(
-            f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * fan)}]\n" for i in range(1, levels + 1))
+            f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * fan)}]\n" for i in range(1, levels + 1)
+        )
     elif special == "recursive_alias":
         body = "search: &r [*r, *r]\n"
     elif special == "huge":
@@ -211,8 +327,13 @@ def test_hostile_documents_exit_2_with_a_placed_message_and_write_nothing(tmp_pa
     work = tmp_path / "work"
     work.mkdir()
 
-    @settings(max_examples=MIN_MALFORMED, deadline=None, derandomize=True, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
+    @settings(
+        max_examples=MIN_MALFORMED,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+    )
     @given(documents())
     def check(case: tuple[str, bytes]) -> None:
         kind, data = case
@@ -242,12 +363,15 @@ def test_hostile_documents_exit_2_with_a_placed_message_and_write_nothing(tmp_pa
 SUBPROCESS_CASES = {
     "non_utf8.yaml": b"name: caf\xe9\n",
     "tag.yaml": b"name: !!python/object/apply:os.system ['echo pwned']\n",
-    "bomb.yaml": ("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
-        f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 9))).encode(),
+    "bomb.yaml": (
+        "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+        + "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 9))
+    ).encode(),
     "deep.yaml": b"a: " + b"[" * 5000 + b"]" * 5000 + b"\n",
     "list_root.yaml": b"- 1\n- 2\n",
-    "bad_version.yaml": (SCENARIOS / "lost_dual_writes.yaml").read_bytes().replace(b'version: "1.0"', b"version: 1.x",
-                                                                                    1),
+    "bad_version.yaml": (SCENARIOS / "lost_dual_writes.yaml")
+    .read_bytes()
+    .replace(b'version: "1.0"', b"version: 1.x", 1),
     "huge.yaml": b"name: x\n" + b"#" * (MAX_BYTES + 10) + b"\n",
 }
 
@@ -257,8 +381,13 @@ def test_no_traceback_reaches_the_terminal(tmp_path, name):
     path = tmp_path / name
     path.write_bytes(SUBPROCESS_CASES[name])
     before = sorted(os.listdir(tmp_path))
-    proc = subprocess.run([sys.executable, "-m", "simroll.cli", "run", str(path), "--trace", str(tmp_path / "t.jsonl")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "simroll.cli", "run", str(path), "--trace", str(tmp_path / "t.jsonl")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     assert proc.stdout == ""
     assert_placed_error(proc.stderr, str(path))
@@ -267,9 +396,39 @@ def test_no_traceback_reaches_the_terminal(tmp_path, name):
 
 
 # ---------------------------------------------------------------- absurd but valid: refused or run, never a crash
-EXTREMES = [0, 1, 2, 1e-9, 1e-300, 0.5, 64, 65, 1000, 1001, 10_000, 10_001, 999_999, 1_000_000, 1e7, 1e9, 1e9 + 1,
-            2**63 - 1, "1.0", "2.0", "9.99", "auto", "none", "kill", "row", "cast", "periodic", "version-routed",
-            "on-complete", [], {}]
+EXTREMES = [
+    0,
+    1,
+    2,
+    1e-9,
+    1e-300,
+    0.5,
+    64,
+    65,
+    1000,
+    1001,
+    10_000,
+    10_001,
+    999_999,
+    1_000_000,
+    1e7,
+    1e9,
+    1e9 + 1,
+    2**63 - 1,
+    "1.0",
+    "2.0",
+    "9.99",
+    "auto",
+    "none",
+    "kill",
+    "row",
+    "cast",
+    "periodic",
+    "version-routed",
+    "on-complete",
+    [],
+    {},
+]
 # valid absurd scenarios run per test run; SIMROLL_ABSURD_EXAMPLES=1500 makes a deeper hunt (~5 min)
 ABSURD_EXAMPLES = int(os.environ.get("SIMROLL_ABSURD_EXAMPLES", "150"))
 
@@ -294,8 +453,13 @@ def test_absurd_values_are_refused_at_load_or_run_to_a_limit():
 
     counts: Counter[str] = Counter()
 
-    @settings(max_examples=ABSURD_EXAMPLES, deadline=None, derandomize=True, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    @settings(
+        max_examples=ABSURD_EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
     @given(absurd_scenarios())
     def check(data: bytes) -> None:
         try:
@@ -316,34 +480,57 @@ def test_absurd_values_are_refused_at_load_or_run_to_a_limit():
 
 
 # ---------------------------------------------------------------- absurd sizes: refused at load, with the numbers
-@pytest.mark.parametrize("override, message", [
-    ({"workload": "{rate: 1.0e7, stop: 1.0e9, operations: {op: 1}}"},
-     "workload.rate: rate 1e+07/s from 0 s to 1e+09 s is about 10,000,000,000,000,000 client operations, more than the "
-     "limit of 10,000,000; lower rate or stop"),
-    ({"workload": "{rate: 10, start: 5, stop: 1000006, operations: {op: 1}}"},
-     "workload.rate: rate 10/s from 5 s to 1.00001e+06 s is about 10,000,010 client operations, more than the "
-     "limit of 10,000,000; lower rate or stop"),
-    ({"database": "{tables: {resource: [id, properties, a]}, rows: 1000000}"},
-     "database.rows: 1000000 rows x 3 columns is 3,000,000 cells, more than the limit of 2,000,000"),
-    ({"engines": "{count: 200, release: r1}",
-      "workload": "{rate: 1, stop: 5, operations: {op: 1}, handlers: {op: {fanout: [op, op, op, op, op, op, op, op, "
-                  "op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, "
-                  "op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op]}}}"},
-     "workload.handlers.op: handling one op sends 10,200 messages (casts, plus fanout to 200 engines), "
-     "more than the limit of 10,000"),
-    ({"engines": "[]"}, "engines: list should have at least 1 item after validation, not 0"),
-    ({"engines": "{count: 10001, release: r1}"},
-     "engines.count: input should be less than or equal to 10000, got 10001"),
-    ({"workload": "{rate: 1, stop: 5, operations: {op: .inf}}"},
-     "workload.operations.op: input should be a finite number, got inf"),
-    ({"limits": "{max_events: 100000000000000000000}"},
-     "limits.max_events: input should be less than or equal to 1000000000, got 100000000000000000000"),
-    ({"plan": "[{wait: 1}]", "search": "{kill_instead_of_stop: [0, 3]}"},
-     "search.kill_instead_of_stop[1]: step 3 does not exist (the plan has 1 steps)"),
-    ({"database": "{tables: {resource: [id, properties]}, initial: {props: [resource.nope]}}"},
-     "database.initial.props[0]: column 'resource.nope' is neither in database.tables nor added by an "
-     "expand step (known: resource.id, resource.properties)"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            {"workload": "{rate: 1.0e7, stop: 1.0e9, operations: {op: 1}}"},
+            "workload.rate: rate 1e+07/s from 0 s to 1e+09 s is about 10,000,000,000,000,000 client operations, more than the "
+            "limit of 10,000,000; lower rate or stop",
+        ),
+        (
+            {"workload": "{rate: 10, start: 5, stop: 1000006, operations: {op: 1}}"},
+            "workload.rate: rate 10/s from 5 s to 1.00001e+06 s is about 10,000,010 client operations, more than the "
+            "limit of 10,000,000; lower rate or stop",
+        ),
+        (
+            {"database": "{tables: {resource: [id, properties, a]}, rows: 1000000}"},
+            "database.rows: 1000000 rows x 3 columns is 3,000,000 cells, more than the limit of 2,000,000",
+        ),
+        (
+            {
+                "engines": "{count: 200, release: r1}",
+                "workload": "{rate: 1, stop: 5, operations: {op: 1}, handlers: {op: {fanout: [op, op, op, op, op, op, op, op, "
+                "op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, "
+                "op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op, op]}}}",
+            },
+            "workload.handlers.op: handling one op sends 10,200 messages (casts, plus fanout to 200 engines), "
+            "more than the limit of 10,000",
+        ),
+        ({"engines": "[]"}, "engines: list should have at least 1 item after validation, not 0"),
+        (
+            {"engines": "{count: 10001, release: r1}"},
+            "engines.count: input should be less than or equal to 10000, got 10001",
+        ),
+        (
+            {"workload": "{rate: 1, stop: 5, operations: {op: .inf}}"},
+            "workload.operations.op: input should be a finite number, got inf",
+        ),
+        (
+            {"limits": "{max_events: 100000000000000000000}"},
+            "limits.max_events: input should be less than or equal to 1000000000, got 100000000000000000000",
+        ),
+        (
+            {"plan": "[{wait: 1}]", "search": "{kill_instead_of_stop: [0, 3]}"},
+            "search.kill_instead_of_stop[1]: step 3 does not exist (the plan has 1 steps)",
+        ),
+        (
+            {"database": "{tables: {resource: [id, properties]}, initial: {props: [resource.nope]}}"},
+            "database.initial.props[0]: column 'resource.nope' is neither in database.tables nor added by an "
+            "expand step (known: resource.id, resource.properties)",
+        ),
+    ],
+)
 def test_absurd_sizes_are_refused_with_the_numbers(override, message):
     import textwrap
 
@@ -363,10 +550,17 @@ def test_the_readme_states_the_limits_the_code_enforces():
     from simroll.scenario.spec import LimitsSpec
 
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text[text.index("## Guarantees and limits"):]
+    section = text[text.index("## Guarantees and limits") :]
     section = section[: section.index("\n## ", 1)]
-    for stated in (f"{loader.MAX_BYTES:,} bytes", f"{loader.MAX_DEPTH} levels", f"| {loader.MAX_NODES:,} |",
-                   f"| {loader.MAX_OPERATIONS:,} |", f"| {loader.MAX_CELLS:,} |", f"| {loader.MAX_SENDS:,} |",
-                   f"`max_time: {LimitsSpec().max_time:.0f}` s", f"`max_events: {LimitsSpec().max_events}`",
-                   f"{MIN_MALFORMED:,} malformed documents"):
+    for stated in (
+        f"{loader.MAX_BYTES:,} bytes",
+        f"{loader.MAX_DEPTH} levels",
+        f"| {loader.MAX_NODES:,} |",
+        f"| {loader.MAX_OPERATIONS:,} |",
+        f"| {loader.MAX_CELLS:,} |",
+        f"| {loader.MAX_SENDS:,} |",
+        f"`max_time: {LimitsSpec().max_time:.0f}` s",
+        f"`max_events: {LimitsSpec().max_events}`",
+        f"{MIN_MALFORMED:,} malformed documents",
+    ):
         assert stated in section, stated

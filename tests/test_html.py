@@ -16,8 +16,23 @@ from simroll.view.html import report_html, summary_html, write_html
 class _Tags(HTMLParser):
     """Collects start tags with their attributes, and checks that every opened element is closed."""
 
-    VOID = {"meta", "img", "br", "hr", "link", "input", "path", "use", "rect", "stop", "circle", "line", "polygon",
-            "polyline", "ellipse"}
+    VOID = {
+        "meta",
+        "img",
+        "br",
+        "hr",
+        "link",
+        "input",
+        "path",
+        "use",
+        "rect",
+        "stop",
+        "circle",
+        "line",
+        "polygon",
+        "polyline",
+        "ellipse",
+    }
 
     def __init__(self):
         super().__init__()
@@ -69,12 +84,16 @@ def test_summary_names_invariants_violation_and_chain(lost):
     assert f"<code>{lost.trace_sha256}</code>" in frag
     assert "engine-2 read props of row 0 from resource_new.data and got nothing" in frag
     # the chains: engine-2 starts on "new" and takes m1; the write it missed; the read (highlighted)
-    rows = re.findall(r'<tr( class="hit")?><td class="mono">([\d.]+)</td><td class="mono">#(\d+)</td><td>([^<]*)<', frag)
+    rows = re.findall(
+        r'<tr( class="hit")?><td class="mono">([\d.]+)</td><td class="mono">#(\d+)</td><td>([^<]*)<', frag
+    )
     first = [(hit, t, i, text) for hit, t, i, text in rows][:4]
-    assert first == [("", "0.000", "3", "engine-2 starts on new"),
-                     ("", "2.000", "9", "engine-1 writes props[0] = &#x27;v0&#x27; to resource.properties"),
-                     ("", "2.000", "11", "engine-2 takes m1 (waited 0.000 s)"),
-                     (' class="hit"', "2.000", "12", "engine-2 reads props[0] from resource_new.data = None")]
+    assert first == [
+        ("", "0.000", "3", "engine-2 starts on new"),
+        ("", "2.000", "9", "engine-1 writes props[0] = &#x27;v0&#x27; to resource.properties"),
+        ("", "2.000", "11", "engine-2 takes m1 (waited 0.000 s)"),
+        (' class="hit"', "2.000", "12", "engine-2 reads props[0] from resource_new.data = None"),
+    ]
     assert "<th>events</th><td>23</td>" in frag  # records 0..22
     _parse(frag)
 
@@ -86,7 +105,13 @@ def test_report_page_is_self_contained_and_embeds_the_plots(lost):
     imgs = [a["src"] for t, a in tags if t == "img"]
     assert len(imgs) == 6 and all(s.startswith("data:image/png;base64,iVBORw0KGgo") for s in imgs)  # + availability
     assert [a["id"] for t, a in tags if t == "figure"] == [
-        "release_timeline", "queue_depth", "engine_load", "sequence_diagram", "field_values", "availability"]
+        "release_timeline",
+        "queue_depth",
+        "engine_load",
+        "sequence_diagram",
+        "field_values",
+        "availability",
+    ]
     assert "The plan has no steps." in page
     assert "<title>simroll: lost (violated)</title>" in page and "default-src &#x27;none&#x27;" not in page
     assert "default-src 'none'" in page  # the page forbids itself any fetch

@@ -53,8 +53,7 @@ class T:
         return self(t, "start", engine=engine, release=release, workers=workers, cap=cap, cause=[])
 
     def send(self, t, msg, engine="client", method="op", version="1.0", queue="engine", call=False, row=0):
-        return self(t, "send", engine=engine, msg=msg, method=method, version=version, queue=queue, call=call,
-                    row=row)
+        return self(t, "send", engine=engine, msg=msg, method=method, version=version, queue=queue, call=call, row=row)
 
     def recv(self, t, engine, msg, wait=0.0, cause=()):
         return self(t, "recv", engine=engine, msg=msg, wait=wait, cause=list(cause))
@@ -63,15 +62,17 @@ class T:
         return self(t, "done", engine=engine, msg=msg, ok=ok)
 
     def reject(self, t, engine, msg, error="UnsupportedVersion", method="op", version="1.1", call=False):
-        return self(t, "reject", engine=engine, msg=msg, error=error, method=method, version=version, call=call,
-                    cause=[])
+        return self(
+            t, "reject", engine=engine, msg=msg, error=error, method=method, version=version, call=call, cause=[]
+        )
 
     def read(self, t, engine, msg, field="f", row=0, loc="a.x", value=None, cause=()):
         return self(t, "read", engine=engine, msg=msg, field=field, row=row, loc=loc, value=value, cause=list(cause))
 
     def write(self, t, engine, msg, field="f", row=0, value="v", locs=("a.x",), trig=()):
-        return self(t, "write", engine=engine, msg=msg, field=field, row=row, value=value, locs=list(locs),
-                    trig=list(trig))
+        return self(
+            t, "write", engine=engine, msg=msg, field=field, row=row, value=value, locs=list(locs), trig=list(trig)
+        )
 
     def end(self, t, reason="quiescent"):
         return self(t, "end", reason=reason, points=0)
@@ -86,9 +87,17 @@ def feed(checker, recs):
 
 
 def test_registry_names_and_opt_in_defaults():
-    assert list(INVARIANTS) == ["no-lost-write", "no-stranded-message", "no-incompatible-delivery",
-                                "bounded-imbalance", "schema-compatible", "version-skew",
-                                "no-refused-send", "operations-complete", "no-lost-update"]
+    assert list(INVARIANTS) == [
+        "no-lost-write",
+        "no-stranded-message",
+        "no-incompatible-delivery",
+        "bounded-imbalance",
+        "schema-compatible",
+        "version-skew",
+        "no-refused-send",
+        "operations-complete",
+        "no-lost-update",
+    ]
     for name, cls in INVARIANTS.items():
         assert cls.name == name and cls.kinds
 
@@ -185,8 +194,11 @@ def test_no_stranded_message_left_lost_expired_are_violations():
     tr(62.0, "left", msg=2, queue="engine", version="1.0", cause=[2])
     c = feed(NoStrandedMessage(), tr.recs)
     assert c.count == 3 and c.checked == 3
-    assert ["lost in flight" in c.violations[0].message, "expired" in c.violations[1].message,
-            "never taken" in c.violations[2].message] == [True] * 3
+    assert [
+        "lost in flight" in c.violations[0].message,
+        "expired" in c.violations[1].message,
+        "never taken" in c.violations[2].message,
+    ] == [True] * 3
     assert c.violations[0].engines == ("e1",) and c.violations[1].engines == ()
 
 
@@ -347,9 +359,24 @@ def test_bounded_imbalance_other_rejections_teach_the_version():
     tr.send(0.0, 0)
     tr.recv(0.0, "engine-2", 0)
     tr.reject(0.0, "engine-2", 0, error="NoSuchMethod", version="1.0")
-    c = feed(BoundedImbalance(5.0), tr.recs + [{"i": 99, "t": 0.0, "kind": "send", "engine": "client", "msg": 1,
-                                                "method": "op", "version": "1.0", "queue": "engine", "call": False,
-                                                "row": 0}])
+    c = feed(
+        BoundedImbalance(5.0),
+        tr.recs
+        + [
+            {
+                "i": 99,
+                "t": 0.0,
+                "kind": "send",
+                "engine": "client",
+                "msg": 1,
+                "method": "op",
+                "version": "1.0",
+                "queue": "engine",
+                "call": False,
+                "row": 0,
+            }
+        ],
+    )
     assert c.accepts("r1", Version(1, 0))
 
 
@@ -480,8 +507,13 @@ def _counted_waits_by_brute_force(scenario, recs):
         elif k == "recv":
             v, lo, hi = Version.parse(sent[r["msg"]]["version"]), r["t"] - r["wait"], r["t"]
             if not sent[r["msg"]]["queue"].endswith("." + e):
-                spans = [(max(a, lo), min(b, hi)) for o, iv in intervals.items() if o != e
-                         for a, b, rr in iv if b > lo and a < hi and accepts(rr, v)]
+                spans = [
+                    (max(a, lo), min(b, hi))
+                    for o, iv in intervals.items()
+                    if o != e
+                    for a, b, rr in iv
+                    if b > lo and a < hi and accepts(rr, v)
+                ]
                 spans += [(max(a, lo), hi) for o, a in idle.items() if o != e and a < hi and accepts(rel[o], v)]
                 total, reach = 0.0, lo
                 for a, b in sorted(spans):
@@ -633,8 +665,14 @@ def test_operations_complete_held_exactly_at_the_bound():
     c = feed(OperationsComplete(within=2.0), tr.recs)  # took 2.0 == within: held
     assert (c.count, c.checked, c.vacuous) == (0, 1, False)
     assert c.score() == 2.0
-    assert c.availability() == {"completed": 1, "total": 1, "fraction": 1.0, "longest_gap": 2.0,
-                                "longest_gap_interval": (0.0, 2.0), "pending": 0}
+    assert c.availability() == {
+        "completed": 1,
+        "total": 1,
+        "fraction": 1.0,
+        "longest_gap": 2.0,
+        "longest_gap_interval": (0.0, 2.0),
+        "pending": 0,
+    }
     assert feed(OperationsComplete(), tr.recs).count == 0  # no bound: before the end is enough
 
 
@@ -649,14 +687,31 @@ def test_operations_complete_late_just_after_the_bound():
     assert feed(OperationsComplete(within=1.999), _op_tree(1.5).recs).count == 0
 
 
-@pytest.mark.parametrize("kind, keys, why", [
-    ("lost", {"engine": "e2", "cause": [0]}, "m1 was lost with e2"),
-    ("reject", {"engine": "e2", "error": "UnsupportedVersion", "method": "check", "version": "1.1",
-                "call": False, "cause": []}, "m1 was rejected by e2 (UnsupportedVersion)"),
-    ("expire", {"queue": "engine", "expired_at": 1.5, "cause": [2]}, "call m1 expired unconsumed in engine"),
-    ("left", {"queue": "engine", "version": "1.0", "cause": [2]}, "m1 was never taken (left in engine)"),
-    ("schema_error", {"engine": "e2", "op": "write", "locs": ["a.x"]}, "handling m1 failed: e2 could not write a.x"),
-])
+@pytest.mark.parametrize(
+    "kind, keys, why",
+    [
+        ("lost", {"engine": "e2", "cause": [0]}, "m1 was lost with e2"),
+        (
+            "reject",
+            {
+                "engine": "e2",
+                "error": "UnsupportedVersion",
+                "method": "check",
+                "version": "1.1",
+                "call": False,
+                "cause": [],
+            },
+            "m1 was rejected by e2 (UnsupportedVersion)",
+        ),
+        ("expire", {"queue": "engine", "expired_at": 1.5, "cause": [2]}, "call m1 expired unconsumed in engine"),
+        ("left", {"queue": "engine", "version": "1.0", "cause": [2]}, "m1 was never taken (left in engine)"),
+        (
+            "schema_error",
+            {"engine": "e2", "op": "write", "locs": ["a.x"]},
+            "handling m1 failed: e2 could not write a.x",
+        ),
+    ],
+)
 def test_operations_complete_failed_work_is_not_completed(kind, keys, why):
     tr = _op_tree()
     tr.recs = tr.recs[:4]  # m1 cast, not yet taken
@@ -699,8 +754,10 @@ def test_operations_complete_failed_handling_and_end_states():
     tr.recs = tr.recs[:5]
     quiet = feed(OperationsComplete(), tr.recs + [{"i": 5, "t": 9.0, "kind": "end", "reason": "quiescent"}])
     assert quiet.count == 1 and "still under way" in quiet.violations[0].message
-    limited = feed(OperationsComplete(), tr.recs + [{"i": 5, "t": 9.0, "kind": "end",
-                                                     "reason": "limit: simulated time reached max_time=9 s"}])
+    limited = feed(
+        OperationsComplete(),
+        tr.recs + [{"i": 5, "t": 9.0, "kind": "end", "reason": "limit: simulated time reached max_time=9 s"}],
+    )
     assert limited.count == 0 and limited.availability()["pending"] == 1 and limited.checked == 0
 
 
@@ -738,8 +795,14 @@ def test_operations_complete_vacuous_without_operations():
     tr.send(0.0, 0, engine="e1")  # an engine's cast outside any operation
     tr.done(1.0, "e1", 5)
     c = feed(OperationsComplete(), tr.recs)
-    assert c.vacuous and c.availability() == {"completed": 0, "total": 0, "fraction": None, "longest_gap": 0.0,
-                                              "longest_gap_interval": None, "pending": 0}
+    assert c.vacuous and c.availability() == {
+        "completed": 0,
+        "total": 0,
+        "fraction": None,
+        "longest_gap": 0.0,
+        "longest_gap_interval": None,
+        "pending": 0,
+    }
 
 
 # ============================================================================ no-lost-update
@@ -852,8 +915,15 @@ def test_coverage():
             "backfill": dict(empty, read={"a.x": 1}, written={"b.y": 1}),
             "client": dict(empty, sent={"1.0": 1, "1.1": 1}, refused={"update": 1}),
             "new": dict(empty, written={"a.z": 1}),
-            "old": dict(empty, sent={"1.0": 1}, handled={"1.0": 1}, rejected={"1.1": 1}, methods={"update": 1},
-                        read={"a.x": 1}, written={"a.x": 1}),
+            "old": dict(
+                empty,
+                sent={"1.0": 1},
+                handled={"1.0": 1},
+                rejected={"1.1": 1},
+                methods={"update": 1},
+                read={"a.x": 1},
+                written={"a.x": 1},
+            ),
             "trigger": dict(empty, written={"b.y": 1}),
         },
         "steps": [{"index": 0, "action": "backfill", "t": 5.0}],
@@ -889,13 +959,16 @@ def test_config_empty_value_enables_with_defaults():
     assert checkers[1].within == 3.0
 
 
-@pytest.mark.parametrize("text, where", [
-    ("no-lost-write: yes-please\n", "f.yaml: invariants.no-lost-write (line 8): "),
-    ("no-lost-write: 0\n", "f.yaml: invariants.no-lost-write (line 8): "),
-    ("bounded-imbalance:\n", "f.yaml: invariants.bounded-imbalance.max_wait (line 8): missing required key"),
-    ("operations-complete: {within: 0}\n", "f.yaml: invariants.operations-complete.within (line 8): "),
-    ("no-lost-updates:\n", "f.yaml: invariants.no-lost-updates (line 8): unknown key 'no-lost-updates'"),
-])
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ("no-lost-write: yes-please\n", "f.yaml: invariants.no-lost-write (line 8): "),
+        ("no-lost-write: 0\n", "f.yaml: invariants.no-lost-write (line 8): "),
+        ("bounded-imbalance:\n", "f.yaml: invariants.bounded-imbalance.max_wait (line 8): missing required key"),
+        ("operations-complete: {within: 0}\n", "f.yaml: invariants.operations-complete.within (line 8): "),
+        ("no-lost-updates:\n", "f.yaml: invariants.no-lost-updates (line 8): unknown key 'no-lost-updates'"),
+    ],
+)
 def test_config_unknown_values_are_errors_naming_the_place(text, where):
     with pytest.raises(ScenarioError) as e:
         _enabled(text)

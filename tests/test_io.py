@@ -143,10 +143,13 @@ def test_inputs_are_regular_files_read_up_to_the_limit(tmp_path):
         read_input(tmp_path / "fifo", 10)
 
 
-@pytest.mark.parametrize("path, expected", [
-    ("/dev/zero", "/dev/zero: file: a device, not a regular file, expected a scenario file"),
-    ("FIFO", "FIFO: file: a FIFO, not a regular file, expected a scenario file"),
-])
+@pytest.mark.parametrize(
+    "path, expected",
+    [
+        ("/dev/zero", "/dev/zero: file: a device, not a regular file, expected a scenario file"),
+        ("FIFO", "FIFO: file: a FIFO, not a regular file, expected a scenario file"),
+    ],
+)
 def test_run_refuses_special_files_without_reading_them(tmp_path, capsys, path, expected):
     if path == "FIFO":
         path = str(tmp_path / "fifo")

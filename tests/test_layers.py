@@ -60,7 +60,8 @@ def _module_name(path: Path) -> str:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def imports_of(source: str, module: str, is_package: bool = False) -> list[tuple[str, int, bool]]:
@@ -93,8 +94,14 @@ def imports_of(source: str, module: str, is_package: bool = False) -> list[tuple
     visit(tree, False)
     # importlib.import_module("simroll.x") is an import too
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "import_module"
-                and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
             out.append((node.args[0].value, node.lineno, False))
     return out
 
@@ -127,8 +134,9 @@ def layering_problems(modules: dict[str, str], packages: frozenset[str] = frozen
             if lo > hi:
                 allowed = type_only and any(name.startswith(a) and target.startswith(b) for a, b in TYPE_ONLY_UP)
                 if not allowed:
-                    problems.append(f"{name}:{line}: imports {target}, a layer above it "
-                                    f"({LAYERS[lo][0]} over {LAYERS[hi][0]})")
+                    problems.append(
+                        f"{name}:{line}: imports {target}, a layer above it ({LAYERS[lo][0]} over {LAYERS[hi][0]})"
+                    )
                 continue
             if not type_only and name != "simroll":  # the facade re-exports; it is no dependency
                 graph.add_edge(name, target)
@@ -149,16 +157,23 @@ def test_every_module_sits_in_a_layer():
         layer_of(name)
 
 
-@pytest.mark.parametrize("source, expected", [
-    # a late (function-level) import of a view from the runner
-    ("def f():\n    from simroll.view.html import summary_html\n",
-     "simroll.run:2: imports simroll.view.html, a layer above it (simroll.view over simroll.run)"),
-    # importlib with a literal name is an import as well
-    ("import importlib\nimportlib.import_module('simroll.explore.search')\n",
-     "simroll.run:2: imports simroll.explore.search, a layer above it (simroll.explore over simroll.run)"),
-    # matplotlib outside the views
-    ("import matplotlib.pyplot\n", "simroll.run:1: imports matplotlib.pyplot (only simroll.view may)"),
-])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        # a late (function-level) import of a view from the runner
+        (
+            "def f():\n    from simroll.view.html import summary_html\n",
+            "simroll.run:2: imports simroll.view.html, a layer above it (simroll.view over simroll.run)",
+        ),
+        # importlib with a literal name is an import as well
+        (
+            "import importlib\nimportlib.import_module('simroll.explore.search')\n",
+            "simroll.run:2: imports simroll.explore.search, a layer above it (simroll.explore over simroll.run)",
+        ),
+        # matplotlib outside the views
+        ("import matplotlib.pyplot\n", "simroll.run:1: imports matplotlib.pyplot (only simroll.view may)"),
+    ],
+)
 def test_the_check_catches_an_upward_import(source, expected):
     modules = {"simroll.run": source, "simroll.view.html": "", "simroll.explore.search": ""}
     assert layering_problems(modules) == [expected]
@@ -169,7 +184,8 @@ def test_the_check_allows_annotations_only_from_views_to_run():
     assert layering_problems({"simroll.view.report": view, "simroll.run": ""}) == []
     check = view.replace("RunResult", "RunResult as R")
     assert layering_problems({"simroll.check.invariants": check, "simroll.run": ""}) == [
-        "simroll.check.invariants:3: imports simroll.run, a layer above it (simroll.run over simroll.check)"]
+        "simroll.check.invariants:3: imports simroll.run, a layer above it (simroll.run over simroll.check)"
+    ]
 
 
 def test_the_check_finds_a_cycle_within_a_layer():

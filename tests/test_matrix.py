@@ -11,7 +11,6 @@ import pytest
 
 import simroll
 from simroll.cli import main
-from simroll.scenario.spec import FaultSpec
 from simroll.explore.matrix import (
     FAMILIES,
     backfill_race,
@@ -23,6 +22,7 @@ from simroll.explore.matrix import (
     pause_first,
     three_releases,
 )
+from simroll.scenario.spec import FaultSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 PATTERNS = ROOT / "scenarios" / "patterns"
@@ -58,8 +58,10 @@ def move_field() -> simroll.Scenario:
 
 
 def actions(s: simroll.Scenario) -> list[str]:
-    return [f"{st.action}:{st.release or getattr(st, st.action)}" if st.action in ("restart", "wait")
-            else st.action for st in s.plan]
+    return [
+        f"{st.action}:{st.release or getattr(st, st.action)}" if st.action in ("restart", "wait") else st.action
+        for st in s.plan
+    ]
 
 
 def same_steps(s: simroll.Scenario, t: simroll.Scenario, order: list[int]) -> bool:
@@ -125,8 +127,10 @@ def test_families_that_do_not_apply_say_so():
 
 
 def test_flip_early_raises_a_version_pin_right_after_the_first_restart():
-    s = load(MOVE + "patterns: [{pattern: new-arg-default, method: op, arg: y},\n"
-                    "           {pattern: version-cap, release: new, cap: '1.0'}]\n")
+    s = load(
+        MOVE + "patterns: [{pattern: new-arg-default, method: op, arg: y},\n"
+        "           {pattern: version-cap, release: new, cap: '1.0'}]\n"
+    )
     t = flip_early(s)
     assert [st.action for st in t.plan] == ["restart", "set_cap", "restart", "restart"]
     assert t.plan[1].set_cap == "1.1"

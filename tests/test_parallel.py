@@ -30,8 +30,7 @@ def test_dask_cluster_finds_the_same_counterexample():
     distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
     scenario = load_scenario(SCENARIOS / "fuzz_backfill_race.yaml")
     serial = fuzz(scenario, max_examples=100, seed=4)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
-                                  processes=True) as cluster:
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None, processes=True) as cluster:
         with make_executor(dask=cluster.scheduler_address) as ex:
             assert ex.workers == 2
             on_dask = fuzz(scenario, max_examples=100, seed=4, executor=ex)
@@ -55,8 +54,23 @@ def test_cli_random_method_on_two_workers_matches_one(tmp_path, capsys):
     src.write_text((SCENARIOS / "fuzz_backfill_race.yaml").read_text())
     reports = []
     for workers in ("1", "2"):
-        assert main(["fuzz", str(src), "--method", "random", "--workers", workers, "--json", "--no-db",
-                     "--out", str(tmp_path / f"w{workers}.yaml")]) == 1
+        assert (
+            main(
+                [
+                    "fuzz",
+                    str(src),
+                    "--method",
+                    "random",
+                    "--workers",
+                    workers,
+                    "--json",
+                    "--no-db",
+                    "--out",
+                    str(tmp_path / f"w{workers}.yaml"),
+                ]
+            )
+            == 1
+        )
         reports.append(json.loads(capsys.readouterr().out))
     assert reports[0]["trace_sha256"] == reports[1]["trace_sha256"]
     assert reports[0]["steps"] == reports[1]["steps"]

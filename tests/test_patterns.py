@@ -75,17 +75,24 @@ def test_move_field_in_three_releases():
     assert access(s, "plus2") == (NEW, ["resource.props", NEW])  # write both, read new
     assert access(s, "plus3") == (NEW, [NEW])  # new only
     backfill = {"from": "resource.props", "to": NEW, "rate": 20.0, "guard": "if-unchanged"}
-    assert steps(s) == ([{"after": 10.0, "expand": [NEW]}] + rolling("plus1")
-                        + [{"after": 10.0, "backfill": backfill}] + rolling("plus2") + rolling("plus3")
-                        + [{"after": 10.0, "contract": ["resource.props"]}])
+    assert steps(s) == (
+        [{"after": 10.0, "expand": [NEW]}]
+        + rolling("plus1")
+        + [{"after": 10.0, "backfill": backfill}]
+        + rolling("plus2")
+        + rolling("plus3")
+        + [{"after": 10.0, "contract": ["resource.props"]}]
+    )
     # the RPC side of the derived releases is the base's
     assert s.releases["plus3"].rpc == s.releases["legacy"].rpc
 
 
 def test_move_field_options_names_no_contract_no_backfill_and_existing_column():
-    s = load("- {pattern: move-field, field: f, to: resource.props2, names: [a, b, c], contract: false,\n"
-             "   backfill: null, after: 0}\n",
-             base=BASE.replace("[id, props]", "[id, props, props2]"))
+    s = load(
+        "- {pattern: move-field, field: f, to: resource.props2, names: [a, b, c], contract: false,\n"
+        "   backfill: null, after: 0}\n",
+        base=BASE.replace("[id, props]", "[id, props, props2]"),
+    )
     assert list(s.releases)[1:] == ["a", "b", "c"]
     # the column exists: no expand step; no backfill, no contract; no pauses
     assert [st.action for st in s.plan] == ["restart"] * 6
@@ -115,8 +122,16 @@ def test_trigger_sync_is_enabled_for_the_upgrade_window_only():
     back = {"from": NEW, "to": "resource.props"}
     got = steps(s)
     assert [next(k for k in st if k != "after") for st in got] == [
-        "expand", "enable_trigger", "enable_trigger", "backfill", "restart", "restart",
-        "disable_trigger", "disable_trigger", "contract"]
+        "expand",
+        "enable_trigger",
+        "enable_trigger",
+        "backfill",
+        "restart",
+        "restart",
+        "disable_trigger",
+        "disable_trigger",
+        "contract",
+    ]
     assert got[1]["enable_trigger"] == forward and got[2]["enable_trigger"] == back
     assert got[6]["disable_trigger"] == forward and got[7]["disable_trigger"] == back
     one_way = load(f"- {{pattern: trigger-sync, field: f, to: {NEW}, reverse: false, contract: false}}\n")
@@ -131,7 +146,8 @@ def test_config_switch_flips_the_read_location_with_a_restart():
     assert access(s, "new.read-new") == (NEW, ["resource.props", NEW])
     assert access(s, "plus2") == (NEW, [NEW])
     assert [st.release for st in s.plan if st.action == "restart"] == (
-        ["new.read-old"] * 2 + ["new.read-new"] * 2 + ["plus2"] * 2)
+        ["new.read-old"] * 2 + ["new.read-new"] * 2 + ["plus2"] * 2
+    )
     no_final = load(f"- {{pattern: config-switch, field: f, to: {NEW}, final: null}}\n")
     assert list(no_final.releases) == ["legacy", "new.read-old", "new.read-new"]
     assert "contract" not in [st.action for st in no_final.plan]
@@ -145,8 +161,10 @@ def rpc(s: simroll.Scenario, release: str):
 def test_future_args_carries_the_new_argument_in_the_dict_for_one_release():
     s = load("- {pattern: future-args, method: check, arg: root}\n")
     # legacy accepts future_args on every method (and does nothing with it)
-    assert rpc(s, "legacy").endpoints[0].methods == {"check": ["rid", "future_args=None"],
-                                                     "update": ["sid", "future_args=None"]}
+    assert rpc(s, "legacy").endpoints[0].methods == {
+        "check": ["rid", "future_args=None"],
+        "update": ["sid", "future_args=None"],
+    }
     # plus1 accepts root with a default, but sends what legacy takes (root's value rides in future_args)
     assert rpc(s, "plus1").endpoints[0].methods["check"] == ["rid", "future_args=None", "root=None"]
     sends = rpc(s, "plus1").sends["check"]
@@ -172,13 +190,19 @@ def test_new_argument_with_a_default_and_a_minor_bump():
     assert rpc(s, "new").send_version == "1.2"
     assert [r.version for r in rpc(s, "new").sends["check"]] == ["1.3"]
     assert [st.release for st in s.plan] == ["new", "new"]
-    assert rpc(load("- {pattern: new-arg-default, method: check, arg: root, version: '1.7'}\n"),
-               "new").endpoints[0].version == "1.7"
+    assert (
+        rpc(load("- {pattern: new-arg-default, method: check, arg: root, version: '1.7'}\n"), "new")
+        .endpoints[0]
+        .version
+        == "1.7"
+    )
 
 
 def test_new_method_in_a_minor_version_is_cast_by_its_caller():
-    s = load("- {pattern: new-method, method: sync, params: [rid, 'deep=False'], caller: update, count: 2,\n"
-             "   handler: {read: [f]}}\n")
+    s = load(
+        "- {pattern: new-method, method: sync, params: [rid, 'deep=False'], caller: update, count: 2,\n"
+        "   handler: {read: [f]}}\n"
+    )
     ep = rpc(s, "new").endpoints[0]
     assert ep.version == "1.3" and ep.methods["sync"] == ["rid", "deep=False"]
     assert "sync" not in rpc(s, "legacy").endpoints[0].methods
@@ -202,8 +226,9 @@ def test_major_bump_listens_on_both_majors_and_upgrades_the_client_last():
 
 
 def test_version_cap_auto_backports_to_the_legacy_signature_and_rereads_caps_at_the_end():
-    s = load("- {pattern: new-arg-default, method: check, arg: root}\n"
-             "- {pattern: version-cap, release: new, cap: auto}\n")
+    s = load(
+        "- {pattern: new-arg-default, method: check, arg: root}\n- {pattern: version-cap, release: new, cap: auto}\n"
+    )
     new = rpc(s, "new")
     assert new.cap == "auto"
     assert [(r.version, r.args) for r in new.sends["check"]] == [("1.3", None), ("1.2", ["rid"])]
@@ -226,8 +251,7 @@ def test_version_cap_of_a_method_the_old_release_lacks_has_no_backport():
 
 # ------------------------------------------------------------------ composition and the file's own plan
 def test_patterns_append_after_the_files_own_plan_and_plan_false_adds_releases_only():
-    s = load("- {pattern: new-arg-default, method: check, arg: root, plan: false}\n",
-             plan="- {wait: 3}\n")
+    s = load("- {pattern: new-arg-default, method: check, arg: root, plan: false}\n", plan="- {wait: 3}\n")
     assert "new" in s.releases
     assert steps(s) == [{"wait": 3.0}]
     s = load(f"- {{pattern: add-column, field: f, to: {NEW}}}\n", plan=f"- {{expand: [{NEW}]}}\n")
@@ -239,8 +263,10 @@ def test_expansion_does_not_change_its_input():
     before = yaml.safe_dump(data)
     out = expand_patterns(data)
     assert yaml.safe_dump(data) == before
-    assert "patterns" not in out and "future_args=None" in out["releases"]["legacy"]["rpc"]["endpoints"][0][
-        "methods"]["check"]
+    assert (
+        "patterns" not in out
+        and "future_args=None" in out["releases"]["legacy"]["rpc"]["endpoints"][0]["methods"]["check"]
+    )
 
 
 def test_a_scenario_without_patterns_is_untouched():
@@ -249,46 +275,99 @@ def test_a_scenario_without_patterns_is_untouched():
 
 
 # ------------------------------------------------------------------ errors name the place
-@pytest.mark.parametrize("patterns, where, message", [
-    ("- {pattern: move-feld, field: f, to: t2.data}\n", "patterns[0].pattern (line 24)",
-     "unknown pattern 'move-feld' (expected one of: move-field, add-column,"),
-    ("- {field: f}\n", "patterns[0] (line 24)", "missing required key 'pattern'"),
-    ("- {pattern: move-field, to: t2.data}\n", "patterns[0].field (line 24)", "missing required key 'field'"),
-    ("- {pattern: move-field, field: f, to: t2.data, colour: red}\n", "patterns[0].colour (line 24)",
-     "unknown key 'colour' for pattern move-field (expected one of: base, plan, after, field, from, to,"),
-    ("- {pattern: move-field, field: f, to: nodot}\n", "patterns[0].to (line 24)",
-     "expected a location table.column, got 'nodot'"),
-    ("- {pattern: new-arg-default, method: check, arg: r}\n"
-     "- {pattern: move-field, field: g, to: t2.data}\n", "patterns[1].field (line 25)",
-     "release 'legacy' has no field 'g' (fields: f)"),
-    ("- {pattern: move-field, field: f, to: t2.data, base: old}\n", "patterns[0].base (line 24)",
-     "undefined release 'old' (defined: legacy)"),
-    ("- {pattern: move-field, field: f, from: t2.x, to: t2.data}\n", "patterns[0].from (line 24)",
-     "release 'legacy' does not write 'f' to 't2.x' (it writes: resource.props)"),
-    ("- {pattern: move-field, field: f, to: resource.props}\n", "patterns[0].to (line 24)",
-     "the new location must differ from the old one ('resource.props')"),
-    ("- {pattern: move-field, field: f, to: t2.data, names: [a, legacy, c]}\n", "patterns[0].names[1] (line 24)",
-     "release 'legacy' is already defined"),
-    ("- {pattern: add-column, field: f, to: t2.data, names: [a]}\n", "patterns[0].names (line 24)",
-     "expected 2 release name(s), got 1"),
-    ("- {pattern: future-args, method: delete, arg: r}\n", "patterns[0].method (line 24)",
-     "release 'legacy' has no method 'delete'"),
-    ("- {pattern: new-arg-default, method: check, arg: rid}\n", "patterns[0].arg (line 24)",
-     "method 'check' of release 'legacy' already takes 'rid'"),
-    ("- {pattern: new-arg-default, method: check, arg: r, version: '2.0'}\n", "patterns[0].version (line 24)",
-     "a minor bump of 1.2 needs 1.x above 1.2, got '2.0'"),
-    ("- {pattern: major-bump, version: '1.9'}\n", "patterns[0].version (line 24)",
-     "a major bump needs a major above 1, got '1.9'"),
-    ("- {pattern: major-bump, methods: {gone: []}}\n", "patterns[0].methods.gone (line 24)",
-     "release 'legacy' has no method 'gone'"),
-    ("- {pattern: new-method, method: check, caller: update}\n", "patterns[0].method (line 24)",
-     "release 'legacy' already has a method 'check'"),
-    ("- {pattern: new-method, method: sync, caller: nobody}\n", "patterns[0].caller (line 24)",
-     "release 'legacy' has no method 'nobody'"),
-    ("- {pattern: version-cap, cap: 'one'}\n", "patterns[0].cap (line 24)",
-     "expected a version major.minor, e.g. '1.2', got 'one'"),
-    ("- 7\n", "patterns[0] (line 24)", "expected a mapping with 'pattern' and its parameters, got 7"),
-])
+@pytest.mark.parametrize(
+    "patterns, where, message",
+    [
+        (
+            "- {pattern: move-feld, field: f, to: t2.data}\n",
+            "patterns[0].pattern (line 24)",
+            "unknown pattern 'move-feld' (expected one of: move-field, add-column,",
+        ),
+        ("- {field: f}\n", "patterns[0] (line 24)", "missing required key 'pattern'"),
+        ("- {pattern: move-field, to: t2.data}\n", "patterns[0].field (line 24)", "missing required key 'field'"),
+        (
+            "- {pattern: move-field, field: f, to: t2.data, colour: red}\n",
+            "patterns[0].colour (line 24)",
+            "unknown key 'colour' for pattern move-field (expected one of: base, plan, after, field, from, to,",
+        ),
+        (
+            "- {pattern: move-field, field: f, to: nodot}\n",
+            "patterns[0].to (line 24)",
+            "expected a location table.column, got 'nodot'",
+        ),
+        (
+            "- {pattern: new-arg-default, method: check, arg: r}\n- {pattern: move-field, field: g, to: t2.data}\n",
+            "patterns[1].field (line 25)",
+            "release 'legacy' has no field 'g' (fields: f)",
+        ),
+        (
+            "- {pattern: move-field, field: f, to: t2.data, base: old}\n",
+            "patterns[0].base (line 24)",
+            "undefined release 'old' (defined: legacy)",
+        ),
+        (
+            "- {pattern: move-field, field: f, from: t2.x, to: t2.data}\n",
+            "patterns[0].from (line 24)",
+            "release 'legacy' does not write 'f' to 't2.x' (it writes: resource.props)",
+        ),
+        (
+            "- {pattern: move-field, field: f, to: resource.props}\n",
+            "patterns[0].to (line 24)",
+            "the new location must differ from the old one ('resource.props')",
+        ),
+        (
+            "- {pattern: move-field, field: f, to: t2.data, names: [a, legacy, c]}\n",
+            "patterns[0].names[1] (line 24)",
+            "release 'legacy' is already defined",
+        ),
+        (
+            "- {pattern: add-column, field: f, to: t2.data, names: [a]}\n",
+            "patterns[0].names (line 24)",
+            "expected 2 release name(s), got 1",
+        ),
+        (
+            "- {pattern: future-args, method: delete, arg: r}\n",
+            "patterns[0].method (line 24)",
+            "release 'legacy' has no method 'delete'",
+        ),
+        (
+            "- {pattern: new-arg-default, method: check, arg: rid}\n",
+            "patterns[0].arg (line 24)",
+            "method 'check' of release 'legacy' already takes 'rid'",
+        ),
+        (
+            "- {pattern: new-arg-default, method: check, arg: r, version: '2.0'}\n",
+            "patterns[0].version (line 24)",
+            "a minor bump of 1.2 needs 1.x above 1.2, got '2.0'",
+        ),
+        (
+            "- {pattern: major-bump, version: '1.9'}\n",
+            "patterns[0].version (line 24)",
+            "a major bump needs a major above 1, got '1.9'",
+        ),
+        (
+            "- {pattern: major-bump, methods: {gone: []}}\n",
+            "patterns[0].methods.gone (line 24)",
+            "release 'legacy' has no method 'gone'",
+        ),
+        (
+            "- {pattern: new-method, method: check, caller: update}\n",
+            "patterns[0].method (line 24)",
+            "release 'legacy' already has a method 'check'",
+        ),
+        (
+            "- {pattern: new-method, method: sync, caller: nobody}\n",
+            "patterns[0].caller (line 24)",
+            "release 'legacy' has no method 'nobody'",
+        ),
+        (
+            "- {pattern: version-cap, cap: 'one'}\n",
+            "patterns[0].cap (line 24)",
+            "expected a version major.minor, e.g. '1.2', got 'one'",
+        ),
+        ("- 7\n", "patterns[0] (line 24)", "expected a mapping with 'pattern' and its parameters, got 7"),
+    ],
+)
 def test_errors_name_the_pattern_entry_and_key(patterns, where, message):
     with pytest.raises(simroll.ScenarioError) as e:
         load(patterns)

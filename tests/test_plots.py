@@ -68,8 +68,14 @@ def lost():
 def restart():
     # engine-3 is killed idle at t=0.5; engine-1 takes the cast of t=1 (busy until 2), is told to
     # restart at t=1.5, finishes in-flight work until t=2, then starts on r2.
-    return simroll.run_scenario(scenario(BASE, releases=R2, plan="[{after: 1.5, restart: engine-1, release: r2}]",
-                                         faults="[{kill: engine-3, at: 0.5}]"))
+    return simroll.run_scenario(
+        scenario(
+            BASE,
+            releases=R2,
+            plan="[{after: 1.5, restart: engine-1, release: r2}]",
+            faults="[{kill: engine-3, at: 0.5}]",
+        )
+    )
 
 
 def _gid(ax, prefix):
@@ -80,8 +86,11 @@ def test_release_timeline_bars_markers_and_labels(restart):
     end = restart.records[-1]["t"]
     fig = plots.release_timeline(restart)
     ax = fig.axes[0]
-    bars = {p.get_gid(): (p.get_x(), p.get_x() + p.get_width(), p.get_y() + p.get_height() / 2)
-            for p in ax.patches if p.get_gid()}
+    bars = {
+        p.get_gid(): (p.get_x(), p.get_x() + p.get_width(), p.get_y() + p.get_height() / 2)
+        for p in ax.patches
+        if p.get_gid()
+    }
     assert bars["engine-1|r1|running"][:2] == pytest.approx((0.0, 1.5))
     assert bars["engine-1|r1|stopping"][:2] == pytest.approx((1.5, 2.0))
     assert bars["engine-1|r2|running"][:2] == pytest.approx((2.0, end))
@@ -106,8 +115,11 @@ def test_queue_depth_series_by_hand():
     # One engine, 1 s per message, casts at t=0.5, 1.0, 1.5, 2.0: each waits for the previous one.
     # m0 taken at 0.5 (wait 0), m1 at 1.5 (0.5), m2 at 2.5 (1.0), m3 at 3.5 (1.5).
     # Waiting: 1 from t=1.0 (m1), still 1 at 1.5 (m1 out, m2 in), 2 from 2.0, 1 from 2.5, 0 from 3.5.
-    s = scenario(BASE, engines="{count: 1, release: r1}",
-                 workload="{rate: 2.0, arrivals: periodic, stop: 2.1, operations: {op: 1}, kind: cast}")
+    s = scenario(
+        BASE,
+        engines="{count: 1, release: r1}",
+        workload="{rate: 2.0, arrivals: periodic, stop: 2.1, operations: {op: 1}, kind: cast}",
+    )
     res = simroll.run_scenario(s)
     tab = plots.queue_table(res)
     assert tab["backlog"] == {"engine-1": ([0.0, 1.0, 2.0, 2.5, 3.5], [0, 1, 2, 1, 0])}
@@ -169,11 +181,16 @@ def test_field_history_and_plot_of_a_lost_write(lost):
     assert (v.invariant, v.time, v.subject, v.engines) == ("no-lost-write", 2.0, "props[0]", ("engine-2",))
     h = plots.field_history(lost)
     assert (h.field, h.row) == ("props", 0)
-    assert h.cells == {"resource.properties": [(0.0, "init0"), (2.0, "v0"), (3.0, "v1"), (4.0, "v2")],
-                       "resource_new.data": [(0.0, None), (3.0, "v1")]}
+    assert h.cells == {
+        "resource.properties": [(0.0, "init0"), (2.0, "v0"), (3.0, "v1"), (4.0, "v2")],
+        "resource_new.data": [(0.0, None), (3.0, "v1")],
+    }
     assert h.latest == [(0.0, "init0"), (2.0, "v0"), (3.0, "v1"), (4.0, "v2")]
     assert [(r.t, r.engine, r.value, r.stale) for r in h.reads] == [
-        (1.0, "engine-1", "init0", False), (2.0, "engine-2", None, True), (3.0, "engine-1", "v1", False)]
+        (1.0, "engine-1", "init0", False),
+        (2.0, "engine-2", None, True),
+        (3.0, "engine-1", "v1", False),
+    ]
     fig = plots.field_values(lost)
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["empty", "init0", "v0", "v1", "v2"]
@@ -183,8 +200,12 @@ def test_field_history_and_plot_of_a_lost_write(lost):
     (ok,) = _gid(ax, "reads|ok")
     assert list(ok.get_xdata()) == [1.0, 3.0]
     labels = ax.get_legend_handles_labels()[1]
-    assert {"location resource.properties", "location resource_new.data", "latest acknowledged write",
-            "stale read (lost write)"} <= set(labels)
+    assert {
+        "location resource.properties",
+        "location resource_new.data",
+        "latest acknowledged write",
+        "stale read (lost write)",
+    } <= set(labels)
     assert "engine-2 reads resource_new.data = empty" in " ".join(t.get_text() for t in ax.texts)
 
 
@@ -234,8 +255,11 @@ def test_plots_of_a_trace_file_match_the_run(lost, tmp_path):
 
 
 def test_ten_engines_get_ten_lanes_and_distinct_colours():
-    s = scenario(BASE, engines="{count: 10, release: r1}",
-                 workload="{rate: 5.0, arrivals: periodic, stop: 4, operations: {op: 1}, kind: cast}")
+    s = scenario(
+        BASE,
+        engines="{count: 10, release: r1}",
+        workload="{rate: 5.0, arrivals: periodic, stop: 4, operations: {op: 1}, kind: cast}",
+    )
     res = simroll.run_scenario(s)
     fig = plots.release_timeline(res)
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == [f"engine-{k}" for k in range(1, 11)]
@@ -246,8 +270,13 @@ def test_ten_engines_get_ten_lanes_and_distinct_colours():
 
 def test_write_plots_files_and_refusals(lost, tmp_path):
     paths = plots.write_plots(lost, tmp_path / "out")
-    assert [p.name for p in paths] == ["release_timeline.png", "queue_depth.png", "engine_load.png",
-                                       "sequence_diagram.png", "field_values.png"]
+    assert [p.name for p in paths] == [
+        "release_timeline.png",
+        "queue_depth.png",
+        "engine_load.png",
+        "sequence_diagram.png",
+        "field_values.png",
+    ]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
     svgs = plots.write_plots(lost, tmp_path / "out", fmt="svg")
     assert all(b"<svg" in p.read_bytes()[:2000] for p in svgs)
@@ -260,7 +289,11 @@ def test_write_plots_files_and_refusals(lost, tmp_path):
     held = simroll.run_scenario(scenario())
     assert held.ok
     assert [p.stem for p in plots.write_plots(held, tmp_path / "held")] == [
-        "release_timeline", "queue_depth", "engine_load", "sequence_diagram"]  # nothing was lost
+        "release_timeline",
+        "queue_depth",
+        "engine_load",
+        "sequence_diagram",
+    ]  # nothing was lost
 
 
 def test_cli_plot_and_run_plots(capsys, tmp_path):
@@ -268,7 +301,12 @@ def test_cli_plot_and_run_plots(capsys, tmp_path):
     trace = tmp_path / "t.jsonl"
     assert main(["run", str(src), "--trace", str(trace), "--plots", str(tmp_path / "p"), "--format", "svg"]) == 1
     assert sorted(p.name for p in (tmp_path / "p").iterdir()) == [
-        "engine_load.svg", "field_values.svg", "queue_depth.svg", "release_timeline.svg", "sequence_diagram.svg"]
+        "engine_load.svg",
+        "field_values.svg",
+        "queue_depth.svg",
+        "release_timeline.svg",
+        "sequence_diagram.svg",
+    ]
     capsys.readouterr()
     assert main(["plot", str(trace), "--out", str(tmp_path / "q")]) == 0
     out = capsys.readouterr().out.split()
@@ -289,20 +327,27 @@ def test_field_values_marks_the_backfill_that_copies_a_stale_value():
     # One plus1 engine (reads the old column, writes both); casts at t=1 and t=2, 0.1 s each:
     # it writes v0 at 1.1 and v1 at 2.1. The backfill starts at 1.2, reads row 0 at 1.7 (v0),
     # waits 1 s and writes v0 into the new column at 2.7 -- over the newer v1.
-    s = scenario(LOST, database="""
+    s = scenario(
+        LOST,
+        database="""
         tables: {resource: [id, properties], resource_new: [id, data]}
         rows: 1
         initial: {props: [resource.properties]}
         canonical: {props: resource_new.data}
-        """, engines="{count: 1, release: new}", releases="""
+        """,
+        engines="{count: 1, release: new}",
+        releases="""
         new:
           rpc: {endpoints: [{version: "1.0", methods: {op: [x]}}]}
           data: {props: {read: resource.properties, write: [resource.properties, resource_new.data]}}
           service_time: 0.1
-        """, workload="""
+        """,
+        workload="""
         {rate: 1.0, arrivals: periodic, stop: 2.5, operations: {op: 1}, kind: cast,
          handlers: {op: {read: [props], write: [props]}}}
-        """, plan="[{after: 1.2, backfill: {from: resource.properties, to: resource_new.data, rate: 2, gap: 1.0}}]")
+        """,
+        plan="[{after: 1.2, backfill: {from: resource.properties, to: resource_new.data, rate: 2, gap: 1.0}}]",
+    )
     res = simroll.run_scenario(s)
     assert [(v.time, v.subject) for v in res.violations] == [(pytest.approx(2.7), "props[0]")]
     h = plots.field_history(res)

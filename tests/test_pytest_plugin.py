@@ -9,12 +9,15 @@ pytest_plugins = ["pytester"]
 @pytest.fixture
 def project(pytester):
     contract = (SCENARIOS / "fuzz_early_contract.yaml").read_text()
-    pytester.makefile(".yaml", **{
-        "tests/contract_design": contract,  # expect: holds -> the search finds the early contract
-        "tests/contract_known_bad": contract.replace("expect: holds", "expect: violates schema-compatible"),
-        "tests/safe_design": (SCENARIOS / "last_legacy_drain_safe.yaml").read_text(),
-        "tests/unrelated": "name: not a scenario\nsteps: [1, 2]\n",
-    })
+    pytester.makefile(
+        ".yaml",
+        **{
+            "tests/contract_design": contract,  # expect: holds -> the search finds the early contract
+            "tests/contract_known_bad": contract.replace("expect: holds", "expect: violates schema-compatible"),
+            "tests/safe_design": (SCENARIOS / "last_legacy_drain_safe.yaml").read_text(),
+            "tests/unrelated": "name: not a scenario\nsteps: [1, 2]\n",
+        },
+    )
     pytester.makeini("[pytest]\nsimroll_max_examples = 30\n")
     return pytester
 
@@ -22,9 +25,11 @@ def project(pytester):
 def test_scenario_files_are_collected_as_items(project):
     result = project.runpytest("--collect-only", "-q", "-p", "no:cacheprovider")
     names = sorted(line for line in result.outlines if ".yaml::" in line)
-    assert names == ["tests/contract_design.yaml::contract_design.yaml",
-                     "tests/contract_known_bad.yaml::contract_known_bad.yaml",
-                     "tests/safe_design.yaml::safe_design.yaml"]
+    assert names == [
+        "tests/contract_design.yaml::contract_design.yaml",
+        "tests/contract_known_bad.yaml::contract_known_bad.yaml",
+        "tests/safe_design.yaml::safe_design.yaml",
+    ]
 
 
 def test_items_pass_and_fail_by_their_expect_line(project):

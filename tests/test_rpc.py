@@ -12,13 +12,13 @@ V = Version.parse
     "implemented, requested, ok",
     [
         ("1.0", "1.0", True),
-        ("1.1", "1.0", True),   # older minor: fine
+        ("1.1", "1.0", True),  # older minor: fine
         ("1.0", "1.1", False),  # newer minor: UnsupportedVersion
         ("2.0", "1.9", False),  # other major
         ("1.9", "2.0", False),
         ("1.2.3", "1.2.3", True),
         ("1.2.3", "1.2.4", False),  # revision counts on equal minors
-        ("1.3", "1.2.9", True),     # ...but not on a lower minor
+        ("1.3", "1.2.9", True),  # ...but not on a lower minor
         ("1.2", "1.2.1", False),
     ],
 )

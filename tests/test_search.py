@@ -7,8 +7,8 @@ from conftest import SCENARIOS, kinds
 
 from simroll import load_scenario, load_scenario_text, run_scenario
 from simroll.cli import main
-from simroll.scenario.load import dump_scenario
 from simroll.explore.search import Schedule, apply_schedule, fuzz, minimize
+from simroll.scenario.load import dump_scenario
 
 LAST_LEGACY = SCENARIOS / "fuzz_last_legacy.yaml"
 
@@ -24,8 +24,14 @@ def test_default_schedule_is_the_scenario_as_written():
 def test_schedule_drops_reorders_pauses_and_kills():
     s = load_scenario(LAST_LEGACY)  # steps: restart engine-1, restart engine-2, stop engine-3 (after 20.7)
     # keep, pause and kill are indexed by the original step; order says who runs first
-    sched = Schedule(order=(1, 0, 2), keep=(False, True, True), pause=(3, 16, 8), kill=(False, False, True),
-                     pins=(("consumer", 4, 1),), fault=None)
+    sched = Schedule(
+        order=(1, 0, 2),
+        keep=(False, True, True),
+        pause=(3, 16, 8),
+        kill=(False, False, True),
+        pins=(("consumer", 4, 1),),
+        fault=None,
+    )
     c = apply_schedule(s, sched)
     assert [st.action for st in c.plan] == ["restart", "kill"]
     # step 1: restart engine-2, after 20 + 16/16 of max_pause (8 s)

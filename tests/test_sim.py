@@ -59,9 +59,12 @@ def test_graceful_stop_finishes_in_flight_work():
 
 
 def test_oslo_receiver_rejects_newer_minor_and_the_cast_is_lost():
-    s = scenario(releases=TWO_RELEASES, engines=MIXED_ENGINES,
-                 workload="{rate: 1, arrivals: periodic, stop: 3.5, operations: {op: 1}, kind: cast, client: r2}",
-                 invariants="{no-incompatible-delivery: {}, no-stranded-message: {}}")
+    s = scenario(
+        releases=TWO_RELEASES,
+        engines=MIXED_ENGINES,
+        workload="{rate: 1, arrivals: periodic, stop: 3.5, operations: {op: 1}, kind: cast, client: r2}",
+        invariants="{no-incompatible-delivery: {}, no-stranded-message: {}}",
+    )
     res = run_scenario(s)
     # the client's auto cap is the lowest running version, 1.0; r2 only knows how to send 1.1: RPCVersionCapError
     assert [r["error"] for r in kinds(res, "send_error")] == ["RPCVersionCapError (cap 1.0)"] * 3
@@ -70,24 +73,41 @@ def test_oslo_receiver_rejects_newer_minor_and_the_cast_is_lost():
     res = run_scenario(s.model_copy(update={"releases": scenario(releases=backport).releases}))
     assert [r["version"] for r in kinds(res, "send")] == ["1.0"] * 3
     assert res.ok
-    s = scenario(releases=TWO_RELEASES.replace("cap: auto", "cap: null"), engines=MIXED_ENGINES,
-                 workload="{rate: 1, arrivals: periodic, stop: 3.5, operations: {op: 1}, kind: cast, client: r2}",
-                 invariants="{no-incompatible-delivery: {}, no-stranded-message: {}}")
+    s = scenario(
+        releases=TWO_RELEASES.replace("cap: auto", "cap: null"),
+        engines=MIXED_ENGINES,
+        workload="{rate: 1, arrivals: periodic, stop: 3.5, operations: {op: 1}, kind: cast, client: r2}",
+        invariants="{no-incompatible-delivery: {}, no-stranded-message: {}}",
+    )
     res = run_scenario(s)
     rejects = kinds(res, "reject")
     assert [(r["msg"], r["engine"], r["error"]) for r in rejects] == [
-        (1, "e2", "UnsupportedVersion"), (2, "e3", "UnsupportedVersion")]
+        (1, "e2", "UnsupportedVersion"),
+        (2, "e3", "UnsupportedVersion"),
+    ]
     assert res.violated == ["no-incompatible-delivery"]
 
 
 def test_version_routed_bus_only_offers_a_message_to_engines_that_listen_for_it():
     wl = "{rate: 1, arrivals: periodic, stop: 3.5, operations: {op: 1}, kind: cast, client: r2}"
-    res = run_scenario(scenario(bus="{delivery: version-routed}", releases=TWO_RELEASES.replace("cap: auto", "cap: null"),
-                                engines=MIXED_ENGINES, workload=wl))
+    res = run_scenario(
+        scenario(
+            bus="{delivery: version-routed}",
+            releases=TWO_RELEASES.replace("cap: auto", "cap: null"),
+            engines=MIXED_ENGINES,
+            workload=wl,
+        )
+    )
     assert recv_engines(res) == [(0, "e1"), (1, "e1"), (2, "e1")]
     # with no engine listening for 1.1, the messages stay in the queue: stranded
-    res = run_scenario(scenario(bus="{delivery: version-routed}", releases=TWO_RELEASES.replace("cap: auto", "cap: null"),
-                                engines="{count: 2, release: r1}", workload=wl))
+    res = run_scenario(
+        scenario(
+            bus="{delivery: version-routed}",
+            releases=TWO_RELEASES.replace("cap: auto", "cap: null"),
+            engines="{count: 2, release: r1}",
+            workload=wl,
+        )
+    )
     assert [r["msg"] for r in kinds(res, "left")] == [0, 1, 2]
     assert res.violated == ["no-stranded-message"]
 
@@ -166,31 +186,44 @@ def test_whole_row_rewrite_puts_back_a_stale_column():
 
 
 def test_trigger_copies_writes_while_enabled():
-    s = scenario(BACKFILL.replace("write: [resource.properties, resource.props_new]", "write: [resource.properties]"),
-                 plan="[{enable_trigger: {from: resource.properties, to: resource.props_new}}]")
+    s = scenario(
+        BACKFILL.replace("write: [resource.properties, resource.props_new]", "write: [resource.properties]"),
+        plan="[{enable_trigger: {from: resource.properties, to: resource.props_new}}]",
+    )
     res = run_scenario(s)
     assert [r["trig"] for r in kinds(res, "write")] == [["resource.props_new"]]
     assert res.ok  # the canonical (new) location holds the latest write, copied by the trigger
 
 
 def test_contract_while_an_engine_still_reads_the_column_is_a_schema_violation():
-    s = scenario(BASE.replace("kind: cast", "kind: cast\n  handlers: {op: {read: [props]}}"),
-                 plan="[{after: 1.5, contract: [resource.properties]}]",
-                 invariants="{schema-compatible: {}}")
+    s = scenario(
+        BASE.replace("kind: cast", "kind: cast\n  handlers: {op: {read: [props]}}"),
+        plan="[{after: 1.5, contract: [resource.properties]}]",
+        invariants="{schema-compatible: {}}",
+    )
     res = run_scenario(s)
     errors = kinds(res, "schema_error")
-    assert [(r["t"], r["engine"], r["locs"]) for r in errors] == [(2.0, "engine-2", ["resource.properties"]),
-                                                                 (3.0, "engine-3", ["resource.properties"])]
+    assert [(r["t"], r["engine"], r["locs"]) for r in errors] == [
+        (2.0, "engine-2", ["resource.properties"]),
+        (3.0, "engine-3", ["resource.properties"]),
+    ]
     assert res.violated == ["schema-compatible"]
 
 
 def test_version_skew_counts_releases_running_at_once():
-    rel = TWO_RELEASES + """
+    rel = (
+        TWO_RELEASES
+        + """
 r3:
   rpc: {endpoints: [{version: "1.2", methods: {op: [x]}}]}
 """
-    s = scenario(releases=rel, engines=MIXED_ENGINES, plan="[{restart: e3, release: r3}]",
-                 invariants="{version-skew: {max_releases: 2}}")
+    )
+    s = scenario(
+        releases=rel,
+        engines=MIXED_ENGINES,
+        plan="[{restart: e3, release: r3}]",
+        invariants="{version-skew: {max_releases: 2}}",
+    )
     res = run_scenario(s)
     assert res.violated == ["version-skew"]
     assert "3 releases running at once (r1, r2, r3)" in res.violations[0].message
@@ -205,8 +238,10 @@ def test_cast_depth_bounds_a_traversal():
 
 
 def test_runaway_run_stops_at_the_time_limit_with_a_partial_report():
-    s = scenario(workload="{rate: 1, arrivals: periodic, stop: 1000000, operations: {op: 1}, kind: cast}",
-                 limits="{max_time: 50}")
+    s = scenario(
+        workload="{rate: 1, arrivals: periodic, stop: 1000000, operations: {op: 1}, kind: cast}",
+        limits="{max_time: 50}",
+    )
     res = run_scenario(s)
     assert res.limited and "max_time=50" in res.end_reason
     assert res.sim_time <= 50
@@ -215,8 +250,9 @@ def test_runaway_run_stops_at_the_time_limit_with_a_partial_report():
 def test_if_empty_guard_misses_a_stale_copy_that_if_unchanged_repairs():
     # both columns start with init0; the engine writes v0 to the old column only at t=2;
     # the backfill reads row 0 at t=3 (after 2 s, 1 row/s)
-    text = BACKFILL.replace("write: [resource.properties, resource.props_new]", "write: [resource.properties]") \
-        .replace("  canonical:", "  initial: {props: [resource.properties, resource.props_new]}\n  canonical:")
+    text = BACKFILL.replace("write: [resource.properties, resource.props_new]", "write: [resource.properties]").replace(
+        "  canonical:", "  initial: {props: [resource.properties, resource.props_new]}\n  canonical:"
+    )
     plan = "[{after: 2, backfill: {from: resource.properties, to: resource.props_new, rate: 1, guard: %s}}]"
     res = run_scenario(scenario(text, plan=plan % "if-empty"))
     assert kinds(res, "bf_write") == []  # the new column is not empty: skipped, and stays init0

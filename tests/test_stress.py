@@ -18,8 +18,8 @@ import yaml
 from conftest import BASE, ROOT, SCENARIOS
 
 import simroll.sim.kernel
-from simroll.sim.chooser import Chooser
 from simroll.cli import main
+from simroll.sim.chooser import Chooser
 
 SEEDS = (1, 2, 1234567)
 HASH_SEEDS = ("0", "1", "987654321")
@@ -38,8 +38,14 @@ print(json.dumps(out))
 
 def _shas(hashseed: str, paths: list[str]) -> dict[str, dict[str, str]]:
     env = dict(os.environ, PYTHONHASHSEED=hashseed)
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, ",".join(map(str, SEEDS)), *paths], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, ",".join(map(str, SEEDS)), *paths],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -57,9 +63,11 @@ def test_every_bundled_scenario_gives_one_trace_per_seed_under_three_hash_seeds(
     # the seeds matter: a scenario whose workload draws from the seed gives a different trace per seed
     varied = [p for p in paths if len(set(first[p].values())) == len(SEEDS)]
     assert len(varied) >= len(paths) // 2
-    print(f"\ndeterminism: {len(paths)} scenarios x {len(SEEDS)} seeds x {len(HASH_SEEDS)} hash seeds = "
-          f"{len(paths) * len(SEEDS) * len(HASH_SEEDS)} runs in {len(HASH_SEEDS)} processes; "
-          f"{len(paths) * len(SEEDS)} distinct (scenario, seed) traces, each identical across processes")
+    print(
+        f"\ndeterminism: {len(paths)} scenarios x {len(SEEDS)} seeds x {len(HASH_SEEDS)} hash seeds = "
+        f"{len(paths) * len(SEEDS) * len(HASH_SEEDS)} runs in {len(HASH_SEEDS)} processes; "
+        f"{len(paths) * len(SEEDS)} distinct (scenario, seed) traces, each identical across processes"
+    )
 
 
 def test_check_determinism_passes_on_a_deterministic_model(capsys):
@@ -95,8 +103,9 @@ def _base_with(**keys) -> str:
 
 
 # Every handled `op` casts two more `op`s: the work doubles each second and never ends.
-ENDLESS = _base_with(workload=dict(yaml.safe_load(BASE)["workload"], handlers={"op": {"cast": {"op": 2}}}),
-                     limits={"max_events": 5000})
+ENDLESS = _base_with(
+    workload=dict(yaml.safe_load(BASE)["workload"], handlers={"op": {"cast": {"op": 2}}}), limits={"max_events": 5000}
+)
 # The plan waits a billion seconds; the workload ends at 3.5 s.
 NEVER_ENDING_PLAN = _base_with(plan=[{"wait": 1.0e9}], limits={"max_time": 100})
 
@@ -104,8 +113,13 @@ NEVER_ENDING_PLAN = _base_with(plan=[{"wait": 1.0e9}], limits={"max_time": 100})
 def _run_json(tmp_path, text, *flags):
     path = tmp_path / "s.yaml"
     path.write_text(text)
-    proc = subprocess.run([sys.executable, "-m", "simroll.cli", "run", str(path), "--json", *flags], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)  # a hang fails here instead of forever
+    proc = subprocess.run(
+        [sys.executable, "-m", "simroll.cli", "run", str(path), "--json", *flags],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # a hang fails here instead of forever
     report = json.loads(proc.stdout)
     # 4: stopped at a limit with nothing violated so far; 0: ran to the end and held
     assert proc.returncode == (4 if report["partial"] else 0), proc.stderr
@@ -134,5 +148,7 @@ def test_a_plan_that_never_ends_stops_at_max_time(tmp_path, capsys):
     path = tmp_path / "s.yaml"
     assert main(["run", str(path)]) == 4
     out = capsys.readouterr().out
-    assert "PARTIAL: the run stopped at a limit (limit: simulated time reached max_time=100 s); raise it with " \
-           "--max-time / --max-events" in out
+    assert (
+        "PARTIAL: the run stopped at a limit (limit: simulated time reached max_time=100 s); raise it with "
+        "--max-time / --max-events" in out
+    )

@@ -38,13 +38,16 @@ def test_values_are_yaml_split_at_top_level_commas():
     assert SweepParam.parse("search=null").values == (None,)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("engines.count", "expected KEY=V1,V2"),
-    ("=3", "expected KEY=V1,V2"),
-    ("engines.count=3,,5", "empty value"),
-    ("engines.count=3,5,3", "value '3' given twice"),
-    ("engines.count=[3", "is not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("engines.count", "expected KEY=V1,V2"),
+        ("=3", "expected KEY=V1,V2"),
+        ("engines.count=3,,5", "empty value"),
+        ("engines.count=3,5,3", "value '3' given twice"),
+        ("engines.count=[3", "is not valid YAML"),
+    ],
+)
 def test_bad_parameter_text_is_a_usage_error(text, message):
     with pytest.raises(UsageError, match=message):
         SweepParam.parse(text)
@@ -61,17 +64,19 @@ def test_set_path_sets_in_place_and_opens_an_empty_block():
     set_path(doc, ("plan", 1, "after"), 30)
     set_path(doc, ("search", "max_pause"), 5)
     set_path(doc, ("engines", "new"), 1)  # the last key may be new: the loader judges it
-    assert doc == {"engines": {"count": 3, "new": 1}, "plan": [{"after": 0}, {"after": 30}],
-                   "search": {"max_pause": 5}}
+    assert doc == {"engines": {"count": 3, "new": 1}, "plan": [{"after": 0}, {"after": 30}], "search": {"max_pause": 5}}
 
 
-@pytest.mark.parametrize("path, message", [
-    (("engine", "count"), "the document has no key 'engine' (keys: engines, plan)"),
-    (("plan", 2, "after"), "plan has 2 items (indices 0..1), not [2]"),
-    (("engines", 0), "engines is a mapping, not a list: [0] does not apply"),
-    (("plan", "after"), "plan is a list, not a mapping: .after does not apply (use an index, e.g. [0])"),
-    (("engines", "count", "x"), "engines.count is a number, not a mapping: .x does not apply"),
-])
+@pytest.mark.parametrize(
+    "path, message",
+    [
+        (("engine", "count"), "the document has no key 'engine' (keys: engines, plan)"),
+        (("plan", 2, "after"), "plan has 2 items (indices 0..1), not [2]"),
+        (("engines", 0), "engines is a mapping, not a list: [0] does not apply"),
+        (("plan", "after"), "plan is a list, not a mapping: .after does not apply (use an index, e.g. [0])"),
+        (("engines", "count", "x"), "engines.count is a number, not a mapping: .x does not apply"),
+    ],
+)
 def test_paths_that_do_not_exist_say_where(path, message):
     doc = {"engines": {"count": 3}, "plan": [{"after": 0}, {"after": 1}]}
     with pytest.raises(ValueError) as e:
@@ -81,8 +86,11 @@ def test_paths_that_do_not_exist_say_where(path, message):
 
 def test_a_variant_is_the_scenario_with_the_values_set():
     s = scenario()
-    ps = [SweepParam.parse("engines.count=1,5"), SweepParam.parse("releases.r1.service_time=0.5,2.0"),
-          SweepParam.parse("search.max_pause=7")]
+    ps = [
+        SweepParam.parse("engines.count=1,5"),
+        SweepParam.parse("releases.r1.service_time=0.5,2.0"),
+        SweepParam.parse("search.max_pause=7"),
+    ]
     v = make_variant(s, [(ps[0], 1), (ps[1], 1), (ps[2], 0)])
     assert [e.name for e in v.engine_list()] == [f"engine-{k}" for k in range(1, 6)]
     assert v.releases["r1"].service_time == 2.0
@@ -159,14 +167,18 @@ def test_small_sweep_table():
     assert "| `engines.count` | `releases.r1.service_time` | violated | worst wait (s) |" in md
     assert "| 1 | 2.0 | holds | 2.000 | 2.000 | 15 | 7.000 | " in md
     data = sw.to_json()
-    assert data["params"] == [{"key": "engines.count", "values": [1, 2]},
-                              {"key": "releases.r1.service_time", "values": [1.0, 2.0]}]
+    assert data["params"] == [
+        {"key": "engines.count", "values": [1, 2]},
+        {"key": "releases.r1.service_time", "values": [1.0, 2.0]},
+    ]
     assert data["seeds"] == [1]
     assert data["cells"][1]["params"] == {"engines.count": 1, "releases.r1.service_time": 2.0}
     assert data["cells"][1]["worst_wait"] == 2.0
     rows = sw.to_csv().splitlines()
-    assert rows[0] == "engines.count,releases.r1.service_time,seed,violated,worst_wait,p99_wait,events,sim_time," \
-                      "trace_sha256"
+    assert (
+        rows[0] == "engines.count,releases.r1.service_time,seed,violated,worst_wait,p99_wait,events,sim_time,"
+        "trace_sha256"
+    )
     assert rows[2].startswith("1,2.0,1,,2.0,2.0,15,7.0,")
 
 
@@ -183,21 +195,24 @@ def test_violations_are_reported_per_cell():
 
 
 def test_seeds_give_worst_and_median():
-    s = scenario(workload="""
+    s = scenario(
+        workload="""
         rate: 2.0
         arrivals: poisson
         stop: 10
         operations: {op: 1}
         kind: cast
-    """)
+    """
+    )
     sw = run_sweep(s, ["engines.count=1"], seeds=3)
     (cell,) = sw.cells
     assert [r.seed for r in cell.runs] == [0, 1, 2]
     # each seed run on its own, its worst wait read straight from the trace
     direct = []
     for seed in range(3):
-        res = simroll.run_scenario(s.model_copy(update={"engines": s.engines.model_copy(update={"count": 1})}),
-                                   seed=seed)
+        res = simroll.run_scenario(
+            s.model_copy(update={"engines": s.engines.model_copy(update={"count": 1})}), seed=seed
+        )
         direct.append(max(r["wait"] for r in res.records if r["kind"] == "recv"))
         assert cell.runs[seed].trace_sha256 == res.trace_sha256
     assert len(set(direct)) > 1  # the seeds really differ
@@ -247,8 +262,17 @@ def scenario_file(tmp_path):
 
 def test_cli_sweep_prints_the_table_and_writes_the_files(scenario_file, tmp_path, capsys):
     out = tmp_path / "res"
-    args = ["sweep", str(scenario_file), "--param", "engines.count=1,2", "--param",
-            "releases.r1.service_time=1.0,2.0", "--out", str(out), "--json"]
+    args = [
+        "sweep",
+        str(scenario_file),
+        "--param",
+        "engines.count=1,2",
+        "--param",
+        "releases.r1.service_time=1.0,2.0",
+        "--out",
+        str(out),
+        "--json",
+    ]
     assert main(args) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads((tmp_path / "res.json").read_text())
@@ -264,23 +288,25 @@ def test_cli_sweep_errors_exit_2(scenario_file, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"simroll: {scenario_file} with engines.count=0: engines.count: ")
     assert main(["sweep", str(scenario_file), "--param", "engines.cnt.x=1"]) == 2
-    assert capsys.readouterr().err == (f"simroll: {scenario_file}: --param engines.cnt.x: engines has no key "
-                                       "'cnt' (keys: count, release, prefix)\n")
+    assert capsys.readouterr().err == (
+        f"simroll: {scenario_file}: --param engines.cnt.x: engines has no key 'cnt' (keys: count, release, prefix)\n"
+    )
     assert main(["sweep", str(scenario_file), "--param", "engines.count"]) == 2
     assert "expected KEY=V1,V2" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ workers
 def poisson_sweep(executor=None):
-    s = scenario(workload="""
+    s = scenario(
+        workload="""
         rate: 3.0
         arrivals: poisson
         stop: 8
         operations: {op: 1}
         kind: cast
-    """)
-    return run_sweep(s, ["engines.count=1,2", "bus.delivery=oslo,version-routed"], seeds=2,
-                     executor=executor).to_json()
+    """
+    )
+    return run_sweep(s, ["engines.count=1,2", "bus.delivery=oslo,version-routed"], seeds=2, executor=executor).to_json()
 
 
 def test_the_table_does_not_depend_on_the_number_of_local_workers():
@@ -293,11 +319,11 @@ def test_the_table_does_not_depend_on_the_number_of_local_workers():
 
 @pytest.mark.slow
 def test_the_table_is_the_same_on_a_dask_cluster():
-    distributed = pytest.importorskip("distributed", reason="the dask extra is not installed "
-                                      "(pip install 'simroll[dask]')")
+    distributed = pytest.importorskip(
+        "distributed", reason="the dask extra is not installed (pip install 'simroll[dask]')"
+    )
     one = poisson_sweep()
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster:
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         with make_executor(dask=cluster.scheduler_address) as ex:
             assert ex.workers == 2
             on_dask = poisson_sweep(ex)

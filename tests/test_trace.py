@@ -46,8 +46,7 @@ HOT = [
     ("done", dict(t=-0.0, engine="e-1", msg=2, ok=False)),
     ("read", dict(t=3.0, engine="e-1", msg=2, field="f", row=0, loc="a.b", value=None, cause=[])),
     ("read", dict(t=3.0, engine="e-1", msg=2, field="f", row=0, loc="a.b", value="v1", cause=[7])),
-    ("write", dict(t=3.0, engine="é\"\\\n\u2028", msg=2, field="f", row=0, value="v1", locs=["a.b", "c.d"],
-                   trig=[])),
+    ("write", dict(t=3.0, engine='é"\\\n\u2028', msg=2, field="f", row=0, value="v1", locs=["a.b", "c.d"], trig=[])),
 ]
 
 
@@ -73,13 +72,16 @@ def test_integer_times_stay_integers():
     assert lines == ['{"i":0,"t":0,"kind":"done","engine":"e","msg":1,"ok":true}']
 
 
-@pytest.mark.parametrize("kind,change", [
-    ("send", {"msg": True}),  # a bool where an int belongs: json writes true
-    ("send", {"row": 2.0}),  # a float where an int belongs
-    ("send", {"engine": None}),  # not a string
-    ("recv", {"cause": (1, 2)}),  # a tuple: json writes a list
-    ("write", {"locs": ["a.b", 3]}),
-])
+@pytest.mark.parametrize(
+    "kind,change",
+    [
+        ("send", {"msg": True}),  # a bool where an int belongs: json writes true
+        ("send", {"row": 2.0}),  # a float where an int belongs
+        ("send", {"engine": None}),  # not a string
+        ("recv", {"cause": (1, 2)}),  # a tuple: json writes a list
+        ("write", {"locs": ["a.b", 3]}),
+    ],
+)
 def test_values_of_other_types_still_encode_as_json_does(kind, change):
     fields = dict(next(f for k, f in HOT if k == kind), **change)
     (fast_lines, fast_recs, _), (lines, recs, _) = _emit_both(kind, fields)

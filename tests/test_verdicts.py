@@ -103,8 +103,7 @@ def test_a_check_with_nothing_to_check_is_vacuous_not_held(tiny):
     assert tiny.ok  # vacuous is not a violation
     assert tiny.violated == [] and tiny.vacuous == ["bounded-imbalance"]
     data = tiny.to_json()
-    assert data["invariants"] == {"no-stranded-message": "held", "bounded-imbalance": "vacuous",
-                                  "version-skew": "held"}
+    assert data["invariants"] == {"no-stranded-message": "held", "bounded-imbalance": "vacuous", "version-skew": "held"}
     assert data["vacuous"] == ["bounded-imbalance"]
     # 3 messages sent; 2 engine starts (r1 at 0, r2 at 10); no message taken beside another able engine
     assert data["checked"] == {"no-stranded-message": 3, "bounded-imbalance": 0, "version-skew": 2}
@@ -139,16 +138,24 @@ def test_coverage_counts_by_hand(tiny):
     assert cov["steps"] == [{"index": 0, "action": "restart", "t": 10.0}]
     text = format_text(tiny)
     assert "  r2: nothing" in text
-    assert "  r1: handled 1.0 x3; methods handled op x3; read resource.properties x3; written " \
-           "resource.properties x3" in text
+    assert (
+        "  r1: handled 1.0 x3; methods handled op x3; read resource.properties x3; written "
+        "resource.properties x3" in text
+    )
     assert "  plan steps executed: 1 of 1 (0 restart t=10.000)" in text
 
 
 # ---------------------------------------------------------------------------------------- availability
 def test_availability_by_hand(tiny):
     # issued at 1, 2, 3; each done 1 s later (2, 3, 4): every interval between points is 1 s
-    assert tiny.to_json()["availability"] == {"completed": 3, "total": 3, "fraction": 1.0, "longest_gap": 1.0,
-                                              "longest_gap_interval": [1.0, 2.0], "pending": 0}
+    assert tiny.to_json()["availability"] == {
+        "completed": 3,
+        "total": 3,
+        "fraction": 1.0,
+        "longest_gap": 1.0,
+        "longest_gap_interval": [1.0, 2.0],
+        "pending": 0,
+    }
 
 
 def test_availability_of_a_pause():
@@ -157,10 +164,18 @@ def test_availability_of_a_pause():
     # Points 1, 2, 3, 6, 7, 8: the longest interval without a completion is 3 to 6.
     res = simroll.run_scenario(simroll.load_scenario_text(PAUSE, "<pause>"))
     av = res.to_json()["availability"]
-    assert av == {"completed": 5, "total": 5, "fraction": 1.0, "longest_gap": 3.0,
-                  "longest_gap_interval": [3.0, 6.0], "pending": 0}
-    assert "availability: 5 of 5 operations completed (100.0%); longest interval without a completion 3.000 s " \
-           "(t=3.000 to 6.000)" in format_text(res)
+    assert av == {
+        "completed": 5,
+        "total": 5,
+        "fraction": 1.0,
+        "longest_gap": 3.0,
+        "longest_gap_interval": [3.0, 6.0],
+        "pending": 0,
+    }
+    assert (
+        "availability: 5 of 5 operations completed (100.0%); longest interval without a completion 3.000 s "
+        "(t=3.000 to 6.000)" in format_text(res)
+    )
     tab = availability_table(res)
     assert tab["completed"] == [2.0, 3.0, 6.0, 7.0, 8.0] and tab["issued"] == [1.0, 2.0, 3.0, 4.0, 5.0]
     assert tab["gaps"][0] == (3.0, 6.0)
@@ -244,14 +259,31 @@ def test_expect_violates_names_the_invariant_searched_for():
 
 def test_cli_fuzz_invariant(tmp_path, capsys):
     src = tmp_path / "drain.yaml"
-    src.write_text((SCENARIOS / "last_legacy_drain.yaml").read_text()
-                   .replace("expect: violates no-stranded-message", "expect: violates version-skew"))
+    src.write_text(
+        (SCENARIOS / "last_legacy_drain.yaml")
+        .read_text()
+        .replace("expect: violates no-stranded-message", "expect: violates version-skew")
+    )
     # expect: violates version-skew -> that is what is searched for; no-stranded-message is ignored
     assert main(["fuzz", str(src), "--max-examples", "3", "--no-db", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["found"] is False and data["searched_for"] == "version-skew"
-    assert main(["fuzz", str(src), "--max-examples", "3", "--no-db", "--invariant", "no-stranded-message",
-                 "--out", str(tmp_path / "ce.yaml")]) == 1
+    assert (
+        main(
+            [
+                "fuzz",
+                str(src),
+                "--max-examples",
+                "3",
+                "--no-db",
+                "--invariant",
+                "no-stranded-message",
+                "--out",
+                str(tmp_path / "ce.yaml"),
+            ]
+        )
+        == 1
+    )
     out = capsys.readouterr().out
     assert "FOUND a violation of no-stranded-message after" in out
     ce = simroll.load_scenario(tmp_path / "ce.yaml")
@@ -261,11 +293,15 @@ def test_cli_fuzz_invariant(tmp_path, capsys):
 
 # ---------------------------------------------------------------------------------------- the plugin
 def test_plugin_fails_a_vacuous_holds_unless_allowed(pytester):
-    pytester.makefile(".yaml", **{
-        "tests/vacuous": TINY,
-        "tests/allowed": TINY.replace("expect: holds", "# by design: one engine, nothing to balance\n"
-                                                        "allow_vacuous: true\nexpect: holds"),
-    })
+    pytester.makefile(
+        ".yaml",
+        **{
+            "tests/vacuous": TINY,
+            "tests/allowed": TINY.replace(
+                "expect: holds", "# by design: one engine, nothing to balance\nallow_vacuous: true\nexpect: holds"
+            ),
+        },
+    )
     pytester.makeini("[pytest]\nsimroll_max_examples = 3\n")
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=1)
@@ -277,13 +313,17 @@ def test_plugin_fails_a_vacuous_holds_unless_allowed(pytester):
 
 def test_plugin_expect_violates_searches_that_invariant(pytester):
     drain = (SCENARIOS / "last_legacy_drain.yaml").read_text()
-    pytester.makefile(".yaml", **{
-        "tests/drain": drain,  # expect: violates no-stranded-message: found in the scenario's own run
-        "tests/skew": drain.replace("expect: violates no-stranded-message", "expect: violates version-skew"),
-    })
+    pytester.makefile(
+        ".yaml",
+        **{
+            "tests/drain": drain,  # expect: violates no-stranded-message: found in the scenario's own run
+            "tests/skew": drain.replace("expect: violates no-stranded-message", "expect: violates version-skew"),
+        },
+    )
     pytester.makeini("[pytest]\nsimroll_max_examples = 3\n")
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=1)
     # the no-stranded-message violation does not answer "violates version-skew"
-    assert "expected version-skew to be violated, but the search found no violation of it in 4 runs" \
-        in result.stdout.str()
+    assert (
+        "expected version-skew to be violated, but the search found no violation of it in 4 runs" in result.stdout.str()
+    )

@@ -14,8 +14,9 @@ def describe(rec: Record) -> str:
     k, e = rec["kind"], rec.get("engine", "")
     m = f"m{rec['msg']}" if "msg" in rec else ""
     if k == "send":
-        return f"{e} sends {rec['method']} {m} at version {rec['version']} to {rec['queue']}" + \
-            (" (call)" if rec["call"] else " (cast)")
+        return f"{e} sends {rec['method']} {m} at version {rec['version']} to {rec['queue']}" + (
+            " (call)" if rec["call"] else " (cast)"
+        )
     if k == "recv":
         return f"{e} takes {m} (waited {rec['wait']:.3f} s)"
     if k == "reject":

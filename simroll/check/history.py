@@ -81,9 +81,15 @@ def run_history(source: Source) -> RunHistory:
         recs = result.trace()
         s = result.scenario
         bound = s.invariants.bounded_imbalance
-        run = RunHistory(recs, result.violations, s.name, result.seed, list(s.releases),
-                         None if bound is None else bound.max_wait,
-                         columns=frozenset(f"{t}.{c}" for t, cols in s.database.tables.items() for c in cols))
+        run = RunHistory(
+            recs,
+            result.violations,
+            s.name,
+            result.seed,
+            list(s.releases),
+            None if bound is None else bound.max_wait,
+            columns=frozenset(f"{t}.{c}" for t, cols in s.database.tables.items() for c in cols),
+        )
     else:
         recs = list(cast(Sequence[Record], source))
         begin = recs[0] if recs and recs[0]["kind"] == "begin" else {}
@@ -99,8 +105,10 @@ def run_history(source: Source) -> RunHistory:
 
 def violations_from_trace(records: Sequence[Record]) -> list[Violation]:
     """Violations of the parameterless invariants, recomputed from a trace alone, by time."""
-    checkers = [INVARIANTS[n]() for n in ("no-lost-write", "no-stranded-message",
-                                          "no-incompatible-delivery", "schema-compatible")]
+    checkers = [
+        INVARIANTS[n]()
+        for n in ("no-lost-write", "no-stranded-message", "no-incompatible-delivery", "schema-compatible")
+    ]
     by_kind: dict[str, list] = {}
     for c in checkers:
         for k in c.kinds:
@@ -217,8 +225,10 @@ def queue_table(source: Source) -> dict[str, dict[str, tuple[list[float], list[i
         if mine:
             backlog[where] = _depth_series(mine)
     versions = sorted({v for *_, v in segs}, key=version_key)
-    return {"backlog": backlog,
-            "version": {v: _depth_series([(a, b, v) for a, b, _, vv in segs if vv == v]) for v in versions}}
+    return {
+        "backlog": backlog,
+        "version": {v: _depth_series([(a, b, v) for a, b, _, vv in segs if vv == v]) for v in versions},
+    }
 
 
 def version_key(v: str) -> tuple[int, ...]:
@@ -301,13 +311,37 @@ def load_table(source: Source, bins: int = 60) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------- sequence
-_SEQ_KINDS = frozenset({"send", "recv", "reject", "read", "write", "rewrite", "bf_read", "bf_write", "step",
-                        "start", "stop", "stopped", "kill", "requeue", "lost", "left", "expire",
-                        "schema_error", "fault", "init", "send_error", "done"})
+_SEQ_KINDS = frozenset(
+    {
+        "send",
+        "recv",
+        "reject",
+        "read",
+        "write",
+        "rewrite",
+        "bf_read",
+        "bf_write",
+        "step",
+        "start",
+        "stop",
+        "stopped",
+        "kill",
+        "requeue",
+        "lost",
+        "left",
+        "expire",
+        "schema_error",
+        "fault",
+        "init",
+        "send_error",
+        "done",
+    }
+)
 
 
-def sequence_records(source: Source, violation: Violation | None = None, window: int = 30,
-                     max_rows: int = 60) -> tuple[list[Record], set[int], Violation | None]:
+def sequence_records(
+    source: Source, violation: Violation | None = None, window: int = 30, max_rows: int = 60
+) -> tuple[list[Record], set[int], Violation | None]:
     """The records the sequence diagram shows, the numbers of those on the causal chain, and the
     violation it explains (the first one, unless given).
 
@@ -320,7 +354,7 @@ def sequence_records(source: Source, violation: Violation | None = None, window:
     v = violation if violation is not None else (run.violations[0] if run.violations else None)
     chain: list[Record] = chain_records(recs, v) if v is not None else []
     if len(chain) > max_rows:
-        chain = chain[:3] + chain[-(max_rows - 3):]
+        chain = chain[:3] + chain[-(max_rows - 3) :]
     on_chain = {r["i"] for r in chain}
     if v is not None:
         lo, hi = max(0, v.event - window * 10), v.event + 1
@@ -353,8 +387,13 @@ def _relevant(v: Violation, chain: list[Record], ctx: list[Record]) -> Callable[
     lifecycle = {"step", "start", "stop", "stopped", "kill", "fault"}
 
     def keep(r: Record) -> bool:
-        return (r["kind"] in lifecycle or r.get("engine") in engines or r.get("msg") in msgs
-                or (row is not None and r.get("row") == row))
+        return (
+            r["kind"] in lifecycle
+            or r.get("engine") in engines
+            or r.get("msg") in msgs
+            or (row is not None and r.get("row") == row)
+        )
+
     return keep
 
 
@@ -481,6 +520,22 @@ def _default_subject(recs: Sequence[Record]) -> str | None:
     return None
 
 
-__all__ = ["DROPPED", "NEVER_TAKEN", "FieldHistory", "Read", "ResultLike", "RunHistory", "Source", "chain_records",
-           "field_history", "load_table", "queue_table", "release_intervals", "run_history", "sequence_records",
-           "version_key", "violation_chains", "violations_from_trace"]
+__all__ = [
+    "DROPPED",
+    "NEVER_TAKEN",
+    "FieldHistory",
+    "Read",
+    "ResultLike",
+    "RunHistory",
+    "Source",
+    "chain_records",
+    "field_history",
+    "load_table",
+    "queue_table",
+    "release_intervals",
+    "run_history",
+    "sequence_records",
+    "version_key",
+    "violation_chains",
+    "violations_from_trace",
+]

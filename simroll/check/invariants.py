@@ -49,8 +49,15 @@ class Violation:
     causes: tuple[int, ...] = ()  # records the causal chains start from
 
     def to_json(self) -> dict[str, Any]:
-        return {"invariant": self.invariant, "time": self.time, "message": self.message, "event": self.event,
-                "engines": list(self.engines), "subject": self.subject, "causes": list(self.causes)}
+        return {
+            "invariant": self.invariant,
+            "time": self.time,
+            "message": self.message,
+            "event": self.event,
+            "engines": list(self.engines),
+            "subject": self.subject,
+            "causes": list(self.causes),
+        }
 
 
 class Checker:
@@ -185,13 +192,27 @@ class NoLostWrite(Checker):
             if value != latest[0]:
                 got = "nothing (the location is empty)" if value is None else repr(value)
                 # the reader's start (the release it reads with), the write it missed, the one it saw
-                causes = tuple(c for c in (self.started.get(rec["engine"]), latest[1],
-                                           rec["cause"][-1] if len(rec["cause"]) > 1 else None) if c is not None)
-                self.violate(Violation(
-                    self.name, rec["t"],
-                    f"{rec['engine']} read {fld} of row {row} from {rec['loc']} and got {got}, "
-                    f"but the latest acknowledged write is {latest[0]!r} (record {latest[1]})",
-                    rec["i"], (rec["engine"],), f"{fld}[{row}]", causes))
+                causes = tuple(
+                    c
+                    for c in (
+                        self.started.get(rec["engine"]),
+                        latest[1],
+                        rec["cause"][-1] if len(rec["cause"]) > 1 else None,
+                    )
+                    if c is not None
+                )
+                self.violate(
+                    Violation(
+                        self.name,
+                        rec["t"],
+                        f"{rec['engine']} read {fld} of row {row} from {rec['loc']} and got {got}, "
+                        f"but the latest acknowledged write is {latest[0]!r} (record {latest[1]})",
+                        rec["i"],
+                        (rec["engine"],),
+                        f"{fld}[{row}]",
+                        causes,
+                    )
+                )
         elif kind == "final":
             fld = rec["field"]
             for row, value in enumerate(rec["values"]):
@@ -203,11 +224,18 @@ class NoLostWrite(Checker):
                     continue
                 where = rec["loc"] if rec["exists"] else f"{rec['loc']} (dropped)"
                 got = "nothing" if value is None else repr(value)
-                self.violate(Violation(
-                    self.name, rec["t"],
-                    f"at the end {where} holds {got} for {fld} of row {row}, "
-                    f"but the latest acknowledged write is {latest[0]!r} (record {latest[1]})",
-                    rec["i"], (), f"{fld}[{row}]", (latest[1],)))
+                self.violate(
+                    Violation(
+                        self.name,
+                        rec["t"],
+                        f"at the end {where} holds {got} for {fld} of row {row}, "
+                        f"but the latest acknowledged write is {latest[0]!r} (record {latest[1]})",
+                        rec["i"],
+                        (),
+                        f"{fld}[{row}]",
+                        (latest[1],),
+                    )
+                )
 
 
 class NoStrandedMessage(Checker):
@@ -240,8 +268,9 @@ class NoStrandedMessage(Checker):
         else:
             msg = f"call m{rec['msg']} expired in {rec['queue']} before any engine took it"
         engines = (rec["engine"],) if "engine" in rec else ()
-        self.violate(Violation(self.name, rec["t"], msg, rec["i"], engines, f"m{rec['msg']}",
-                               tuple(rec.get("cause", ()))))
+        self.violate(
+            Violation(self.name, rec["t"], msg, rec["i"], engines, f"m{rec['msg']}", tuple(rec.get("cause", ())))
+        )
 
 
 class _Releases:
@@ -294,10 +323,18 @@ class NoIncompatibleDelivery(Checker):
             self.releases.run(rec["engine"], None)
         else:
             what = "cast was consumed and lost" if not rec["call"] else "caller got the error"
-            self.violate(Violation(
-                self.name, rec["t"],
-                f"{rec['engine']} got {rec['method']} at version {rec['version']} and raised {rec['error']}; "
-                f"the {what}", rec["i"], (rec["engine"],), f"m{rec['msg']}", tuple(rec["cause"])))
+            self.violate(
+                Violation(
+                    self.name,
+                    rec["t"],
+                    f"{rec['engine']} got {rec['method']} at version {rec['version']} and raised {rec['error']}; "
+                    f"the {what}",
+                    rec["i"],
+                    (rec["engine"],),
+                    f"m{rec['msg']}",
+                    tuple(rec["cause"]),
+                )
+            )
 
 
 def _version(text: str | None) -> Version | None:
@@ -354,9 +391,20 @@ class BoundedImbalance(Checker):
         self._versions: dict[str | None, Version | None] = {None: None}
         self._gen = 0  # changes when the taking engines or what their releases accept change
         self._able_cache: dict[Version | None, tuple[int, frozenset[str]]] = {}
-        self._on = {"send": self._send, "recv": self._recv, "done": self._done, "reject": self._done,
-                    "lost": self._gone, "expire": self._gone, "left": self._gone, "start": self._start,
-                    "stop": self._stop, "stopped": self._stop, "kill": self._stop, "end": self._end}
+        self._on = {
+            "send": self._send,
+            "recv": self._recv,
+            "done": self._done,
+            "reject": self._done,
+            "lost": self._gone,
+            "expire": self._gone,
+            "left": self._gone,
+            "start": self._start,
+            "stop": self._stop,
+            "stopped": self._stop,
+            "kill": self._stop,
+            "end": self._end,
+        }
         for rel, versions in (endpoints or {}).items():
             for text in versions:
                 v = _version(text)
@@ -499,12 +547,19 @@ class BoundedImbalance(Checker):
                     self._score = counted
                 if counted > self.max_wait:
                     what = f" (version {text})" if text is not None else ""
-                    self.violate(Violation(
-                        self.name, t,
-                        f"message m{m}{what} waited {wait:.3f} s for {e}, {counted:.3f} s of it while "
-                        f"{', '.join(idle[:5])}{' ...' if len(idle) > 5 else ''}, which could have taken it, "
-                        f"sat idle (bound {self.max_wait:g} s)",
-                        rec["i"], (e, *idle[:5]), f"m{m}", tuple(rec["cause"])))
+                    self.violate(
+                        Violation(
+                            self.name,
+                            t,
+                            f"message m{m}{what} waited {wait:.3f} s for {e}, {counted:.3f} s of it while "
+                            f"{', '.join(idle[:5])}{' ...' if len(idle) > 5 else ''}, which could have taken it, "
+                            f"sat idle (bound {self.max_wait:g} s)",
+                            rec["i"],
+                            (e, *idle[:5]),
+                            f"m{m}",
+                            tuple(rec["cause"]),
+                        )
+                    )
         b = self.busy.get(e, 0) + 1
         self.busy[e] = b
         if b >= self.workers.get(e, 1):
@@ -534,10 +589,17 @@ class SchemaCompatible(Checker):
         self.checked += 1
         if rec["kind"] != "schema_error":
             return
-        self.violate(Violation(
-            self.name, rec["t"],
-            f"{rec['engine']} tried to {rec['op']} {', '.join(rec['locs'])}, which does not exist",
-            rec["i"], (rec["engine"],), ", ".join(rec["locs"]), tuple(rec.get("cause", ()))))
+        self.violate(
+            Violation(
+                self.name,
+                rec["t"],
+                f"{rec['engine']} tried to {rec['op']} {', '.join(rec['locs'])}, which does not exist",
+                rec["i"],
+                (rec["engine"],),
+                ", ".join(rec["locs"]),
+                tuple(rec.get("cause", ())),
+            )
+        )
 
 
 class VersionSkew(Checker):
@@ -569,11 +631,18 @@ class VersionSkew(Checker):
             releases = sorted(set(self.running.values()))
             self._score = max(self._score, float(len(releases)))
             if len(releases) > self.max_releases:
-                self.violate(Violation(
-                    self.name, rec["t"],
-                    f"{len(releases)} releases running at once ({', '.join(releases)}), "
-                    f"more than {self.max_releases}", rec["i"], (rec["engine"],), ", ".join(releases),
-                    tuple(sorted(self.started[e] for e in self.running))))
+                self.violate(
+                    Violation(
+                        self.name,
+                        rec["t"],
+                        f"{len(releases)} releases running at once ({', '.join(releases)}), "
+                        f"more than {self.max_releases}",
+                        rec["i"],
+                        (rec["engine"],),
+                        ", ".join(releases),
+                        tuple(sorted(self.started[e] for e in self.running)),
+                    )
+                )
         else:
             self.running.pop(rec["engine"], None)
 
@@ -607,9 +676,17 @@ class NoRefusedSend(Checker):
             sender = rec["engine"]
             who = "the client" if sender == CLIENT else sender
             causes = tuple(c for c in (self.started.get(sender), self.last_caps) if c is not None)
-            self.violate(Violation(
-                self.name, rec["t"], f"{who} could not send {rec['method']}: {rec['error']}",
-                rec["i"], () if sender == CLIENT else (sender,), rec["method"], causes))
+            self.violate(
+                Violation(
+                    self.name,
+                    rec["t"],
+                    f"{who} could not send {rec['method']}: {rec['error']}",
+                    rec["i"],
+                    () if sender == CLIENT else (sender,),
+                    rec["method"],
+                    causes,
+                )
+            )
         elif kind == "start":
             self.releases.run(rec["engine"], rec["release"])
             self.started[rec["engine"]] = rec["i"]
@@ -709,9 +786,17 @@ class OperationsComplete(Checker):
         op.failed = True
         self.checked += 1
         engines = (rec["engine"],) if rec.get("engine") not in (None, CLIENT, "backfill") else ()
-        self.violate(Violation(
-            self.name, rec["t"], f"operation m{op.root} ({op.method}, issued at t={op.issued:.3f}) did not complete: "
-            f"{why}", rec["i"], engines, f"m{op.root}", tuple(dict.fromkeys((op.rec, *causes)))))
+        self.violate(
+            Violation(
+                self.name,
+                rec["t"],
+                f"operation m{op.root} ({op.method}, issued at t={op.issued:.3f}) did not complete: {why}",
+                rec["i"],
+                engines,
+                f"m{op.root}",
+                tuple(dict.fromkeys((op.rec, *causes))),
+            )
+        )
 
     def _release(self, msg: int) -> _Op | None:
         """One message of an operation is finished with; forget the operation when it has none left."""
@@ -728,8 +813,7 @@ class OperationsComplete(Checker):
             deadline, root = heapq.heappop(heap)
             op = self.ops.get(root)
             if op is not None and not op.failed:
-                self._fail(op, rec, f"not complete {self.within:g} s after it was issued (deadline "
-                                    f"t={deadline:.3f})")
+                self._fail(op, rec, f"not complete {self.within:g} s after it was issued (deadline t={deadline:.3f})")
 
     def observe(self, rec: Record) -> None:
         if self.deadlines:
@@ -748,9 +832,17 @@ class OperationsComplete(Checker):
             if rec["engine"] == CLIENT:
                 self._issue(rec["t"])
                 self.checked += 1
-                self.violate(Violation(
-                    self.name, rec["t"], f"operation {rec['method']} (issued at t={rec['t']:.3f}) was refused: "
-                    f"{rec['error']}", rec["i"], (), rec["method"], ()))
+                self.violate(
+                    Violation(
+                        self.name,
+                        rec["t"],
+                        f"operation {rec['method']} (issued at t={rec['t']:.3f}) was refused: {rec['error']}",
+                        rec["i"],
+                        (),
+                        rec["method"],
+                        (),
+                    )
+                )
             else:
                 self.refused_by.setdefault(rec["engine"], []).append(rec["i"])
         elif kind == "done":
@@ -763,13 +855,19 @@ class OperationsComplete(Checker):
             if failing is None:
                 return
             if kind == "schema_error":
-                self._fail(failing, rec, f"handling m{m} failed: {rec['engine']} could not {rec['op']} "
-                                         f"{', '.join(rec['locs'])}", (rec["i"],))
+                self._fail(
+                    failing,
+                    rec,
+                    f"handling m{m} failed: {rec['engine']} could not {rec['op']} {', '.join(rec['locs'])}",
+                    (rec["i"],),
+                )
                 return
-            why = {"reject": lambda: f"m{m} was rejected by {rec['engine']} ({rec['error']})",
-                   "lost": lambda: f"m{m} was lost with {rec['engine']}",
-                   "expire": lambda: f"call m{m} expired unconsumed in {rec['queue']}",
-                   "left": lambda: f"m{m} was never taken (left in {rec['queue']})"}[kind]()
+            why = {
+                "reject": lambda: f"m{m} was rejected by {rec['engine']} ({rec['error']})",
+                "lost": lambda: f"m{m} was lost with {rec['engine']}",
+                "expire": lambda: f"call m{m} expired unconsumed in {rec['queue']}",
+                "left": lambda: f"m{m} was never taken (left in {rec['queue']})",
+            }[kind]()
             self._fail(failing, rec, why, tuple(rec.get("cause", ())))
             self._release(rec["msg"])
 
@@ -878,12 +976,19 @@ class NoLostUpdate(Checker):
             self.checked += 1
             other = mine[2]
             if other is not None:
-                self.violate(Violation(
-                    self.name, t,
-                    f"{h[0]} wrote {cell[0]} of row {cell[1]} ({rec['value']!r}) from what it read at "
-                    f"t={mine[1]:.3f} (record {mine[0]}), but {other['engine']} wrote {other['value']!r} "
-                    f"(record {other['i']}, m{other['msg']}) in between: that update is lost",
-                    rec["i"], (h[0], other["engine"]), f"{cell[0]}[{cell[1]}]", (mine[0], other["i"])))
+                self.violate(
+                    Violation(
+                        self.name,
+                        t,
+                        f"{h[0]} wrote {cell[0]} of row {cell[1]} ({rec['value']!r}) from what it read at "
+                        f"t={mine[1]:.3f} (record {mine[0]}), but {other['engine']} wrote {other['value']!r} "
+                        f"(record {other['i']}, m{other['msg']}) in between: that update is lost",
+                        rec["i"],
+                        (h[0], other["engine"]),
+                        f"{cell[0]}[{cell[1]}]",
+                        (mine[0], other["i"]),
+                    )
+                )
             self.last_rmw[cell] = t
         else:
             rmw = self.last_rmw.get(cell)
@@ -897,8 +1002,18 @@ class NoLostUpdate(Checker):
 
 
 INVARIANTS: dict[str, type[Checker]] = {
-    c.name: c for c in (NoLostWrite, NoStrandedMessage, NoIncompatibleDelivery, BoundedImbalance,
-                        SchemaCompatible, VersionSkew, NoRefusedSend, OperationsComplete, NoLostUpdate)
+    c.name: c
+    for c in (
+        NoLostWrite,
+        NoStrandedMessage,
+        NoIncompatibleDelivery,
+        BoundedImbalance,
+        SchemaCompatible,
+        VersionSkew,
+        NoRefusedSend,
+        OperationsComplete,
+        NoLostUpdate,
+    )
 }
 
 
@@ -911,8 +1026,9 @@ def make_checkers(enabled: dict[str, BaseModel], scenario: Scenario | None = Non
     for name, params in enabled.items():
         kw = params.model_dump()
         if name == BoundedImbalance.name and scenario is not None:
-            kw["endpoints"] = {rel: [ep.version for ep in spec.rpc.endpoints]
-                               for rel, spec in scenario.releases.items()}
+            kw["endpoints"] = {
+                rel: [ep.version for ep in spec.rpc.endpoints] for rel, spec in scenario.releases.items()
+            }
         out.append(INVARIANTS[name](**kw))
     return out
 
@@ -929,8 +1045,9 @@ class InvariantResult:
     @classmethod
     def of(cls, checker: Checker) -> InvariantResult:
         """The result of a checker that has read a whole trace."""
-        return cls(checker.name, checker.count == 0, checker.count, checker.violations,
-                   checker.vacuous, checker.checked)
+        return cls(
+            checker.name, checker.count == 0, checker.count, checker.violations, checker.vacuous, checker.checked
+        )
 
 
 class Coverage:
@@ -949,8 +1066,23 @@ class Coverage:
     release the clients send with is not in the trace), ``backfill``, and ``trigger`` (locations a
     database trigger wrote). Keys are sorted; counts are of records."""
 
-    kinds = ("start", "send", "send_error", "recv", "done", "reject", "lost", "expire", "left",
-             "read", "write", "rewrite", "bf_read", "bf_write", "step")
+    kinds = (
+        "start",
+        "send",
+        "send_error",
+        "recv",
+        "done",
+        "reject",
+        "lost",
+        "expire",
+        "left",
+        "read",
+        "write",
+        "rewrite",
+        "bf_read",
+        "bf_write",
+        "step",
+    )
 
     def __init__(self) -> None:
         self.release_of: dict[str, str] = {}
@@ -1008,7 +1140,8 @@ class Coverage:
     def result(self) -> dict[str, Any]:
         whats = ("sent", "handled", "rejected", "refused", "methods", "read", "written")
         return {
-            "releases": {rel: {w: dict(sorted(self.table[rel].get(w, {}).items())) for w in whats}
-                         for rel in sorted(self.table)},
+            "releases": {
+                rel: {w: dict(sorted(self.table[rel].get(w, {}).items())) for w in whats} for rel in sorted(self.table)
+            },
             "steps": list(self.steps),
         }

@@ -37,11 +37,20 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 
 from simroll._io import atomic_write_text
 from simroll.errors import UsageError
-from simroll.scenario.load import dump_scenario
-from simroll.scenario.spec import (ChoiceSpec, ExpandStep, FaultSpec, KillStep, RestartStep, Scenario, SearchSpec,
-                                   StepSpec, StopStep)
 from simroll.explore.parallel import Executor
 from simroll.run import RunResult, run_scenario
+from simroll.scenario.load import dump_scenario
+from simroll.scenario.spec import (
+    ChoiceSpec,
+    ExpandStep,
+    FaultSpec,
+    KillStep,
+    RestartStep,
+    Scenario,
+    SearchSpec,
+    StepSpec,
+    StopStep,
+)
 
 PAUSE_LEVELS = 16  # a pause choice adds k/16 of max_pause, k in 0..16
 FAULT_LEVELS = 64  # an extra kill happens at k/64 of the default run's length
@@ -61,7 +70,7 @@ class Schedule:
     fault: tuple[str, int] | None = None
 
     @classmethod
-    def default(cls, n: int) -> "Schedule":
+    def default(cls, n: int) -> Schedule:
         return cls(tuple(range(n)), (True,) * n, (0,) * n, (False,) * n)
 
 
@@ -102,16 +111,21 @@ def apply_schedule(scenario: Scenario, sched: Schedule) -> Scenario:
     absent = list(scenario.database.absent)
     for i, step in enumerate(scenario.plan):
         if not sched.keep[i] and isinstance(step, ExpandStep) and step.expand:
-            absent += [c for c in step.expand if "." in c and c not in absent and
-                       not any(isinstance(s, ExpandStep) and c in s.expand for s in plan)]
+            absent += [
+                c
+                for c in step.expand
+                if "." in c and c not in absent and not any(isinstance(s, ExpandStep) and c in s.expand for s in plan)
+            ]
     database = scenario.database.model_copy(update={"absent": absent}) if absent else scenario.database
-    return scenario.model_copy(update={
-        "database": database,
-        "plan": plan,
-        "faults": faults,
-        "choices": [ChoiceSpec(kind=k, at=a, pick=p) for (k, a), p in choices],
-        "search": None,
-    })
+    return scenario.model_copy(
+        update={
+            "database": database,
+            "plan": plan,
+            "faults": faults,
+            "choices": [ChoiceSpec(kind=k, at=a, pick=p) for (k, a), p in choices],
+            "search": None,
+        }
+    )
 
 
 def _horizon(scenario: Scenario) -> float:
@@ -119,8 +133,12 @@ def _horizon(scenario: Scenario) -> float:
     return scenario.workload.stop
 
 
-def _build_schedule(scenario: Scenario, points: dict[str, int], ints: Callable[[int, int], int],
-                    permute: Callable[[list[int]], list[int]]) -> Schedule:
+def _build_schedule(
+    scenario: Scenario,
+    points: dict[str, int],
+    ints: Callable[[int, int], int],
+    permute: Callable[[list[int]], list[int]],
+) -> Schedule:
     """Draw one schedule with ``ints(lo, hi)`` and ``permute(items)``: Hypothesis' draws for the
     search, a seeded ``random.Random`` for the plain random baseline. Every draw's smallest value
     is the scenario as written, so shrinking moves towards it."""
@@ -135,9 +153,12 @@ def _build_schedule(scenario: Scenario, points: dict[str, int], ints: Callable[[
     # a step is kept unless its draw is 0, so shrinking drops steps while most schedules keep most
     keep = tuple(ints(0, 3) != 0 for _ in range(n)) if space.drop_steps else (True,) * n
     pause = tuple(ints(0, PAUSE_LEVELS) for _ in range(n)) if space.max_pause > 0 else (0,) * n
-    kill = tuple(bool(ints(0, 1)) if s.action in ("stop", "restart") and
-                 (flips is True or (isinstance(flips, list) and i in flips)) else False
-                 for i, s in enumerate(scenario.plan))
+    kill = tuple(
+        bool(ints(0, 1))
+        if s.action in ("stop", "restart") and (flips is True or (isinstance(flips, list) and i in flips))
+        else False
+        for i, s in enumerate(scenario.plan)
+    )
     pins: list[tuple[str, int, int]] = []
     kinds = sorted(k for k, c in points.items() if c > 0)
     if space.events and kinds:
@@ -155,8 +176,9 @@ def _build_schedule(scenario: Scenario, points: dict[str, int], ints: Callable[[
 def _schedules(scenario: Scenario, points: dict[str, int]) -> st.SearchStrategy[Schedule]:
     @st.composite
     def build(draw: Callable[[st.SearchStrategy[Any]], Any]) -> Schedule:
-        return _build_schedule(scenario, points, lambda lo, hi: draw(st.integers(lo, hi)),
-                               lambda items: draw(st.permutations(items)))
+        return _build_schedule(
+            scenario, points, lambda lo, hi: draw(st.integers(lo, hi)), lambda items: draw(st.permutations(items))
+        )
 
     return build()
 
@@ -266,8 +288,13 @@ def _violation_type(name: str) -> type[_Violation]:
     return t
 
 
-def minimize(scenario: Scenario, sched: Schedule, invariant: str,
-             on_run: Callable[[], None] | None = None, executor: Executor | None = None) -> Schedule:
+def minimize(
+    scenario: Scenario,
+    sched: Schedule,
+    invariant: str,
+    on_run: Callable[[], None] | None = None,
+    executor: Executor | None = None,
+) -> Schedule:
     """Greedy 1-minimisation within the scenario's search space: drop steps (if the space allows
     it), zero pauses, undo kills, unpin choices, undo the extra fault and the reordering, one at
     a time, while ``invariant`` stays violated. Each round takes the first candidate, in a fixed
@@ -283,30 +310,37 @@ def minimize(scenario: Scenario, sched: Schedule, invariant: str,
             yield replace(s, fault=None)
         for i in s.order:
             if s.keep[i] and may_drop:  # a dropped step carries no pause and no kill
-                yield replace(s, keep=s.keep[:i] + (False,) + s.keep[i + 1:], pause=s.pause[:i] + (0,) + s.pause[i + 1:],
-                              kill=s.kill[:i] + (False,) + s.kill[i + 1:])
+                yield replace(
+                    s,
+                    keep=s.keep[:i] + (False,) + s.keep[i + 1 :],
+                    pause=s.pause[:i] + (0,) + s.pause[i + 1 :],
+                    kill=s.kill[:i] + (False,) + s.kill[i + 1 :],
+                )
         for pin in s.pins:
             yield replace(s, pins=tuple(p for p in s.pins if p != pin))
         for i in range(len(s.pause)):
             if s.keep[i] and s.kill[i]:
-                yield replace(s, kill=s.kill[:i] + (False,) + s.kill[i + 1:])
+                yield replace(s, kill=s.kill[:i] + (False,) + s.kill[i + 1 :])
         for i in range(len(s.pause)):
             if s.keep[i] and s.pause[i]:
-                yield replace(s, pause=s.pause[:i] + (0,) + s.pause[i + 1:])
+                yield replace(s, pause=s.pause[:i] + (0,) + s.pause[i + 1 :])
                 if s.pause[i] > 1:
-                    yield replace(s, pause=s.pause[:i] + (s.pause[i] // 2,) + s.pause[i + 1:])
+                    yield replace(s, pause=s.pause[:i] + (s.pause[i] // 2,) + s.pause[i + 1 :])
         if list(s.order) != sorted(s.order):
             yield replace(s, order=tuple(sorted(s.order)))
 
     # normalise: dropped steps carry no pause or kill
-    sched = replace(sched, pause=tuple(p if k else 0 for p, k in zip(sched.pause, sched.keep)),
-                    kill=tuple(x and k for x, k in zip(sched.kill, sched.keep)))
+    sched = replace(
+        sched,
+        pause=tuple(p if k else 0 for p, k in zip(sched.pause, sched.keep)),
+        kill=tuple(x and k for x, k in zip(sched.kill, sched.keep)),
+    )
     improved = True
     while improved:
         improved = False
         pending = list(candidates(sched))
         for start in range(0, len(pending), batch):
-            chunk = pending[start:start + batch]
+            chunk = pending[start : start + batch]
             outcomes = executor.map(_evaluate, [(scenario, c) for c in chunk])
             for cand, (violated, _) in zip(chunk, outcomes):
                 if on_run is not None:
@@ -437,11 +471,13 @@ def fuzz(
             result.interrupted = True
         result.shrink_seconds = time.perf_counter() - t0 - result.search_seconds
         ce = apply_schedule(scenario, sched)
-        ce = ce.model_copy(update={
-            "expect": f"violates {inv}",
-            "description": f"Counterexample found by simroll fuzz (seed {seed}) from scenario {scenario.name}. "
-                           + scenario.description,
-        })
+        ce = ce.model_copy(
+            update={
+                "expect": f"violates {inv}",
+                "description": f"Counterexample found by simroll fuzz (seed {seed}) from scenario {scenario.name}. "
+                + scenario.description,
+            }
+        )
         result.found, result.invariant, result.schedule, result.counterexample = True, inv, sched, ce
         if database:
             _save_failure(database, scenario, sched, points, result.warnings)
@@ -463,16 +499,19 @@ def _check_target(scenario: Scenario, invariant: str | None) -> None:
     if invariant is not None:
         checked = list(scenario.invariants.enabled())
         if invariant not in checked:
-            raise UsageError(f"--invariant {invariant}: the scenario does not check it "
-                             f"(it checks: {', '.join(checked) or 'nothing'})")
+            raise UsageError(
+                f"--invariant {invariant}: the scenario does not check it "
+                f"(it checks: {', '.join(checked) or 'nothing'})"
+            )
 
 
 def _failures_file(database: str, scenario: Scenario) -> Path:
     return Path(database) / "simroll-failures" / f"{_digest(scenario).hex()[:32]}.json"
 
 
-def _saved_failures(database: str | None, scenario: Scenario, points: dict[str, int] | None = None,
-                    warnings: list[str] | None = None) -> list[Schedule]:
+def _saved_failures(
+    database: str | None, scenario: Scenario, points: dict[str, int] | None = None, warnings: list[str] | None = None
+) -> list[Schedule]:
     """Minimal failing schedules saved by earlier searches of this very scenario.
 
     The store is a cache: a file that is not what simroll writes (corrupted, truncated, edited)
@@ -488,8 +527,11 @@ def _saved_failures(database: str | None, scenario: Scenario, points: dict[str, 
     except (OSError, ValueError) as e:  # unreadable, not UTF-8, not JSON
         _warn(warnings, f"{path}: failure store ignored ({type(e).__name__}: {str(e)[:100]}); starting afresh")
         return []
-    out = [sched for sched in map(lambda d: _schedule_from_json(d, scenario, points), saved if isinstance(saved, list)
-                                  else []) if sched is not None]
+    out = [
+        sched
+        for sched in map(lambda d: _schedule_from_json(d, scenario, points), saved if isinstance(saved, list) else [])
+        if sched is not None
+    ]
     if not isinstance(saved, list) or len(out) != len(saved):
         _warn(warnings, f"{path}: failure store partly unreadable; kept {len(out)} saved schedule(s), ignored the rest")
     return out
@@ -517,17 +559,28 @@ def _schedule_from_json(d: Any, scenario: Scenario, points: dict[str, int] | Non
     if len(pause) != n or any(type(x) is not int or not 0 <= x <= PAUSE_LEVELS for x in pause):
         return None
     for pin in pins:
-        if (len(pin) != 3 or not isinstance(pin[0], str) or any(type(x) is not int for x in pin[1:])
-                or (points is not None and not 0 <= pin[1] < points.get(pin[0], 0)) or not 1 <= pin[2] <= 8):
+        if (
+            len(pin) != 3
+            or not isinstance(pin[0], str)
+            or any(type(x) is not int for x in pin[1:])
+            or (points is not None and not 0 <= pin[1] < points.get(pin[0], 0))
+            or not 1 <= pin[2] <= 8
+        ):
             return None
-    if fault is not None and (len(fault) != 2 or fault[0] not in engines or type(fault[1]) is not int
-                              or not 0 <= fault[1] <= FAULT_LEVELS):
+    if fault is not None and (
+        len(fault) != 2 or fault[0] not in engines or type(fault[1]) is not int or not 0 <= fault[1] <= FAULT_LEVELS
+    ):
         return None
     return Schedule(order, keep, pause, kill, pins, fault)
 
 
-def _save_failure(database: str, scenario: Scenario, sched: Schedule, points: dict[str, int] | None = None,
-                  warnings: list[str] | None = None) -> None:
+def _save_failure(
+    database: str,
+    scenario: Scenario,
+    sched: Schedule,
+    points: dict[str, int] | None = None,
+    warnings: list[str] | None = None,
+) -> None:
     """Remember ``sched`` for the next search. The store is a cache: failing to write it is a warning."""
     path = _failures_file(database, scenario)
     saved = [s for s in _saved_failures(database, scenario, points) if s != sched]
@@ -544,28 +597,46 @@ def _reason(e: BaseException) -> str:
     return (e.strerror or str(e)) if isinstance(e, OSError) else str(e)
 
 
-def _run_hypothesis(scenario: Scenario, points: dict[str, int], test: Callable[[Schedule], None],
-                    max_examples: int, seed: int, database: str | None) -> None:
+def _run_hypothesis(
+    scenario: Scenario,
+    points: dict[str, int],
+    test: Callable[[Schedule], None],
+    max_examples: int,
+    seed: int,
+    database: str | None,
+) -> None:
     # one example database per scenario (keyed by the scenario's digest), so that the failures of
     # one design are never replayed against another: Hypothesis keys examples by the test
     # function, which is the same wrapper for every scenario, and has no public way to set the key
-    db = DirectoryBasedExampleDatabase(str(Path(database) / "examples" / _digest(scenario).hex()[:32])) \
-        if database else None
-    wrapped = hypothesis.seed(seed)(settings(
-        max_examples=max_examples, deadline=None, database=db, derandomize=False,
-        suppress_health_check=list(HealthCheck),
-        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
-        report_multiple_bugs=False, verbosity=hypothesis.Verbosity.quiet, print_blob=False,
-    )(hypothesis.given(_schedules(scenario, points))(lambda sched: test(sched))))
+    db = (
+        DirectoryBasedExampleDatabase(str(Path(database) / "examples" / _digest(scenario).hex()[:32]))
+        if database
+        else None
+    )
+    wrapped = hypothesis.seed(seed)(
+        settings(
+            max_examples=max_examples,
+            deadline=None,
+            database=db,
+            derandomize=False,
+            suppress_health_check=list(HealthCheck),
+            phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+            report_multiple_bugs=False,
+            verbosity=hypothesis.Verbosity.quiet,
+            print_blob=False,
+        )(hypothesis.given(_schedules(scenario, points))(lambda sched: test(sched)))
+    )
     wrapped()
 
 
 def counterexample_text(fr: FuzzResult, source: str) -> str:
     """The counterexample as a scenario file: a header comment with the steps, then the YAML."""
     assert fr.counterexample is not None
-    header = [f"# Counterexample found by `simroll fuzz {source} --seed {fr.seed}`.",
-              f"# It violates {fr.invariant}; `simroll run` on this file replays it "
-              f"(trace sha256 {fr.trace_sha256}).", "#"]
+    header = [
+        f"# Counterexample found by `simroll fuzz {source} --seed {fr.seed}`.",
+        f"# It violates {fr.invariant}; `simroll run` on this file replays it (trace sha256 {fr.trace_sha256}).",
+        "#",
+    ]
     header += [f"# {line}" for line in fr.steps]
     return "\n".join(header) + "\n" + dump_scenario(fr.counterexample)
 
@@ -573,8 +644,9 @@ def counterexample_text(fr: FuzzResult, source: str) -> str:
 COUNTEREXAMPLES = Path(".simroll") / "counterexamples"  # the default place, under the working directory
 
 
-def save_new_counterexample(fr: FuzzResult, source: str, directory: str | Path = COUNTEREXAMPLES,
-                            name: str | None = None) -> Path:
+def save_new_counterexample(
+    fr: FuzzResult, source: str, directory: str | Path = COUNTEREXAMPLES, name: str | None = None
+) -> Path:
     """Write the counterexample as ``DIRECTORY/NAME.yaml``, or ``NAME.1.yaml``, ``NAME.2.yaml``... : the
     first name nobody has, taken exclusively (a hard link, like O_EXCL), so two searches running at
     once never write the same file. ``NAME`` defaults to the scenario file's name without ``.yaml``.

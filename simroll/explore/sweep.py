@@ -39,11 +39,11 @@ import yaml
 
 from simroll._io import atomic_write_bytes, atomic_write_text, check_new_file
 from simroll.errors import ScenarioError, UsageError
-from simroll.scenario.load import load_scenario_text
-from simroll.scenario.spec import Scenario
 from simroll.explore.metrics import METRICS
 from simroll.explore.parallel import Executor
 from simroll.run import run_scenario
+from simroll.scenario.load import load_scenario_text
+from simroll.scenario.spec import Scenario
 
 # metric name -> axis label; each is a number per run, summarised per cell by max and median
 _NUMERIC = ("worst_wait", "p99_wait", "events", "sim_time")
@@ -74,8 +74,10 @@ def parse_path(key: str) -> tuple[str | int, ...]:
     while pos < len(text):
         m = _PATH_TOKEN.match(text, pos)
         if m is None:
-            raise UsageError(f"--param {key}: cannot read the path at {text[pos:][:20]!r} "
-                             "(expected KEY.KEY[INDEX]..., e.g. engines.count or plan[1].after)")
+            raise UsageError(
+                f"--param {key}: cannot read the path at {text[pos:][:20]!r} "
+                "(expected KEY.KEY[INDEX]..., e.g. engines.count or plan[1].after)"
+            )
         if m.group(1) is not None:
             parts.append(m.group(1))
         elif m.group(2) is not None:
@@ -129,7 +131,7 @@ class SweepParam:
     labels: tuple[str, ...]
 
     @classmethod
-    def parse(cls, text: str) -> "SweepParam":
+    def parse(cls, text: str) -> SweepParam:
         """``KEY=V1,V2,...`` (the ``--param`` syntax). Raises :class:`UsageError`."""
         key, sep, rest = text.partition("=")
         key = key.strip()
@@ -191,8 +193,9 @@ def _kind(node: Any) -> str:
     return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(type(node), "a number")
 
 
-def make_variant(scenario: Scenario, assignment: Sequence[tuple[SweepParam, int]],
-                 source: str = "<scenario>") -> Scenario:
+def make_variant(
+    scenario: Scenario, assignment: Sequence[tuple[SweepParam, int]], source: str = "<scenario>"
+) -> Scenario:
     """``scenario`` with each parameter set to its ``index``-th value, validated by the loader.
 
     Raises :class:`ScenarioError`: ``SOURCE: --param KEY: ...`` for a path that does not exist,
@@ -232,9 +235,15 @@ class RunFigures:
     trace_sha256: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"seed": self.seed, "violated": self.violated, "worst_wait": self.worst_wait,
-                "p99_wait": self.p99_wait, "events": self.events, "sim_time": self.sim_time,
-                "trace_sha256": self.trace_sha256}
+        return {
+            "seed": self.seed,
+            "violated": self.violated,
+            "worst_wait": self.worst_wait,
+            "p99_wait": self.p99_wait,
+            "events": self.events,
+            "sim_time": self.sim_time,
+            "trace_sha256": self.trace_sha256,
+        }
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -252,8 +261,9 @@ def _run_one(job: tuple[Scenario, int]) -> RunFigures:
     # the waits come from the trace; it is dropped as soon as they are read
     res = run_scenario(scenario, seed=seed, keep_trace=True)
     waits = [r["wait"] for r in res.trace() if r["kind"] == "recv"]
-    return RunFigures(seed, res.violated, max(waits, default=None), percentile(waits, 99), res.events,
-                      res.sim_time, res.trace_sha256)
+    return RunFigures(
+        seed, res.violated, max(waits, default=None), percentile(waits, 99), res.events, res.sim_time, res.trace_sha256
+    )
 
 
 @dataclass
@@ -308,35 +318,53 @@ class Sweep:
         """The table as plain data (``simroll sweep --json`` and ``PREFIX.json``)."""
         cells = []
         for c in self.cells:
-            row: dict[str, Any] = {"params": {p.key: _plain(p.values[i]) for p, i in zip(self.params, c.values)},
-                                   "violated": c.violated, "violated_runs": c.violated_runs}
+            row: dict[str, Any] = {
+                "params": {p.key: _plain(p.values[i]) for p, i in zip(self.params, c.values)},
+                "violated": c.violated,
+                "violated_runs": c.violated_runs,
+            }
             for m in _NUMERIC:
                 row[m] = c.worst(m)
                 row[f"{m}_median"] = c.median(m)
             row["trace_sha256"] = c.trace_digest
             row["runs"] = [r.to_json() for r in c.runs]
             cells.append(row)
-        return {"scenario": self.scenario, "source": self.source,
-                "params": [{"key": p.key, "values": [_plain(v) for v in p.values]} for p in self.params],
-                "seeds": self.seeds, "cells": cells}
+        return {
+            "scenario": self.scenario,
+            "source": self.source,
+            "params": [{"key": p.key, "values": [_plain(v) for v in p.values]} for p in self.params],
+            "seeds": self.seeds,
+            "cells": cells,
+        }
 
     def to_markdown(self, command: str | None = None) -> str:
         """The table in Markdown: one row a cell."""
         many = len(self.seeds) > 1
         lines = [f"<!-- generated by `{command}` -->", ""] if command else []
-        seeds = (f"seeds {self.seeds[0]}..{self.seeds[-1]}: each figure is the worst (max) over the seeds, "
-                 "the median in brackets" if many else f"seed {self.seeds[0]}")
+        seeds = (
+            f"seeds {self.seeds[0]}..{self.seeds[-1]}: each figure is the worst (max) over the seeds, "
+            "the median in brackets"
+            if many
+            else f"seed {self.seeds[0]}"
+        )
         lines += [f"Sweep of `{self.scenario}` ({self.source}); {seeds}.", ""]
         head = [f"`{p.key}`" for p in self.params] + [
-            "violated", "worst wait (s)", "p99 wait (s)", "events", "sim time (s)",
-            "traces sha256" if many else "trace sha256"]
+            "violated",
+            "worst wait (s)",
+            "p99 wait (s)",
+            "events",
+            "sim time (s)",
+            "traces sha256" if many else "trace sha256",
+        ]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for c in self.cells:
             viol = ", ".join(f"**{v}**" for v in c.violated) or "holds"
             if many and c.violated:
                 viol += f" ({c.violated_runs}/{len(c.runs)} seeds)"
-            figs = [_fig(c, m, many, digits) for m, digits in
-                    (("worst_wait", 3), ("p99_wait", 3), ("events", 0), ("sim_time", 3))]
+            figs = [
+                _fig(c, m, many, digits)
+                for m, digits in (("worst_wait", 3), ("p99_wait", 3), ("events", 0), ("sim_time", 3))
+            ]
             lines.append("| " + " | ".join(self.labels(c) + [viol] + figs + [c.trace_digest[:16]]) + " |")
         return "\n".join(lines) + "\n"
 
@@ -344,16 +372,29 @@ class Sweep:
         """One row a run (cell x seed), for spreadsheets and pandas; violated invariants joined by ``;``."""
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow([p.key for p in self.params] + ["seed", "violated", "worst_wait", "p99_wait", "events",
-                                                    "sim_time", "trace_sha256"])
+        w.writerow(
+            [p.key for p in self.params]
+            + ["seed", "violated", "worst_wait", "p99_wait", "events", "sim_time", "trace_sha256"]
+        )
         for c in self.cells:
             for r in c.runs:
-                w.writerow(self.labels(c) + [r.seed, ";".join(r.violated), _csv_num(r.worst_wait),
-                                             _csv_num(r.p99_wait), r.events, repr(r.sim_time), r.trace_sha256])
+                w.writerow(
+                    self.labels(c)
+                    + [
+                        r.seed,
+                        ";".join(r.violated),
+                        _csv_num(r.worst_wait),
+                        _csv_num(r.p99_wait),
+                        r.events,
+                        repr(r.sim_time),
+                        r.trace_sha256,
+                    ]
+                )
         return buf.getvalue()
 
-    def write(self, prefix: str, overwrite: bool = False, command: str | None = None,
-              heatmap_png: bytes | None = None) -> list[Path]:
+    def write(
+        self, prefix: str, overwrite: bool = False, command: str | None = None, heatmap_png: bytes | None = None
+    ) -> list[Path]:
         """Write the table (Markdown, JSON, CSV), and the heatmap when given its PNG bytes; returns the paths.
 
         Each file is written atomically; an existing file is refused (UsageError) unless ``overwrite``,
@@ -423,17 +464,30 @@ def run_sweep(
     n_cells = math.prod(len(p.values) for p in ps)
     n_seeds = seeds if seeds is not None else 1
     if n_cells * n_seeds > MAX_CELLS:
-        raise UsageError(f"{n_cells:,} cells x {n_seeds:,} seeds = {n_cells * n_seeds:,} runs, "
-                         f"more than the limit of {MAX_CELLS:,}")
+        raise UsageError(
+            f"{n_cells:,} cells x {n_seeds:,} seeds = {n_cells * n_seeds:,} runs, more than the limit of {MAX_CELLS:,}"
+        )
     seed_list = list(range(seeds)) if seeds is not None else [scenario.seed]
     combos = grid(ps)
     variants = [make_variant(scenario, list(zip(ps, combo)), source) for combo in combos]
     jobs = [(v, s) for v in variants for s in seed_list]
     figures = (executor or Executor()).map(_run_one, jobs)
     n = len(seed_list)
-    cells = [SweepCell(combo, figures[k * n:(k + 1) * n]) for k, combo in enumerate(combos)]
+    cells = [SweepCell(combo, figures[k * n : (k + 1) * n]) for k, combo in enumerate(combos)]
     return Sweep(scenario.name, source, ps, seed_list, cells)
 
 
-__all__ = ["METRICS", "RunFigures", "Sweep", "SweepCell", "SweepParam", "grid", "make_variant", "output_paths",
-           "parse_path", "percentile", "run_sweep", "set_path"]
+__all__ = [
+    "METRICS",
+    "RunFigures",
+    "Sweep",
+    "SweepCell",
+    "SweepParam",
+    "grid",
+    "make_variant",
+    "output_paths",
+    "parse_path",
+    "percentile",
+    "run_sweep",
+    "set_path",
+]

@@ -43,5 +43,10 @@ def is_tag(part: Any, tags: frozenset[str] | set[str] = frozenset()) -> bool:
 
     ``tags`` adds the discriminator tags of the caller's unions (e.g. the step types).
     """
-    return isinstance(part, str) and ("[" in part or part in {"EngineGroupSpec", "constrained-str"}
-                                      or part in tags or part.endswith("Spec") or part.startswith("function-"))
+    return isinstance(part, str) and (
+        "[" in part
+        or part in {"EngineGroupSpec", "constrained-str"}
+        or part in tags
+        or part.endswith("Spec")
+        or part.startswith("function-")
+    )

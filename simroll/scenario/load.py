@@ -20,9 +20,18 @@ from pydantic import BaseModel, Tag, ValidationError
 from simroll._io import read_input
 from simroll.errors import ScenarioError
 from simroll.scenario._messages import is_tag, join, path, short, show
-from simroll.scenario.spec import (STEP_ACTIONS, STEP_TAGS, BackfillStep, ContractStep, DisableTriggerStep,
-                                   EnableTriggerStep, ExpandStep, Scenario, SetClientStep)
-from simroll.scenario.patterns import MAX_PATTERNS, MAX_STEPS, add_patterns_schema, expand_patterns
+from simroll.scenario.patterns import MAX_STEPS, add_patterns_schema, expand_patterns
+from simroll.scenario.spec import (
+    STEP_ACTIONS,
+    STEP_TAGS,
+    BackfillStep,
+    ContractStep,
+    DisableTriggerStep,
+    EnableTriggerStep,
+    ExpandStep,
+    Scenario,
+    SetClientStep,
+)
 
 MAX_BYTES = 1_000_000
 MAX_NODES = 200_000  # after alias expansion
@@ -83,7 +92,8 @@ def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> int | str:
     digits = len(node.value.lstrip("+-").replace("_", ""))
     if digits > MAX_INT_DIGITS:
         raise yaml.constructor.ConstructorError(
-            None, None, f"an integer of {digits:,} characters, more than the limit of {MAX_INT_DIGITS}", node.start_mark)
+            None, None, f"an integer of {digits:,} characters, more than the limit of {MAX_INT_DIGITS}", node.start_mark
+        )
     return int(yaml.SafeLoader.construct_yaml_int(loader, node))
 
 
@@ -91,8 +101,11 @@ _Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
 _Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 # YAML 1.2 exponents (1e6, 1.0e7): YAML 1.1 wants a dot and a signed exponent and reads these as strings,
 # which strict validation would refuse as numbers
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
-                              list("-+0123456789."))
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 
 
 def _check_shape(node: yaml.Node, source: str) -> None:
@@ -103,8 +116,9 @@ def _check_shape(node: yaml.Node, source: str) -> None:
         n, depth, where = stack.pop()
         count += 1
         if count > MAX_NODES:
-            raise ScenarioError(source, "document", f"more than {MAX_NODES} nodes once aliases are expanded "
-                                "(an alias bomb?)")
+            raise ScenarioError(
+                source, "document", f"more than {MAX_NODES} nodes once aliases are expanded (an alias bomb?)"
+            )
         if depth > MAX_DEPTH:
             raise ScenarioError(source, where or "document", f"nested deeper than {MAX_DEPTH} levels")
         if isinstance(n, yaml.MappingNode):
@@ -112,18 +126,14 @@ def _check_shape(node: yaml.Node, source: str) -> None:
             for k, v in n.value:
                 key = k.value if isinstance(k, yaml.ScalarNode) else "?"
                 if isinstance(k, yaml.ScalarNode) and key in seen:
-                    raise ScenarioError(source, f"{join(where, key)} (line {k.start_mark.line + 1})",
-                                        f"duplicate key {show(key)}")
+                    raise ScenarioError(
+                        source, f"{join(where, key)} (line {k.start_mark.line + 1})", f"duplicate key {show(key)}"
+                    )
                 seen.add(key)
                 stack.append((v, depth + 1, join(where, key)))
         elif isinstance(n, yaml.SequenceNode):
             for i, v in enumerate(n.value):
                 stack.append((v, depth + 1, f"{where}[{i}]"))
-
-
-
-
-
 
 
 def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
@@ -147,8 +157,6 @@ def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     if node is not None:
         line = node.start_mark.line + 1
     return line
-
-
 
 
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
@@ -240,7 +248,7 @@ def _message(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
         }.get(pattern, f"a string matching {pattern}")
         return f"expected {what}, got {show(err.get('input'))}"
     if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+        msg = msg[len("Value error, ") :]
     inp = err.get("input")
     shown = "" if isinstance(inp, (dict, list)) else f", got {show(inp)}"
     return f"{msg[0].lower()}{msg[1:]}{shown}"
@@ -285,8 +293,10 @@ def _fix_versions(data: Any, path: tuple[Any, ...] = ()) -> Any:
             if k in _VERSION_KEYS and isinstance(v, str) and _VERSION_TEXT.fullmatch(v):
                 longest = max(len(part) for part in v.split("."))
                 if longest > MAX_VERSION_DIGITS:
-                    raise _BadValue(path + (k,), f"a version component of {longest:,} digits, more than the "
-                                                 f"limit of {MAX_VERSION_DIGITS}")
+                    raise _BadValue(
+                        path + (k,),
+                        f"a version component of {longest:,} digits, more than the limit of {MAX_VERSION_DIGITS}",
+                    )
             out[k] = _fix_versions(v, path + (k,))
         return out
     if isinstance(data, list):
@@ -328,19 +338,22 @@ def load_scenario_text(text: str | bytes, source: str = "<string>") -> Scenario:
         except yaml.YAMLError as e:
             raise _yaml_error(e, source, text) from None
         except _TooDeep as e:
-            raise ScenarioError(source, f"line {e.mark.line + 1}, column {e.mark.column + 1}",
-                                f"nested deeper than {MAX_DEPTH} levels") from None
+            raise ScenarioError(
+                source, f"line {e.mark.line + 1}, column {e.mark.column + 1}", f"nested deeper than {MAX_DEPTH} levels"
+            ) from None
         if root is None:
-            raise ScenarioError(source, "document", "empty: expected a mapping with name, database, releases, "
-                                "engines, workload, invariants")
+            raise ScenarioError(
+                source,
+                "document",
+                "empty: expected a mapping with name, database, releases, engines, workload, invariants",
+            )
         _check_shape(root, source)
         try:
             data = loader.construct_document(root)
         except yaml.YAMLError as e:
             raise _yaml_error(e, source, text) from None
         except (RecursionError, ValueError, OverflowError) as e:  # e.g. !!timestamp 2001-13-45
-            raise ScenarioError(source, "document", f"not valid YAML: {short(str(e))}") \
-                from None
+            raise ScenarioError(source, "document", f"not valid YAML: {short(str(e))}") from None
     finally:
         loader.dispose()
     if not isinstance(data, dict):
@@ -412,7 +425,7 @@ def _check_references(s: Scenario, source: str, root: yaml.Node) -> None:
     # every table and column a release, trigger or step names must exist at the start or be expanded
     known_cols = {f"{t}.{c}" for t, cols in s.database.tables.items() for c in cols} | set(s.database.absent)
     known_tables = set(s.database.tables) | {loc.split(".")[0] for loc in s.database.absent}
-    for i, step in enumerate(s.plan):
+    for _i, step in enumerate(s.plan):
         for item in step.expand if isinstance(step, ExpandStep) else []:
             if "." in item:
                 known_cols.add(item)
@@ -422,8 +435,11 @@ def _check_references(s: Scenario, source: str, root: yaml.Node) -> None:
 
     def check_loc(loc: str, where: tuple[Any, ...]) -> None:
         if loc not in known_cols:
-            fail(where, f"column {loc!r} is neither in database.tables nor added by an expand step "
-                        f"(known: {choices(sorted(known_cols))})")
+            fail(
+                where,
+                f"column {loc!r} is neither in database.tables nor added by an expand step "
+                f"(known: {choices(sorted(known_cols))})",
+            )
 
     fields: set[str] = set()
     methods: set[str] = set()
@@ -458,21 +474,29 @@ def _check_references(s: Scenario, source: str, root: yaml.Node) -> None:
         fail(("workload", "client"), f"undefined release {wl.client!r} (defined: {choices(releases)})")
     for m in wl.operations:
         if m not in methods:
-            fail(("workload", "operations", m), f"method {m!r} is not defined by any release "
-                                                f"(defined: {choices(sorted(methods))})")
+            fail(
+                ("workload", "operations", m),
+                f"method {m!r} is not defined by any release (defined: {choices(sorted(methods))})",
+            )
     for hn, h in wl.handlers.items():
         if hn not in methods:
-            fail(("workload", "handlers", hn), f"method {hn!r} is not defined by any release "
-                                               f"(defined: {choices(sorted(methods))})")
+            fail(
+                ("workload", "handlers", hn),
+                f"method {hn!r} is not defined by any release (defined: {choices(sorted(methods))})",
+            )
         for key, names in (("read", h.read), ("write", h.write)):
             for j, fn in enumerate(names):
                 if fn not in fields:
-                    fail(("workload", "handlers", hn, key, j),
-                         f"field {fn!r} is not in any release's data (fields: {choices(sorted(fields))})")
+                    fail(
+                        ("workload", "handlers", hn, key, j),
+                        f"field {fn!r} is not in any release's data (fields: {choices(sorted(fields))})",
+                    )
         for m in list(h.cast) + list(h.fanout):
             if m not in methods:
-                fail(("workload", "handlers", hn, "cast" if m in h.cast else "fanout", m),
-                     f"method {m!r} is not defined by any release (defined: {choices(sorted(methods))})")
+                fail(
+                    ("workload", "handlers", hn, "cast" if m in h.cast else "fanout", m),
+                    f"method {m!r} is not defined by any release (defined: {choices(sorted(methods))})",
+                )
 
     for i, step in enumerate(s.plan):
         a = step.action
@@ -502,8 +526,10 @@ def _check_references(s: Scenario, source: str, root: yaml.Node) -> None:
     if s.search is not None and isinstance(s.search.kill_instead_of_stop, list):
         for j, idx in enumerate(s.search.kill_instead_of_stop):
             if not 0 <= idx < len(s.plan):
-                fail(("search", "kill_instead_of_stop", j),
-                     f"step {idx} does not exist (the plan has {len(s.plan)} steps)")
+                fail(
+                    ("search", "kill_instead_of_stop", j),
+                    f"step {idx} does not exist (the plan has {len(s.plan)} steps)",
+                )
     if s.search is not None:
         for i, group in enumerate(s.search.reorder):
             for j, idx in enumerate(group):
@@ -515,34 +541,48 @@ def _check_references(s: Scenario, source: str, root: yaml.Node) -> None:
         if isinstance(s.search.kill_instead_of_stop, list):
             for j, idx in enumerate(s.search.kill_instead_of_stop):
                 if not 0 <= idx < len(s.plan):
-                    fail(("search", "kill_instead_of_stop", j),
-                         f"step {idx} does not exist (the plan has {len(s.plan)} steps)")
+                    fail(
+                        ("search", "kill_instead_of_stop", j),
+                        f"step {idx} does not exist (the plan has {len(s.plan)} steps)",
+                    )
     if s.expect is not None and s.expect != "holds":
         inv = s.expect.split(" ", 1)[1]
         enabled = list(s.invariants.enabled())
         if inv not in enabled:
             fail(("expect",), f"{inv!r} is not among the invariants checked (checked: {choices(enabled)})")
     if not s.invariants.enabled():
-        fail(("invariants",), "no invariant is checked: list at least one of "
-                              "no-lost-write, no-stranded-message, no-incompatible-delivery, bounded-imbalance, "
-                              "schema-compatible, version-skew")
+        fail(
+            ("invariants",),
+            "no invariant is checked: list at least one of "
+            "no-lost-write, no-stranded-message, no-incompatible-delivery, bounded-imbalance, "
+            "schema-compatible, version-skew",
+        )
 
     # sizes a run can afford: refused here, with the numbers, rather than a run that never ends
     # or exhausts memory (the run limits, limits.max_time and max_events, bound the rest)
     wl = s.workload
     ops = wl.rate * (wl.stop - wl.start)
     if ops > MAX_OPERATIONS:
-        fail(("workload", "rate"), f"rate {wl.rate:g}/s from {wl.start:g} s to {wl.stop:g} s is about {ops:,.0f} "
-                                   f"client operations, more than the limit of {MAX_OPERATIONS:,}; lower rate or stop")
+        fail(
+            ("workload", "rate"),
+            f"rate {wl.rate:g}/s from {wl.start:g} s to {wl.stop:g} s is about {ops:,.0f} "
+            f"client operations, more than the limit of {MAX_OPERATIONS:,}; lower rate or stop",
+        )
     cells = s.database.rows * len(known_cols)
     if cells > MAX_CELLS:
-        fail(("database", "rows"), f"{s.database.rows} rows x {len(known_cols)} columns is {cells:,} cells, more than "
-                                   f"the limit of {MAX_CELLS:,}")
+        fail(
+            ("database", "rows"),
+            f"{s.database.rows} rows x {len(known_cols)} columns is {cells:,} cells, more than "
+            f"the limit of {MAX_CELLS:,}",
+        )
     for hn, h in wl.handlers.items():
         sends = sum(h.cast.values()) + len(h.fanout) * len(engines)
         if sends > MAX_SENDS:
-            fail(("workload", "handlers", hn), f"handling one {hn} sends {sends:,} messages (casts, plus fanout to "
-                                               f"{len(engines)} engines), more than the limit of {MAX_SENDS:,}")
+            fail(
+                ("workload", "handlers", hn),
+                f"handling one {hn} sends {sends:,} messages (casts, plus fanout to "
+                f"{len(engines)} engines), more than the limit of {MAX_SENDS:,}",
+            )
 
 
 def scenario_json_schema() -> dict[str, Any]:

@@ -89,7 +89,8 @@ class _Moves(_Params):
     from_: Location | None = Field(None, alias="from", description="Where it lives now; default: where base reads it.")
     to: Location = Field(description="The new location (table.column); expanded first if it does not exist.")
     backfill: BackfillParams | None = Field(
-        default_factory=BackfillParams, description="The migration utility's settings; null: no backfill step.")
+        default_factory=BackfillParams, description="The migration utility's settings; null: no backfill step."
+    )
 
 
 class MoveField(_Moves):
@@ -171,7 +172,8 @@ class MajorBump(_Params):
     version: VersionStr | None = Field(None, description="Default: the next major, e.g. 2.0.")
     dual: bool = True
     methods: dict[Name, list[ParamStr]] = Field(
-        default_factory=dict, description="Methods whose parameters change in the new major.")
+        default_factory=dict, description="Methods whose parameters change in the new major."
+    )
     upgrade_client: bool = Field(True, description="Upgrade the client (heat-api) last: a set_client step.")
 
 
@@ -182,8 +184,9 @@ class VersionCap(_Params):
     pattern: Literal["version-cap"]
     release: Name | None = Field(None, description="Release to cap; default: the last release defined.")
     cap: VersionStr | Literal["auto"] = "auto"
-    backport_to: Name | None = Field(None, description="Release whose versions and arguments the backports use; "
-                                     "default: the engines' release.")
+    backport_to: Name | None = Field(
+        None, description="Release whose versions and arguments the backports use; default: the engines' release."
+    )
     backport: bool = True
 
 
@@ -243,8 +246,7 @@ class _Context:
         if self._engines is not None:
             return self._engines
         try:
-            raw = TypeAdapter(list[EngineSpec] | EngineGroupSpec).validate_python(self.data.get("engines"),
-                                                                                 strict=True)
+            raw = TypeAdapter(list[EngineSpec] | EngineGroupSpec).validate_python(self.data.get("engines"), strict=True)
         except ValidationError:
             raise _Invalid from None
         if isinstance(raw, EngineGroupSpec):
@@ -297,9 +299,12 @@ class _Context:
         if not isinstance(plan, list):
             raise _Invalid
         if len(plan) + len(steps) > MAX_STEPS:
-            raise self.fail((), f"the plan would have {len(plan) + len(steps):,} steps with this pattern "
-                                f"({len(steps):,} of them its own, for {len(self.engines()):,} engines), more than "
-                                f"the limit of {MAX_STEPS:,}")
+            raise self.fail(
+                (),
+                f"the plan would have {len(plan) + len(steps):,} steps with this pattern "
+                f"({len(steps):,} of them its own, for {len(self.engines()):,} engines), more than "
+                f"the limit of {MAX_STEPS:,}",
+            )
         plan.extend(dict({"after": p.after} if p.after else {}, **s) for s in steps)
 
     def rolling(self, release: str) -> list[dict[str, Any]]:
@@ -322,7 +327,6 @@ _EXPECTED = {
     r"^[A-Za-z_]\w*\.[A-Za-z_]\w*$": "a location table.column",
     r"^(\*\*[A-Za-z_]\w*|[A-Za-z_]\w*(\s*=.*)?)$": "a parameter 'name', 'name=default' or '**kwargs'",
 }
-
 
 
 def _parse(entry: Any, ctx: _Context) -> _Params:
@@ -406,14 +410,18 @@ def _source(ctx: _Context, p: _Moves, base_name: str, base: ReleaseSpec) -> str:
     """Where the field lives now: ``from``, or where the base release reads it."""
     acc = base.data.get(p.field)
     if acc is None:
-        raise ctx.fail(("field",), f"release {base_name!r} has no field {p.field!r} "
-                                   f"(fields: {', '.join(base.data) or 'none'})")
+        raise ctx.fail(
+            ("field",), f"release {base_name!r} has no field {p.field!r} (fields: {', '.join(base.data) or 'none'})"
+        )
     src = p.from_ or acc.read
     if src is None:
         raise ctx.fail(("from",), f"release {base_name!r} reads {p.field!r} nowhere: say where it lives with 'from'")
     if src not in acc.write:
-        raise ctx.fail(("from",), f"release {base_name!r} does not write {p.field!r} to {src!r} "
-                                  f"(it writes: {', '.join(acc.write) or 'nothing'})")
+        raise ctx.fail(
+            ("from",),
+            f"release {base_name!r} does not write {p.field!r} to {src!r} "
+            f"(it writes: {', '.join(acc.write) or 'nothing'})",
+        )
     if p.to == src:
         raise ctx.fail(("to",), f"the new location must differ from the old one ({src!r})")
     return src
@@ -436,8 +444,16 @@ def _moving(ctx: _Context, p: _Moves) -> tuple[ReleaseSpec, str]:
     return base, _source(ctx, p, base_name, base)
 
 
-def _stage(ctx: _Context, p: _Moves, base: ReleaseSpec, src: str, name: str, where: tuple[Any, ...],
-           read_new: bool, write_old: bool) -> list[dict[str, Any]]:
+def _stage(
+    ctx: _Context,
+    p: _Moves,
+    base: ReleaseSpec,
+    src: str,
+    name: str,
+    where: tuple[Any, ...],
+    read_new: bool,
+    write_old: bool,
+) -> list[dict[str, Any]]:
     """Add a release that reads the old or the new location and writes the new one (and the old one
     too, with ``write_old``); return the rolling restart onto it."""
     access = _with_access(base, p.field, p.to if read_new else src, ([src] if write_old else []) + [p.to])
@@ -452,12 +468,15 @@ def _contract(p: MoveField | TriggerSync | ConfigSwitch, src: str) -> list[dict[
 def _move_field(p: MoveField, ctx: _Context) -> None:
     base, src = _moving(ctx, p)
     n1, n2, n3 = p.names
-    ctx.add_steps(p, _expand_if_missing(ctx, p.to)
-                  + _stage(ctx, p, base, src, n1, ("names", 0), read_new=False, write_old=True)
-                  + _backfill(p, src)
-                  + _stage(ctx, p, base, src, n2, ("names", 1), read_new=True, write_old=True)
-                  + _stage(ctx, p, base, src, n3, ("names", 2), read_new=True, write_old=False)
-                  + _contract(p, src))
+    ctx.add_steps(
+        p,
+        _expand_if_missing(ctx, p.to)
+        + _stage(ctx, p, base, src, n1, ("names", 0), read_new=False, write_old=True)
+        + _backfill(p, src)
+        + _stage(ctx, p, base, src, n2, ("names", 1), read_new=True, write_old=True)
+        + _stage(ctx, p, base, src, n3, ("names", 2), read_new=True, write_old=False)
+        + _contract(p, src),
+    )
 
 
 def _add_column(p: AddColumn, ctx: _Context) -> None:
@@ -467,9 +486,11 @@ def _add_column(p: AddColumn, ctx: _Context) -> None:
         raise ctx.fail(("names",), f"expected {p.releases} release name(s), got {len(names)}")
     steps = _expand_if_missing(ctx, p.to)
     if p.releases == 2:
-        steps += (_stage(ctx, p, base, src, names[0], ("names", 0), read_new=False, write_old=True)
-                  + _backfill(p, src)
-                  + _stage(ctx, p, base, src, names[1], ("names", 1), read_new=True, write_old=True))
+        steps += (
+            _stage(ctx, p, base, src, names[0], ("names", 0), read_new=False, write_old=True)
+            + _backfill(p, src)
+            + _stage(ctx, p, base, src, names[1], ("names", 1), read_new=True, write_old=True)
+        )
     else:  # the migration ships with the release and runs before it
         steps += _backfill(p, src) + _stage(ctx, p, base, src, names[0], ("names", 0), read_new=True, write_old=True)
     ctx.add_steps(p, steps)
@@ -478,17 +499,25 @@ def _add_column(p: AddColumn, ctx: _Context) -> None:
 def _trigger_sync(p: TriggerSync, ctx: _Context) -> None:
     base, src = _moving(ctx, p)
     triggers = [{"from": src, "to": p.to}] + ([{"from": p.to, "to": src}] if p.reverse else [])
-    ctx.add_steps(p, _expand_if_missing(ctx, p.to) + [{"enable_trigger": t} for t in triggers] + _backfill(p, src)
-                  + _stage(ctx, p, base, src, p.name, ("name",), read_new=True, write_old=False)
-                  + [{"disable_trigger": t} for t in triggers] + _contract(p, src))
+    ctx.add_steps(
+        p,
+        _expand_if_missing(ctx, p.to)
+        + [{"enable_trigger": t} for t in triggers]
+        + _backfill(p, src)
+        + _stage(ctx, p, base, src, p.name, ("name",), read_new=True, write_old=False)
+        + [{"disable_trigger": t} for t in triggers]
+        + _contract(p, src),
+    )
 
 
 def _config_switch(p: ConfigSwitch, ctx: _Context) -> None:
     base, src = _moving(ctx, p)
-    steps = (_expand_if_missing(ctx, p.to)
-             + _stage(ctx, p, base, src, f"{p.name}.read-old", ("name",), read_new=False, write_old=True)
-             + _backfill(p, src)
-             + _stage(ctx, p, base, src, f"{p.name}.read-new", ("name",), read_new=True, write_old=True))
+    steps = (
+        _expand_if_missing(ctx, p.to)
+        + _stage(ctx, p, base, src, f"{p.name}.read-old", ("name",), read_new=False, write_old=True)
+        + _backfill(p, src)
+        + _stage(ctx, p, base, src, f"{p.name}.read-new", ("name",), read_new=True, write_old=True)
+    )
     if p.final is not None:
         steps += _stage(ctx, p, base, src, p.final, ("final",), read_new=True, write_old=False) + _contract(p, src)
     ctx.add_steps(p, steps)
@@ -504,26 +533,31 @@ def _future_args(p: FutureArgs, ctx: _Context) -> None:
     # the legacy release: every method accepts the carrier (and does nothing with it)
     eps = []
     for ep in base.rpc.endpoints:
-        methods = {m: ps if p.carrier in _param_names(ps) else _insert_param(ps, f"{p.carrier}=None")
-                   for m, ps in ep.methods.items()}
+        methods = {
+            m: ps if p.carrier in _param_names(ps) else _insert_param(ps, f"{p.carrier}=None")
+            for m, ps in ep.methods.items()
+        }
         eps.append(ep.model_copy(update={"methods": methods}))
     base = base.model_copy(update={"rpc": base.rpc.model_copy(update={"endpoints": eps})})
     ctx.replace_release(base_name, base)
     old_args = _param_names(base.rpc.endpoints[at].methods[p.method])
     ep = base.rpc.endpoints[at]
-    new_ep = ep.model_copy(update={"methods": dict(ep.methods, **{
-        p.method: _insert_param(ep.methods[p.method], f"{p.arg}=None")})})
+    new_ep = ep.model_copy(
+        update={"methods": dict(ep.methods, **{p.method: _insert_param(ep.methods[p.method], f"{p.arg}=None")})}
+    )
     sends = {m: r for m, r in base.rpc.sends.items() if m != p.method}
-    plus1 = _with_endpoint(base, at, new_ep, sends=dict(sends, **{
-        p.method: [SendRuleSpec(version=_send_version(base), args=old_args)]}))  # the value rides in the carrier
+    plus1 = _with_endpoint(
+        base, at, new_ep, sends=dict(sends, **{p.method: [SendRuleSpec(version=_send_version(base), args=old_args)]})
+    )  # the value rides in the carrier
     plus2 = _with_endpoint(base, at, new_ep, sends=sends)  # the argument in its own place
     ctx.add_release(p.names[0], plus1, ("names", 0))
     ctx.add_release(p.names[1], plus2, ("names", 1))
     ctx.add_steps(p, ctx.rolling(p.names[0]) + ctx.rolling(p.names[1]))
 
 
-def _minor_bump(ctx: _Context, p: NewArgDefault | NewMethod, base: ReleaseSpec, at: int,
-                methods: dict[str, list[str]], method: str) -> ReleaseSpec:
+def _minor_bump(
+    ctx: _Context, p: NewArgDefault | NewMethod, base: ReleaseSpec, at: int, methods: dict[str, list[str]], method: str
+) -> ReleaseSpec:
     """The base release with endpoint ``at`` bumped one minor and given ``methods``; ``method`` is
     sent at the new version, every other method at the version the base sends it (Heat's rpcapi
     stamps each call with the version its signature last changed in)."""
@@ -531,8 +565,13 @@ def _minor_bump(ctx: _Context, p: NewArgDefault | NewMethod, base: ReleaseSpec, 
     version = _bumped(ctx, ep.version, p.version)
     sends = {m: r for m, r in base.rpc.sends.items() if m != method}
     sends[method] = [SendRuleSpec(version=version)]
-    return _with_endpoint(base, at, ep.model_copy(update={"version": version, "methods": methods}),
-                          send_version=_send_version(base), sends=sends)
+    return _with_endpoint(
+        base,
+        at,
+        ep.model_copy(update={"version": version, "methods": methods}),
+        send_version=_send_version(base),
+        sends=sends,
+    )
 
 
 def _new_arg_default(p: NewArgDefault, ctx: _Context) -> None:
@@ -556,14 +595,18 @@ def _new_method(p: NewMethod, ctx: _Context) -> None:
     if at is None:
         raise ctx.fail(("caller",), f"release {base_name!r} has no method {p.caller!r}")
     ep = base.rpc.endpoints[at]
-    ctx.add_release(p.name, _minor_bump(ctx, p, base, at, dict(ep.methods, **{p.method: list(p.params)}), p.method),
-                    ("name",))
+    ctx.add_release(
+        p.name, _minor_bump(ctx, p, base, at, dict(ep.methods, **{p.method: list(p.params)}), p.method), ("name",)
+    )
     wl = ctx.workload()
     caller = wl.handlers.get(p.caller, HandlerSpec())
-    handlers = dict(wl.handlers, **{
-        p.caller: caller.model_copy(update={"cast": dict(caller.cast, **{p.method: p.count})}),
-        p.method: p.handler,
-    })
+    handlers = dict(
+        wl.handlers,
+        **{
+            p.caller: caller.model_copy(update={"cast": dict(caller.cast, **{p.method: p.count})}),
+            p.method: p.handler,
+        },
+    )
     ctx.data["workload"] = _dump(wl.model_copy(update={"handlers": handlers}))
     ctx.add_steps(p, ctx.rolling(p.name))
 
@@ -578,8 +621,7 @@ def _major_bump(p: MajorBump, ctx: _Context) -> None:
             methods.setdefault(m, ps)
     for m in p.methods:
         if m not in methods:
-            raise ctx.fail(("methods", m), f"release {base_name!r} has no method {m!r} "
-                                           f"(methods: {', '.join(methods)})")
+            raise ctx.fail(("methods", m), f"release {base_name!r} has no method {m!r} (methods: {', '.join(methods)})")
     methods.update(p.methods)
     new_ep = EndpointSpec(version=version, methods=methods)
     others = list(base.rpc.endpoints) if p.dual else [ep for ep in base.rpc.endpoints if ep.namespace is not None]
@@ -604,8 +646,10 @@ def _version_cap(p: VersionCap, ctx: _Context) -> None:
                     continue
                 own = sends.get(m) or [SendRuleSpec(version=_send_version(rel))]
                 like_rules = like.rpc.sends.get(m)
-                old = SendRuleSpec(version=like_rules[0].version if like_rules else _send_version(like),
-                                   args=_param_names(like.rpc.endpoints[at].methods[m]))
+                old = SendRuleSpec(
+                    version=like_rules[0].version if like_rules else _send_version(like),
+                    args=_param_names(like.rpc.endpoints[at].methods[m]),
+                )
                 if all(r.version != old.version for r in own):
                     sends[m] = own + [old]
     rpc = rel.rpc.model_copy(update={"cap": p.cap, "sends": sends})
@@ -661,8 +705,12 @@ def patterns_json_schema() -> tuple[dict[str, Any], dict[str, Any]]:
     """The JSON Schema of the ``patterns`` key, and the definitions it refers to."""
     # a type built at run time from PATTERNS: no static type to give it
     entry: Any = Annotated[Union[tuple(PATTERNS.values())], Field(discriminator="pattern")]  # noqa: UP007
-    union: Any = Annotated[list[entry], Field(
-        description="Patterns of the founding thread, expanded into releases and plan steps (see `simroll expand`).")]
+    union: Any = Annotated[
+        list[entry],
+        Field(
+            description="Patterns of the founding thread, expanded into releases and plan steps (see `simroll expand`)."
+        ),
+    ]
     schema = TypeAdapter(union).json_schema(by_alias=True, ref_template="#/$defs/{model}")
     defs = schema.pop("$defs", {})
     return schema, defs
@@ -676,4 +724,12 @@ def add_patterns_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-__all__ = ["MAX_PATTERNS", "MAX_STEPS", "PATTERNS", "expand_patterns", "patterns_json_schema", "add_patterns_schema", "BackfillParams"]
+__all__ = [
+    "MAX_PATTERNS",
+    "MAX_STEPS",
+    "PATTERNS",
+    "expand_patterns",
+    "patterns_json_schema",
+    "add_patterns_schema",
+    "BackfillParams",
+]

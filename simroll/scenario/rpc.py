@@ -30,7 +30,7 @@ class Signature:
     var_kwargs: bool = False
 
     @classmethod
-    def parse(cls, params: list[str] | tuple[str, ...]) -> "Signature":
+    def parse(cls, params: list[str] | tuple[str, ...]) -> Signature:
         """Parse ``["resource_id", "root_id=None", "**kwargs"]``."""
         required: list[str] = []
         optional: list[str] = []

@@ -70,7 +70,8 @@ class RpcSpec(_Frozen):
         description="Per method, send rules in order of preference; the first the version cap allows is used.",
     )
     cap: VersionStr | Literal["auto"] | None = Field(
-        None, description="Version cap: a version, 'auto' (lowest version any running engine implements, "
+        None,
+        description="Version cap: a version, 'auto' (lowest version any running engine implements, "
         "computed when the engine starts or on set_cap), or none.",
     )
 
@@ -110,7 +111,9 @@ class BusSpec(_Frozen):
         "'on-complete'): they return to the queue, and count against the prefetch limit while handled.",
     )
     prefetch: int = Field(
-        0, ge=0, le=1_000_000,
+        0,
+        ge=0,
+        le=1_000_000,
         description="Unacknowledged messages a consumer may hold per queue (rabbit_qos_prefetch_count); "
         "0 = unlimited, oslo.messaging's default.",
     )
@@ -130,7 +133,7 @@ class DatabaseSpec(_Frozen):
         description="Logical field -> a location that must hold its latest value at the end, besides "
         "where the engines running at the end read it.",
     )
-    triggers: list["TriggerSpec"] = Field(default_factory=list, description="Triggers enabled from the start.")
+    triggers: list[TriggerSpec] = Field(default_factory=list, description="Triggers enabled from the start.")
     initial: dict[Name, list[Location]] = Field(
         default_factory=dict,
         description="Logical field -> the locations that hold its initial values; default: where the first "
@@ -164,7 +167,9 @@ class HandlerSpec(_Frozen):
     )
     fanout: list[Name] = Field(default_factory=list, description="Methods cast to every engine (fanout).")
     depth: int | None = Field(
-        None, ge=0, le=1000,
+        None,
+        ge=0,
+        le=1000,
         description="Casts are sent only while the message is fewer than this many hops from the client "
         "(a traversal of this depth); none: always.",
     )
@@ -177,7 +182,9 @@ class WorkloadSpec(_Frozen):
     start: Seconds = 0.0
     stop: Seconds = Field(description="No operation is issued at or after this time.")
     arrivals: Literal["poisson", "periodic"] = "poisson"
-    client: Name | None = Field(None, description="Release whose send rules the clients use; default: the first engine's.")
+    client: Name | None = Field(
+        None, description="Release whose send rules the clients use; default: the first engine's."
+    )
     operations: dict[Name, Annotated[float, Field(gt=0, le=1e9, allow_inf_nan=False)]] = Field(
         min_length=1, description="Entry method -> weight; each operation is a call of one of them."
     )
@@ -185,7 +192,7 @@ class WorkloadSpec(_Frozen):
     handlers: dict[Name, HandlerSpec] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _window(self) -> "WorkloadSpec":
+    def _window(self) -> WorkloadSpec:
         if self.stop < self.start:
             raise ValueError(f"stop ({self.stop}) must not be before start ({self.start})")
         return self
@@ -210,9 +217,10 @@ class BackfillSpec(_Frozen):
     gap: Seconds = Field(0.0, description="Seconds between reading a row and writing it.")
     max_gap: Seconds = Field(0.0, description="Upper bound of the read-to-write gap the search may choose.")
     guard: Literal["none", "if-empty", "if-unchanged"] = Field(
-        "none", description="'if-empty': write only if the target is still empty (UPDATE ... WHERE to IS NULL); "
+        "none",
+        description="'if-empty': write only if the target is still empty (UPDATE ... WHERE to IS NULL); "
         "'if-unchanged': write only if the source still holds the value read (a compare-and-set: "
-        "UPDATE ... WHERE from = :value_read)."
+        "UPDATE ... WHERE from = :value_read).",
     )
 
 
@@ -342,9 +350,23 @@ class SetClientStep(_StartsNoEngine):
 
 
 # action -> its step model, in the documented order of actions
-STEP_TYPES: dict[str, type[_Step]] = {t.action: t for t in (
-    RestartStep, StopStep, KillStep, StartStep, WaitStep, ExpandStep, ContractStep, BackfillStep,
-    SetCapStep, EnableTriggerStep, DisableTriggerStep, SetClientStep)}
+STEP_TYPES: dict[str, type[_Step]] = {
+    t.action: t
+    for t in (
+        RestartStep,
+        StopStep,
+        KillStep,
+        StartStep,
+        WaitStep,
+        ExpandStep,
+        ContractStep,
+        BackfillStep,
+        SetCapStep,
+        EnableTriggerStep,
+        DisableTriggerStep,
+        SetClientStep,
+    )
+}
 STEP_ACTIONS = tuple(STEP_TYPES)
 
 
@@ -391,17 +413,33 @@ def _step_tag(value: Any) -> str | None:
 
 
 if TYPE_CHECKING:
-    StepSpec: TypeAlias = (RestartStep | StopStep | KillStep | StartStep | WaitStep | ExpandStep | ContractStep
-                           | BackfillStep | SetCapStep | EnableTriggerStep | DisableTriggerStep | SetClientStep)
+    StepSpec: TypeAlias = (
+        RestartStep
+        | StopStep
+        | KillStep
+        | StartStep
+        | WaitStep
+        | ExpandStep
+        | ContractStep
+        | BackfillStep
+        | SetCapStep
+        | EnableTriggerStep
+        | DisableTriggerStep
+        | SetClientStep
+    )
 else:
     # what validates: the member named by the step's action key; _NotOneAction only ever fails, so it
     # is neither in the static type nor in the JSON Schema
     StepSpec = Annotated[
-        Union[tuple(Annotated[t, Tag(t.__name__)] for t in STEP_TYPES.values())  # noqa: UP007 - built at runtime
-              + (Annotated[_NotOneAction, Tag(_NotOneAction.__name__), SkipJsonSchema()],)],
-        Discriminator(_step_tag, custom_error_type="step_type",
-                      custom_error_message=f"Input should be a step: a mapping with one action key of: "
-                                           f"{', '.join(STEP_ACTIONS)}"),
+        Union[  # noqa: UP007 - a union built at run time from STEP_TYPES
+            tuple(Annotated[t, Tag(t.__name__)] for t in STEP_TYPES.values())
+            + (Annotated[_NotOneAction, Tag(_NotOneAction.__name__), SkipJsonSchema()],)
+        ],
+        Discriminator(
+            _step_tag,
+            custom_error_type="step_type",
+            custom_error_message=f"Input should be a step: a mapping with one action key of: {', '.join(STEP_ACTIONS)}",
+        ),
     ]
 """One operator step: one model per action, told apart by the action key present (``restart: engine-1``
 is a :class:`RestartStep`). Every step has ``after`` and ``action``; :func:`parse_step` builds one."""
@@ -422,7 +460,7 @@ class FaultSpec(_Frozen):
     at_step: int | None = Field(None, ge=0, description="Index of the plan step at whose start the kill happens.")
 
     @model_validator(mode="after")
-    def _when(self) -> "FaultSpec":
+    def _when(self) -> FaultSpec:
         if (self.at is None) == (self.at_step is None):
             raise ValueError("expected exactly one of 'at' (seconds) or 'at_step' (plan step index)")
         return self
@@ -439,8 +477,10 @@ class SkewSpec(_Frozen):
 
 class CompleteSpec(_Frozen):
     within: PositiveSeconds | None = Field(
-        None, description="Seconds within which every client operation, with the work it causes, must complete; "
-        "none: before the run ends.")
+        None,
+        description="Seconds within which every client operation, with the work it causes, must complete; "
+        "none: before the run ends.",
+    )
 
 
 class _NoParams(_Frozen):
@@ -530,8 +570,10 @@ class SearchSpec(_Frozen):
     )
     max_pause: Seconds = Field(30.0, description="Upper bound of the pause the search may add before a step.")
     kill_instead_of_stop: bool | list[int] = Field(
-        False, description="A graceful stop or restart may become a kill: every one (true), none (false), or "
-        "those of the listed plan step indices.")
+        False,
+        description="A graceful stop or restart may become a kill: every one (true), none (false), or "
+        "those of the listed plan step indices.",
+    )
     kill_engines: list[Name] = Field(default_factory=list, description="Engines the search may kill at any time.")
     events: bool = Field(True, description="Vary event-level choices: consumer picks and message delays.")
 
@@ -563,8 +605,9 @@ class Scenario(_Frozen):
         None, description="'holds' or 'violates <invariant>': what the pytest plugin asserts."
     )
     allow_vacuous: bool = Field(
-        False, description="With 'expect: holds', accept invariants that held only vacuously (had nothing to "
-        "check); by default the pytest plugin fails such a scenario. Set it only where the vacuity is by design."
+        False,
+        description="With 'expect: holds', accept invariants that held only vacuously (had nothing to "
+        "check); by default the pytest plugin fails such a scenario. Set it only where the vacuity is by design.",
     )
     search: SearchSpec | None = None
     choices: list[ChoiceSpec] = Field(default_factory=list, description="Pinned event-level choices (replay).")

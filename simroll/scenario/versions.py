@@ -17,7 +17,7 @@ class Version(NamedTuple):
     rev: int = 0
 
     @classmethod
-    def parse(cls, text: str) -> "Version":
+    def parse(cls, text: str) -> Version:
         if not _VERSION_RE.match(text):
             raise ValueError(f"not a version: {text!r} (expected major.minor, e.g. '1.2')")
         parts = [int(p) for p in text.split(".")]

@@ -88,8 +88,19 @@ class Subscription:
 class Queue:
     """A RabbitMQ queue: ready messages in position order, and its consumers' rotation."""
 
-    __slots__ = ("name", "owner", "held", "subs", "ttl", "auto_delete", "deleted", "on_expire", "on_drop",
-                 "picker", "_pos")
+    __slots__ = (
+        "name",
+        "owner",
+        "held",
+        "subs",
+        "ttl",
+        "auto_delete",
+        "deleted",
+        "on_expire",
+        "on_drop",
+        "picker",
+        "_pos",
+    )
 
     def __init__(self, name: str, owner: Any = None, *, ttl: float | None = None, auto_delete: bool = False):
         self.name = name
@@ -106,8 +117,9 @@ class Queue:
         self._pos = 0
 
     # -------------------------------------------------------------- the operations
-    def consume(self, consumer: Any, deliver: Callable[[Message], None], prefetch: int = 0,
-                now: float = 0.0) -> Subscription:
+    def consume(
+        self, consumer: Any, deliver: Callable[[Message], None], prefetch: int = 0, now: float = 0.0
+    ) -> Subscription:
         """``basic.consume``: ``consumer`` joins the tail of the rotation and gets what is ready."""
         sub = Subscription(consumer, self, prefetch, deliver)
         self.deleted = False  # an auto-delete queue declared again
@@ -349,8 +361,14 @@ class Broker:
 
     def _dropped(self, msg: Message) -> None:
         assert msg.queue is not None, "a dropped message was published to a queue"
-        self.trace.emit(self.env.now, "dropped", msg=msg.id, queue=msg.queue.name, why="auto-delete queue deleted",
-                        cause=[msg.send_rec])
+        self.trace.emit(
+            self.env.now,
+            "dropped",
+            msg=msg.id,
+            queue=msg.queue.name,
+            why="auto-delete queue deleted",
+            cause=[msg.send_rec],
+        )
 
     def server_queue(self, owner: Consumer) -> Queue:
         """The per-server queue of ``owner`` (for fanout casts)."""
@@ -373,21 +391,30 @@ class Broker:
         n = len(subs)
         p = self.chooser.pick("consumer", n)
         if p:  # a pinned deviation from round robin: say so in the trace
-            self.trace.emit(self.env.now, "choice", at=self.chooser.counts["consumer"] - 1, what="consumer",
-                            msg=msg.id, to=subs[p].consumer.name, default=subs[0].consumer.name)
+            self.trace.emit(
+                self.env.now,
+                "choice",
+                at=self.chooser.counts["consumer"] - 1,
+                what="consumer",
+                msg=msg.id,
+                to=subs[p].consumer.name,
+                default=subs[0].consumer.name,
+            )
         return p
 
     # -------------------------------------------------------------- publishing
-    def publish(self, sender: str, method: str, rule: SendRule, row: int, call: bool,
-                queue: Queue | None = None, hop: int = 0) -> None:
+    def publish(
+        self, sender: str, method: str, rule: SendRule, row: int, call: bool, queue: Queue | None = None, hop: int = 0
+    ) -> None:
         """Publish a message sent by ``rule`` to ``queue`` (default: the topic), after the bus latency
         and any extra delay the chooser picks."""
         now = self.env.now
         mid = self._next_msg
         self._next_msg = mid + 1
         q = queue if queue is not None else self.topic
-        rec = self.trace.send(now, engine=sender, msg=mid, method=method, version=_text(rule.version),
-                              queue=q.name, call=call, row=row)
+        rec = self.trace.send(
+            now, engine=sender, msg=mid, method=method, version=_text(rule.version), queue=q.name, call=call, row=row
+        )
         msg = Message(mid, method, rule.version, rule.args, rule.namespace, row, call, sender, rec, hop)
         delay = self.latency
         if self.max_delay > 0:
@@ -419,6 +446,7 @@ class Broker:
             if eng.wake is not None:
                 ev, eng.wake = eng.wake, None
                 ev.succeed()
+
         return deliver
 
     def ack(self, msg: Message) -> None:
@@ -469,8 +497,14 @@ class Broker:
 
     def _expired(self, msg: Message) -> None:
         assert msg.queue is not None, "a message expires in the queue it arrived on"
-        self.trace.emit(self.env.now, "expire", msg=msg.id, queue=msg.queue.name,
-                        expired_at=msg.expires, cause=[msg.send_rec] + self.last_stops_accepting(msg))
+        self.trace.emit(
+            self.env.now,
+            "expire",
+            msg=msg.id,
+            queue=msg.queue.name,
+            expired_at=msg.expires,
+            cause=[msg.send_rec] + self.last_stops_accepting(msg),
+        )
 
     # -------------------------------------------------------------- consumers
     def join(self, eng: Consumer) -> None:

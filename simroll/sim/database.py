@@ -103,23 +103,32 @@ class Database:
                 emit(env.now, "schema_error", engine="backfill", op="backfill", locs=missing, cause=[step_rec])
                 return
             value, src = self.values.get(spec.from_, {}).get(row, (None, None))
-            read = emit(env.now, "bf_read", engine="backfill", row=row, loc=spec.from_, value=value,
-                        cause=[step_rec] if src is None else [step_rec, src])
+            read = emit(
+                env.now,
+                "bf_read",
+                engine="backfill",
+                row=row,
+                loc=spec.from_,
+                value=value,
+                cause=[step_rec] if src is None else [step_rec, src],
+            )
             gap = spec.gap
             if spec.max_gap > 0:
                 level = chooser.pick("backfill_gap", DELAY_LEVELS + 1)
                 if level:
                     gap += spec.max_gap * level / DELAY_LEVELS
-                    emit(env.now, "choice", at=chooser.counts["backfill_gap"] - 1, what="backfill_gap", row=row,
-                         gap=gap)
+                    emit(
+                        env.now, "choice", at=chooser.counts["backfill_gap"] - 1, what="backfill_gap", row=row, gap=gap
+                    )
             if gap > 0:
                 yield env.timeout(gap)
             if value is None or spec.to not in self.columns:
                 continue
             if spec.guard == "if-empty" and self.values.get(spec.to, {}).get(row, (None, None))[0] is not None:
                 continue
-            if spec.guard == "if-unchanged" and (spec.from_ not in self.columns or
-                                                 self.values.get(spec.from_, {}).get(row, (None, None))[0] != value):
+            if spec.guard == "if-unchanged" and (
+                spec.from_ not in self.columns or self.values.get(spec.from_, {}).get(row, (None, None))[0] != value
+            ):
                 continue
             rec = self.trace.count
             fired = self.write(spec.to, row, value, rec)
@@ -138,8 +147,14 @@ class Database:
         """A ``final`` record of every canonical location's values (see :meth:`canonical`)."""
         for fld, loc in self.canonical(reads):
             col = self.values.get(loc, {}) if loc in self.columns else {}
-            self.trace.emit(now, "final", field=fld, loc=loc, exists=loc in self.columns,
-                            values=[col.get(r, (None, None))[0] for r in range(self.rows)])
+            self.trace.emit(
+                now,
+                "final",
+                field=fld,
+                loc=loc,
+                exists=loc in self.columns,
+                values=[col.get(r, (None, None))[0] for r in range(self.rows)],
+            )
 
 
 __all__ = ["Database"]

@@ -135,8 +135,9 @@ def _causes(cause: int | None) -> list[int]:
 class Cluster:
     """Every engine of a run, their caps, and what they send, read and write."""
 
-    def __init__(self, env: simpy.Environment, scenario: Scenario, broker: Broker, db: Database,
-                 chooser: Chooser, trace: Trace):
+    def __init__(
+        self, env: simpy.Environment, scenario: Scenario, broker: Broker, db: Database, chooser: Chooser, trace: Trace
+    ):
         self.env = env
         self.broker = broker
         self.db = db
@@ -183,18 +184,29 @@ class Cluster:
                 assert eng.release is not None, "a started engine has a release"
                 eng.cap = self.resolve_cap(eng.release.cap)
 
-    def send(self, sender: str, rel: Release, cap: Version | None, method: str, row: int,
-             call: bool, queue: Queue | None = None, hop: int = 0) -> None:
+    def send(
+        self,
+        sender: str,
+        rel: Release,
+        cap: Version | None,
+        method: str,
+        row: int,
+        call: bool,
+        queue: Queue | None = None,
+        hop: int = 0,
+    ) -> None:
         """Send ``method`` as ``rel`` under ``cap``: publish it, or record why it cannot be sent."""
         rules = rel.send_rules.get(method)
         if not rules:
-            self.trace.emit(self.env.now, "send_error", engine=sender, method=method,
-                            error=f"release {rel.name} has no {method}")
+            self.trace.emit(
+                self.env.now, "send_error", engine=sender, method=method, error=f"release {rel.name} has no {method}"
+            )
             return
         rule = choose_send_rule(rules, cap)
         if rule is None:
-            self.trace.emit(self.env.now, "send_error", engine=sender, method=method,
-                            error=f"RPCVersionCapError (cap {cap})")
+            self.trace.emit(
+                self.env.now, "send_error", engine=sender, method=method, error=f"RPCVersionCapError (cap {cap})"
+            )
             return
         self.broker.publish(sender, method, rule, row, call, queue, hop)
 
@@ -202,8 +214,9 @@ class Cluster:
     def start(self, eng: Engine, rel: Release, cause: int | None) -> None:
         """Start ``eng`` on ``rel``: its workers, then it consumes."""
         if eng.state != STOPPED:
-            self.trace.emit(self.env.now, "noop", engine=eng.name, why=f"start: engine is {eng.state}",
-                            cause=_causes(cause))
+            self.trace.emit(
+                self.env.now, "noop", engine=eng.name, why=f"start: engine is {eng.state}", cause=_causes(cause)
+            )
             return
         eng.release = rel
         eng.state = RUNNING
@@ -213,21 +226,34 @@ class Cluster:
         eng.outcomes = {}
         eng.stopped_event = self.env.event()
         eng.cap = self.resolve_cap(rel.cap)
-        self.trace.emit(self.env.now, "start", engine=eng.name, release=rel.name, workers=rel.workers,
-                        cap=None if eng.cap is None else str(eng.cap), cause=_causes(cause))
+        self.trace.emit(
+            self.env.now,
+            "start",
+            engine=eng.name,
+            release=rel.name,
+            workers=rel.workers,
+            cap=None if eng.cap is None else str(eng.cap),
+            cause=_causes(cause),
+        )
         eng.procs = [self.env.process(self._worker(eng, rel, slot, eng.generation)) for slot in range(rel.workers)]
         self.broker.join(eng)
 
     def stop(self, eng: Engine, cause: int | None = None) -> Event | None:
         """Graceful stop: take nothing new, finish in-flight work. Returns the stopped event."""
         if eng.state != RUNNING:
-            self.trace.emit(self.env.now, "noop", engine=eng.name, why=f"stop: engine is {eng.state}",
-                            cause=_causes(cause))
+            self.trace.emit(
+                self.env.now, "noop", engine=eng.name, why=f"stop: engine is {eng.state}", cause=_causes(cause)
+            )
             return None
         assert eng.release is not None, "a running engine has a release"
         eng.state = STOPPING
-        rec = self.trace.emit(self.env.now, "stop", engine=eng.name,
-                              inflight=sorted(m.id for m in eng.inflight.values()), cause=_causes(cause))
+        rec = self.trace.emit(
+            self.env.now,
+            "stop",
+            engine=eng.name,
+            inflight=sorted(m.id for m in eng.inflight.values()),
+            cause=_causes(cause),
+        )
         self.broker.leave(eng, rec, eng.release.endpoints)
         self.broker.requeue_backlog(eng, rec)  # in-flight work finishes, and is acked, as it ends
         if eng.wake is not None:
@@ -248,13 +274,13 @@ class Cluster:
         """Kill ``eng``: its workers die at once and its connection with them: in-flight messages
         are lost (or requeued, if the bus acknowledges after handling), prefetched ones requeued."""
         if eng.state == STOPPED:
-            self.trace.emit(self.env.now, "noop", engine=eng.name, why="kill: engine is stopped",
-                            cause=_causes(cause))
+            self.trace.emit(self.env.now, "noop", engine=eng.name, why="kill: engine is stopped", cause=_causes(cause))
             return
         assert eng.release is not None, "a started engine has a release"
         now = self.env.now
-        kill_rec = self.trace.emit(now, "kill", engine=eng.name, inflight=sorted(m.id for m in eng.inflight.values()),
-                                   cause=_causes(cause))
+        kill_rec = self.trace.emit(
+            now, "kill", engine=eng.name, inflight=sorted(m.id for m in eng.inflight.values()), cause=_causes(cause)
+        )
         self.broker.leave(eng, kill_rec, eng.release.endpoints)
         eng.state = STOPPED
         self._count(eng.release, -1)
@@ -316,8 +342,17 @@ class Cluster:
                     del eng.inflight[slot]
                     if ack_after:
                         ack(msg)
-                    emit(now, "reject", engine=eng.name, msg=msg.id, error=outcome.value, method=msg.method,
-                         version=str(msg.version), call=msg.call, cause=[recv, msg.send_rec])
+                    emit(
+                        now,
+                        "reject",
+                        engine=eng.name,
+                        msg=msg.id,
+                        error=outcome.value,
+                        method=msg.method,
+                        version=str(msg.version),
+                        call=msg.call,
+                        cause=[recv, msg.send_rec],
+                    )
                     continue
                 handler = handlers.get(msg.method)
                 snapshot = None
@@ -334,16 +369,16 @@ class Cluster:
                 trace.done(env.now, engine=eng.name, msg=msg.id, ok=ok)
                 if msg.deadline is not None and env.now > msg.deadline:
                     # the caller timed out before the reply: the work was done for nobody
-                    emit(env.now, "late", engine=eng.name, msg=msg.id, deadline=msg.deadline,
-                         cause=[msg.send_rec])
+                    emit(env.now, "late", engine=eng.name, msg=msg.id, deadline=msg.deadline, cause=[msg.send_rec])
         except simpy.Interrupt:
             return
         if eng.state == STOPPING and eng.generation == generation and not eng.inflight:
             if not any(p.is_alive and p is not env.active_process for p in eng.procs):
                 self._stopped(eng, rel)
 
-    def _reads(self, eng: Engine, rel: Release, handler: HandlerSpec, msg: Message,
-               recv: int) -> tuple[bool, dict[str, Any] | None]:
+    def _reads(
+        self, eng: Engine, rel: Release, handler: HandlerSpec, msg: Message, recv: int
+    ) -> tuple[bool, dict[str, Any] | None]:
         """Reads at the start of handling; returns (ok, row snapshot for row-style updates)."""
         now, emit, row = self.env.now, self.trace.emit, msg.row
         columns, values = self.db.columns, self.db.values
@@ -356,8 +391,16 @@ class Cluster:
                 emit(now, "schema_error", engine=eng.name, msg=msg.id, op="read", locs=[loc], cause=[recv])
                 return False, None
             value, src = values.get(loc, {}).get(row, (None, None))
-            self.trace.read(now, engine=eng.name, msg=msg.id, field=fld, row=row, loc=loc, value=value,
-                            cause=[recv] if src is None else [recv, src])
+            self.trace.read(
+                now,
+                engine=eng.name,
+                msg=msg.id,
+                field=fld,
+                row=row,
+                loc=loc,
+                value=value,
+                cause=[recv] if src is None else [recv, src],
+            )
         if rel.update_row and handler.write:
             snapshot = {}
             for fld in handler.write:
@@ -367,8 +410,9 @@ class Cluster:
                             snapshot[col] = values.get(col, {}).get(row, (None, None))[0]
         return True, snapshot
 
-    def _writes_and_casts(self, eng: Engine, rel: Release, handler: HandlerSpec, msg: Message,
-                          snapshot: dict[str, Any] | None) -> None:
+    def _writes_and_casts(
+        self, eng: Engine, rel: Release, handler: HandlerSpec, msg: Message, snapshot: dict[str, Any] | None
+    ) -> None:
         now, emit, row, db = self.env.now, self.trace.emit, msg.row, self.db
         written: set[str] = set()
         for fld in handler.write:
@@ -386,8 +430,9 @@ class Cluster:
             for loc in locs:
                 fired += db.write(loc, row, value, rec)
                 written.add(loc)
-            self.trace.write(now, engine=eng.name, msg=msg.id, field=fld, row=row, value=value, locs=list(locs),
-                             trig=fired)
+            self.trace.write(
+                now, engine=eng.name, msg=msg.id, field=fld, row=row, value=value, locs=list(locs), trig=fired
+            )
         if snapshot:
             stale = {c: v for c, v in snapshot.items() if c not in written and c in db.columns}
             if stale:

@@ -116,8 +116,14 @@ class Simulation:
         leftovers.sort(key=lambda x: x[0].id)
         for m, where in leftovers:
             if where.startswith("in-flight") or not m.taken and not broker.expired(m):
-                emit(now, "left", msg=m.id, queue=where, version=str(m.version),
-                     cause=[m.send_rec] + broker.last_stops_accepting(m))
+                emit(
+                    now,
+                    "left",
+                    msg=m.id,
+                    queue=where,
+                    version=str(m.version),
+                    cause=[m.send_rec] + broker.last_stops_accepting(m),
+                )
         self.db.emit_finals(now, self.cluster.reads_at_end())
         emit(now, "end", reason=self.end_reason, points=self.chooser.points)
 
@@ -197,9 +203,14 @@ class Simulation:
                 cap = step.set_cap
                 cluster.override_cap(None if cap == "none" else ("auto" if cap == "auto" else Version.parse(cap)))
                 self.client_cap = cluster.resolve_cap(self.client.cap)
-                self.trace.emit(env.now, "caps", caps={e.name: None if e.cap is None else str(e.cap)
-                                                        for e in engines.values() if e.state != STOPPED},
-                                client=None if self.client_cap is None else str(self.client_cap))
+                self.trace.emit(
+                    env.now,
+                    "caps",
+                    caps={
+                        e.name: None if e.cap is None else str(e.cap) for e in engines.values() if e.state != STOPPED
+                    },
+                    client=None if self.client_cap is None else str(self.client_cap),
+                )
             case EnableTriggerStep():
                 self.db.set_trigger(step.enable_trigger, True)
             case DisableTriggerStep():
@@ -214,8 +225,12 @@ def _step_detail(step: StepSpec) -> dict[str, Any]:
     return {k: d[k] for k in sorted(d)}
 
 
-def simulate(scenario: Scenario, seed: int | None = None, pinned: dict[tuple[str, int], int] | None = None,
-             trace: Trace | None = None) -> tuple[Simulation, Trace]:
+def simulate(
+    scenario: Scenario,
+    seed: int | None = None,
+    pinned: dict[tuple[str, int], int] | None = None,
+    trace: Trace | None = None,
+) -> tuple[Simulation, Trace]:
     """Run ``scenario`` once; returns the finished simulation and its trace."""
     trace = trace if trace is not None else Trace()
     sim = Simulation(scenario, Chooser(scenario.seed if seed is None else seed, pinned), trace)

@@ -49,7 +49,7 @@ def _make_encode() -> Callable[[Any], str]:
         def encode(rec: Any) -> str:
             return "".join(c_encode(rec, 0))
 
-        probe = {"i": 1, "t": 0.1 + 0.2, "kind": "é\n\"", "x": [None, True, 2, {"k": [1.5e-7]}]}
+        probe = {"i": 1, "t": 0.1 + 0.2, "kind": 'é\n"', "x": [None, True, 2, {"k": [1.5e-7]}]}
         if encode(probe) != _ENCODER.encode(probe):
             return _ENCODER.encode
     except (ImportError, TypeError):  # pragma: no cover - depends on the Python build
@@ -151,15 +151,28 @@ class Trace:
     # record is the one emit(t, kind, ...) would make, and the line is the encoder's, byte for
     # byte (tests/test_trace.py checks both against the json module).
 
-    def send(self, t: float, *, engine: str, msg: int, method: str, version: str, queue: str, call: bool,
-             row: int) -> int:
+    def send(
+        self, t: float, *, engine: str, msg: int, method: str, version: str, queue: str, call: bool, row: int
+    ) -> int:
         i = self.count
-        rec = {"i": i, "t": t, "kind": "send", "engine": engine, "msg": msg, "method": method, "version": version,
-               "queue": queue, "call": call, "row": row}
+        rec = {
+            "i": i,
+            "t": t,
+            "kind": "send",
+            "engine": engine,
+            "msg": msg,
+            "method": method,
+            "version": version,
+            "queue": queue,
+            "call": call,
+            "row": row,
+        }
         try:
-            line = (f'{{"i":{i},"t":{_num(t)},"kind":"send","engine":{_str(engine)},"msg":{_int(msg)},'
-                    f'"method":{_str(method)},"version":{_str(version)},"queue":{_str(queue)},'
-                    f'"call":{_bool(call)},"row":{_int(row)}}}\n')
+            line = (
+                f'{{"i":{i},"t":{_num(t)},"kind":"send","engine":{_str(engine)},"msg":{_int(msg)},'
+                f'"method":{_str(method)},"version":{_str(version)},"queue":{_str(queue)},'
+                f'"call":{_bool(call)},"row":{_int(row)}}}\n'
+            )
         except TypeError:
             line = None
         return self._append(rec, line)
@@ -168,8 +181,10 @@ class Trace:
         i = self.count
         rec = {"i": i, "t": t, "kind": "recv", "engine": engine, "msg": msg, "wait": wait, "cause": cause}
         try:
-            line = (f'{{"i":{i},"t":{_num(t)},"kind":"recv","engine":{_str(engine)},"msg":{_int(msg)},'
-                    f'"wait":{_num(wait)},"cause":{_ints(cause)}}}\n')
+            line = (
+                f'{{"i":{i},"t":{_num(t)},"kind":"recv","engine":{_str(engine)},"msg":{_int(msg)},'
+                f'"wait":{_num(wait)},"cause":{_ints(cause)}}}\n'
+            )
         except TypeError:
             line = None
         return self._append(rec, line)
@@ -178,34 +193,61 @@ class Trace:
         i = self.count
         rec = {"i": i, "t": t, "kind": "done", "engine": engine, "msg": msg, "ok": ok}
         try:
-            line = (f'{{"i":{i},"t":{_num(t)},"kind":"done","engine":{_str(engine)},"msg":{_int(msg)},'
-                    f'"ok":{_bool(ok)}}}\n')
+            line = (
+                f'{{"i":{i},"t":{_num(t)},"kind":"done","engine":{_str(engine)},"msg":{_int(msg)},"ok":{_bool(ok)}}}\n'
+            )
         except TypeError:
             line = None
         return self._append(rec, line)
 
-    def read(self, t: float, *, engine: str, msg: int, field: str, row: int, loc: str, value: str | None,
-             cause: list[int]) -> int:
+    def read(
+        self, t: float, *, engine: str, msg: int, field: str, row: int, loc: str, value: str | None, cause: list[int]
+    ) -> int:
         i = self.count
-        rec = {"i": i, "t": t, "kind": "read", "engine": engine, "msg": msg, "field": field, "row": row, "loc": loc,
-               "value": value, "cause": cause}
+        rec = {
+            "i": i,
+            "t": t,
+            "kind": "read",
+            "engine": engine,
+            "msg": msg,
+            "field": field,
+            "row": row,
+            "loc": loc,
+            "value": value,
+            "cause": cause,
+        }
         try:
-            line = (f'{{"i":{i},"t":{_num(t)},"kind":"read","engine":{_str(engine)},"msg":{_int(msg)},'
-                    f'"field":{_str(field)},"row":{_int(row)},"loc":{_str(loc)},'
-                    f'"value":{_opt_str(value)},"cause":{_ints(cause)}}}\n')
+            line = (
+                f'{{"i":{i},"t":{_num(t)},"kind":"read","engine":{_str(engine)},"msg":{_int(msg)},'
+                f'"field":{_str(field)},"row":{_int(row)},"loc":{_str(loc)},'
+                f'"value":{_opt_str(value)},"cause":{_ints(cause)}}}\n'
+            )
         except TypeError:
             line = None
         return self._append(rec, line)
 
-    def write(self, t: float, *, engine: str, msg: int, field: str, row: int, value: str, locs: list[str],
-              trig: list[str]) -> int:
+    def write(
+        self, t: float, *, engine: str, msg: int, field: str, row: int, value: str, locs: list[str], trig: list[str]
+    ) -> int:
         i = self.count
-        rec = {"i": i, "t": t, "kind": "write", "engine": engine, "msg": msg, "field": field, "row": row,
-               "value": value, "locs": locs, "trig": trig}
+        rec = {
+            "i": i,
+            "t": t,
+            "kind": "write",
+            "engine": engine,
+            "msg": msg,
+            "field": field,
+            "row": row,
+            "value": value,
+            "locs": locs,
+            "trig": trig,
+        }
         try:
-            line = (f'{{"i":{i},"t":{_num(t)},"kind":"write","engine":{_str(engine)},"msg":{_int(msg)},'
-                    f'"field":{_str(field)},"row":{_int(row)},"value":{_str(value)},'
-                    f'"locs":{_strs(locs)},"trig":{_strs(trig)}}}\n')
+            line = (
+                f'{{"i":{i},"t":{_num(t)},"kind":"write","engine":{_str(engine)},"msg":{_int(msg)},'
+                f'"field":{_str(field)},"row":{_int(row)},"value":{_str(value)},'
+                f'"locs":{_strs(locs)},"trig":{_strs(trig)}}}\n'
+            )
         except TypeError:
             line = None
         return self._append(rec, line)
@@ -233,8 +275,10 @@ def read_trace(path: str | os.PathLike[str]) -> list[Record]:
                     why = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
                     raise UsageError(f"{path}: line {n}: not JSON ({why})") from None
                 if not isinstance(rec, dict) or not {"i", "t", "kind"} <= set(rec) or rec["i"] != len(records):
-                    raise UsageError(f"{path}: line {n}: not a simroll trace record "
-                                     f"(expected an object with i={len(records)}, t and kind)")
+                    raise UsageError(
+                        f"{path}: line {n}: not a simroll trace record "
+                        f"(expected an object with i={len(records)}, t and kind)"
+                    )
                 records.append(rec)
     except OSError as e:
         raise UsageError(f"{path}: cannot read: {e.strerror}") from None

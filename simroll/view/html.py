@@ -14,9 +14,9 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from simroll._io import atomic_write_bytes, check_new_file
 from simroll.check.explain import describe, step_text
 from simroll.check.history import chain_records
-from simroll._io import atomic_write_bytes, check_new_file
 from simroll.errors import UsageError
 from simroll.scenario.load import dump_scenario
 from simroll.sim.trace import Record
@@ -49,14 +49,14 @@ _CSS = """
 
 _CAPTIONS = {
     "release_timeline": "Which release each engine runs when; graceful stops, kills, operator steps and "
-                        "violations marked.",
+    "violations marked.",
     "queue_depth": "Messages waiting to be taken, per engine backlog and per message version, and the wait "
-                   "of every message taken.",
+    "of every message taken.",
     "engine_load": "Utilisation of each engine over time, and the messages each took, by version.",
     "sequence_diagram": "The causal chain of the first violation (red) among the records around it.",
     "field_values": "Where the field of the first lost write lives over time; red crosses are stale reads.",
     "availability": "Client operations issued, completed and failed over time, completions per time bin, and "
-                    "the intervals in which none completed (the longest in red).",
+    "the intervals in which none completed (the longest in red).",
 }
 
 
@@ -71,16 +71,18 @@ def _chain(result: RunResult, v) -> tuple[list[Record], bool]:
 def _chain_rows(chain: list[Record], hit: int, max_rows: int) -> str:
     shown: list[Record | None] = list(chain)
     if len(chain) > max_rows:
-        shown = [*chain[:2], None, *chain[-(max_rows - 3):]]
+        shown = [*chain[:2], None, *chain[-(max_rows - 3) :]]
     rows = []
     for r in shown:
         if r is None:
             rows.append(f'<tr><td colspan="3">... {len(chain) - max_rows + 1} more events ...</td></tr>')
             continue
         cls = ' class="hit"' if r["i"] == hit else ""
-        rows.append(f'<tr{cls}><td class="mono">{r["t"]:.3f}</td><td class="mono">#{r["i"]}</td>'
-                    f"<td>{escape(describe(r))}</td></tr>")
-    return ('<table><tr><th>t (s)</th><th>record</th><th>event</th></tr>' + "".join(rows) + "</table>")
+        rows.append(
+            f'<tr{cls}><td class="mono">{r["t"]:.3f}</td><td class="mono">#{r["i"]}</td>'
+            f"<td>{escape(describe(r))}</td></tr>"
+        )
+    return "<table><tr><th>t (s)</th><th>record</th><th>event</th></tr>" + "".join(rows) + "</table>"
 
 
 def summary_html(result: RunResult, max_violations: int = 3, max_chain: int = 14) -> str:
@@ -100,25 +102,35 @@ def summary_html(result: RunResult, max_violations: int = 3, max_chain: int = 14
     out = [f'<div class="simroll"><h1>simroll: {escape(s.name)} {verdict}</h1>']
     if s.description:
         out.append(f"<p>{escape(s.description)}</p>")
-    figures = [("scenario", escape(s.name)), ("seed", str(result.seed)), ("delivery", escape(s.bus.delivery)),
-               ("events", f"{result.events:,}"), ("simulated time", f"{result.sim_time:.3f} s"),
-               ("ended", escape(result.end_reason)),
-               ("trace sha256", f'<code>{escape(result.trace_sha256)}</code>')]
+    figures = [
+        ("scenario", escape(s.name)),
+        ("seed", str(result.seed)),
+        ("delivery", escape(s.bus.delivery)),
+        ("events", f"{result.events:,}"),
+        ("simulated time", f"{result.sim_time:.3f} s"),
+        ("ended", escape(result.end_reason)),
+        ("trace sha256", f"<code>{escape(result.trace_sha256)}</code>"),
+    ]
     out.append("<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in figures) + "</table>")
     if result.limited:
-        out.append(f'<p class="bad">PARTIAL: the run stopped at a limit ({escape(result.end_reason)}); '
-                   "the invariants cover the run so far.</p>")
-    out.append('<h2>Invariants</h2><table><tr><th>invariant</th><th>verdict</th><th>events checked</th></tr>')
+        out.append(
+            f'<p class="bad">PARTIAL: the run stopped at a limit ({escape(result.end_reason)}); '
+            "the invariants cover the run so far.</p>"
+        )
+    out.append("<h2>Invariants</h2><table><tr><th>invariant</th><th>verdict</th><th>events checked</th></tr>")
     for inv in result.invariants:
         if not inv.held:
             verdict = f'<span class="bad">VIOLATED ({inv.count}x)</span>'
         elif getattr(inv, "vacuous", False):
-            verdict = (f'<span class="vac">vacuous</span> (nothing to check: '
-                       f'{escape(VACUOUS_WHY.get(inv.name, "it judged no event"))})')
+            verdict = (
+                f'<span class="vac">vacuous</span> (nothing to check: '
+                f"{escape(VACUOUS_WHY.get(inv.name, 'it judged no event'))})"
+            )
         else:
             verdict = '<span class="ok">held</span>'
-        out.append(f"<tr><td><code>{escape(inv.name)}</code></td><td>{verdict}</td>"
-                   f"<td>{getattr(inv, 'checked', '')}</td></tr>")
+        out.append(
+            f"<tr><td><code>{escape(inv.name)}</code></td><td>{verdict}</td><td>{getattr(inv, 'checked', '')}</td></tr>"
+        )
     out.append("</table>")
     out.append(_availability_html(getattr(result, "availability", None)))
     for inv in result.invariants:
@@ -128,14 +140,15 @@ def summary_html(result: RunResult, max_violations: int = 3, max_chain: int = 14
         for v in inv.violations[:max_violations]:
             where = f" [{escape(', '.join(v.engines))}]" if v.engines else ""
             subject = f" ({escape(v.subject)})" if v.subject else ""
-            out.append(f"<h3>at t={v.time:.3f} s, record #{v.event}{where}{subject}</h3>"
-                       f'<div class="msg">{escape(v.message)}</div>')
+            out.append(
+                f"<h3>at t={v.time:.3f} s, record #{v.event}{where}{subject}</h3>"
+                f'<div class="msg">{escape(v.message)}</div>'
+            )
             chain, linked = _chain(result, v)
             if linked:
                 out.append(f"<p>Causal chain: {len(chain)} events that lead to it</p>")
             elif len(chain) > 1:
-                out.append("<p>No chain of events links these records (they are concurrent): "
-                           "the records behind it</p>")
+                out.append("<p>No chain of events links these records (they are concurrent): the records behind it</p>")
             if len(chain) > 1:
                 out.append(_chain_rows(chain, v.event, max_chain))
         if inv.count > max_violations:
@@ -150,14 +163,21 @@ def _availability_html(av: dict[str, Any] | None) -> str:
         return ""
     if not av.get("total"):
         return "<h2>Availability</h2><p>No client operation was issued.</p>"
-    rows = [("operations completed", f"{av['completed']} of {av['total']} ({100 * av['fraction']:.1f}%)"),
-            ("longest interval without a completion", f"{av['longest_gap']:.3f} s" + (
-                " (t={:.3f} to {:.3f})".format(*av["longest_gap_interval"]) if av.get("longest_gap_interval")
-                else ""))]
+    rows = [
+        ("operations completed", f"{av['completed']} of {av['total']} ({100 * av['fraction']:.1f}%)"),
+        (
+            "longest interval without a completion",
+            f"{av['longest_gap']:.3f} s"
+            + (" (t={:.3f} to {:.3f})".format(*av["longest_gap_interval"]) if av.get("longest_gap_interval") else ""),
+        ),
+    ]
     if av.get("pending"):
         rows.append(("undecided (the run stopped at a limit)", str(av["pending"])))
-    return ('<h2>Availability</h2><table id="availability-summary">'
-            + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</table>")
+    return (
+        '<h2>Availability</h2><table id="availability-summary">'
+        + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
+        + "</table>"
+    )
 
 
 def coverage_html(result: RunResult) -> str:
@@ -171,33 +191,49 @@ def coverage_html(result: RunResult) -> str:
     head = "".join(f"<th>{w}</th>" for w in whats)
     rows = []
     for rel, what in cov.get("releases", {}).items():
-        cells = "".join("<td>" + "<br>".join(f"<code>{escape(str(k))}</code> &times;{n}"
-                                              for k, n in what.get(w, {}).items()) + "</td>" for w in whats)
+        cells = "".join(
+            "<td>"
+            + "<br>".join(f"<code>{escape(str(k))}</code> &times;{n}" for k, n in what.get(w, {}).items())
+            + "</td>"
+            for w in whats
+        )
         rows.append(f"<tr><td><code>{escape(rel)}</code></td>{cells}</tr>")
     executed = sorted({st["index"] for st in cov.get("steps", [])})
     n = len(result.scenario.plan)
     missing = [i for i in range(n) if i not in executed]
-    steps = f"<p>Plan steps executed: {len(executed)} of {n}" + (
-        f"; not executed: {', '.join(map(str, missing))}" if missing else "") + ".</p>"
-    return ('<h2>Coverage</h2><table id="coverage"><tr><th>release</th>' + head + "</tr>" + "".join(rows)
-            + "</table>" + steps)
+    steps = (
+        f"<p>Plan steps executed: {len(executed)} of {n}"
+        + (f"; not executed: {', '.join(map(str, missing))}" if missing else "")
+        + ".</p>"
+    )
+    return (
+        '<h2>Coverage</h2><table id="coverage"><tr><th>release</th>'
+        + head
+        + "</tr>"
+        + "".join(rows)
+        + "</table>"
+        + steps
+    )
 
 
 def steps_html(result: RunResult) -> str:
     """The operator's steps as they happened (time, number, what), as an HTML table."""
-    rows = [f'<tr><td class="mono">{r["t"]:.3f}</td><td>{r.get("index", "fault")}</td>'
-            f'<td>{escape(step_text(r) if r["kind"] == "step" else describe(r))}</td></tr>'
-            for r in result.trace() if r["kind"] in ("step", "fault")]
+    rows = [
+        f'<tr><td class="mono">{r["t"]:.3f}</td><td>{r.get("index", "fault")}</td>'
+        f"<td>{escape(step_text(r) if r['kind'] == 'step' else describe(r))}</td></tr>"
+        for r in result.trace()
+        if r["kind"] in ("step", "fault")
+    ]
     if not rows:
         return "<p>The plan has no steps.</p>"
-    return '<table><tr><th>t (s)</th><th>step</th><th>what</th></tr>' + "".join(rows) + "</table>"
+    return "<table><tr><th>t (s)</th><th>step</th><th>what</th></tr>" + "".join(rows) + "</table>"
 
 
 def _embed(fig, fmt: str) -> str:
     data = figure_bytes(fig, fmt)
     if fmt == "svg":
         text = data.decode("utf-8")
-        return text[text.index("<svg"):]  # drop the XML prolog and doctype: not allowed inside HTML
+        return text[text.index("<svg") :]  # drop the XML prolog and doctype: not allowed inside HTML
     return f'<img alt="" src="data:image/png;base64,{base64.b64encode(data).decode("ascii")}">'
 
 
@@ -207,29 +243,41 @@ def report_html(result: RunResult, plots: bool = True, fmt: str = "png") -> str:
     if fmt not in ("png", "svg"):
         raise UsageError(f"format {fmt!r}: expected png or svg")
     s = result.scenario
-    body = [summary_html(result).removesuffix("</div>"), coverage_html(result),
-            "<h2>Operator steps</h2>", steps_html(result)]
+    body = [
+        summary_html(result).removesuffix("</div>"),
+        coverage_html(result),
+        "<h2>Operator steps</h2>",
+        steps_html(result),
+    ]
     if plots:
         body.append("<h2>Plots</h2>")
         figs = explaining_plots(result)
         figs.setdefault("availability", availability(result))
         for name, fig in figs.items():
-            body.append(f'<figure id="{name}">{_embed(fig, fmt)}<figcaption>{escape(_CAPTIONS[name])}'
-                        "</figcaption></figure>")
-    body.append(f"<h2>Scenario</h2><details><summary>{escape(s.name)} as YAML</summary>"
-                f"<pre>{escape(dump_scenario(s))}</pre></details>")
-    body.append(f'<p class="mono">replay: simroll run SCENARIO --seed {result.seed}  '
-                f"(trace sha256 {escape(result.trace_sha256)})</p></div>")
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            # no network: forbid every fetch except inline styles and data: images
-            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
-            "style-src 'unsafe-inline'; img-src data:\">"
-            f"<title>simroll: {escape(s.name)} ({'ok' if result.ok else 'violated'})</title>"
-            f"<style>{_CSS}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n")
+            body.append(
+                f'<figure id="{name}">{_embed(fig, fmt)}<figcaption>{escape(_CAPTIONS[name])}</figcaption></figure>'
+            )
+    body.append(
+        f"<h2>Scenario</h2><details><summary>{escape(s.name)} as YAML</summary>"
+        f"<pre>{escape(dump_scenario(s))}</pre></details>"
+    )
+    body.append(
+        f'<p class="mono">replay: simroll run SCENARIO --seed {result.seed}  '
+        f"(trace sha256 {escape(result.trace_sha256)})</p></div>"
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        # no network: forbid every fetch except inline styles and data: images
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "style-src 'unsafe-inline'; img-src data:\">"
+        f"<title>simroll: {escape(s.name)} ({'ok' if result.ok else 'violated'})</title>"
+        f"<style>{_CSS}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
 
 
-def write_html(result: RunResult, path: str | os.PathLike[str], overwrite: bool = False,
-               plots: bool = True, fmt: str = "png") -> Path:
+def write_html(
+    result: RunResult, path: str | os.PathLike[str], overwrite: bool = False, plots: bool = True, fmt: str = "png"
+) -> Path:
     """Write :func:`report_html` to ``path`` atomically; an existing file is an error unless ``overwrite``."""
     check_new_file(path, overwrite)  # before the page (and its plots) are drawn
     return atomic_write_bytes(path, report_html(result, plots=plots, fmt=fmt).encode("utf-8"), overwrite=overwrite)

@@ -14,12 +14,18 @@ if TYPE_CHECKING:
 def format_text(result: RunResult, max_violations: int = 3, max_chain: int = 12) -> str:
     """The report ``simroll run`` prints."""
     s = result.scenario
-    lines = [f"scenario {s.name}  seed {result.seed}  delivery {s.bus.delivery}",
-             f"{result.events} events, {result.sim_time:.3f} simulated seconds, ended: {result.end_reason}",
-             f"trace sha256 {result.trace_sha256}", ""]
+    lines = [
+        f"scenario {s.name}  seed {result.seed}  delivery {s.bus.delivery}",
+        f"{result.events} events, {result.sim_time:.3f} simulated seconds, ended: {result.end_reason}",
+        f"trace sha256 {result.trace_sha256}",
+        "",
+    ]
     if result.limited:
-        lines += [f"PARTIAL: the run stopped at a limit ({result.end_reason}); raise it with "
-                  "--max-time / --max-events. Invariants below cover the run so far.", ""]
+        lines += [
+            f"PARTIAL: the run stopped at a limit ({result.end_reason}); raise it with "
+            "--max-time / --max-events. Invariants below cover the run so far.",
+            "",
+        ]
     width = max(len(inv.name) for inv in result.invariants)
     for inv in result.invariants:
         checked = getattr(inv, "checked", None)
@@ -36,17 +42,21 @@ def format_text(result: RunResult, max_violations: int = 3, max_chain: int = 12)
     lines += _coverage_lines(getattr(result, "coverage", None), len(s.plan))
     for inv in result.invariants:
         for v in inv.violations[:max_violations]:
-            lines += ["", f"{v.invariant} violated at t={v.time:.3f}"
-                          + (f" [{', '.join(v.engines)}]" if v.engines else "")
-                          + (f" ({v.subject})" if v.subject else ""),
-                      f"  {v.message}"]
+            lines += [
+                "",
+                f"{v.invariant} violated at t={v.time:.3f}"
+                + (f" [{', '.join(v.engines)}]" if v.engines else "")
+                + (f" ({v.subject})" if v.subject else ""),
+                f"  {v.message}",
+            ]
             chains = result.chains(v) if result.records is not None or result.trace_path else []
             if chains:
                 # the shortest chain in full; the other chains by the record they start from
                 chain = chains[0]
                 lines.append(f"  causal chain ({len(chain)} events, the shortest of {len(chains)}):")
-                shown: list[Record | None] = (list(chain) if len(chain) <= max_chain
-                                              else [*chain[:2], None, *chain[-(max_chain - 3):]])
+                shown: list[Record | None] = (
+                    list(chain) if len(chain) <= max_chain else [*chain[:2], None, *chain[-(max_chain - 3) :]]
+                )
                 for rec in shown:
                     lines.append("    ..." if rec is None else f"    {format_record(rec)}")
                 starts = {c[0]["i"]: c[0] for c in chains[1:] if c[0]["i"] not in {r["i"] for r in chain}}
@@ -93,8 +103,11 @@ def _availability_lines(av: dict[str, Any] | None) -> list[str]:
         lo, hi = av["longest_gap_interval"]
         gap += f" (t={lo:.3f} to {hi:.3f})"
     pending = f", {av['pending']} undecided (the run stopped at a limit)" if av.get("pending") else ""
-    return ["", f"availability: {av['completed']} of {av['total']} operations completed "
-                f"({100 * av['fraction']:.1f}%){pending}; {gap}"]
+    return [
+        "",
+        f"availability: {av['completed']} of {av['total']} operations completed "
+        f"({100 * av['fraction']:.1f}%){pending}; {gap}",
+    ]
 
 
 def _counts(d: dict[str, int]) -> str:
@@ -106,8 +119,15 @@ def _coverage_lines(cov: dict[str, Any] | None, plan_steps: int) -> list[str]:
     if cov is None:
         return []
     lines = ["", "coverage (what the run exercised):"]
-    labels = (("sent", "sent"), ("handled", "handled"), ("rejected", "rejected"), ("refused", "refused"),
-              ("methods", "methods handled"), ("read", "read"), ("written", "written"))
+    labels = (
+        ("sent", "sent"),
+        ("handled", "handled"),
+        ("rejected", "rejected"),
+        ("refused", "refused"),
+        ("methods", "methods handled"),
+        ("read", "read"),
+        ("written", "written"),
+    )
     for rel, what in cov.get("releases", {}).items():
         parts = [f"{label} {_counts(what[key])}" for key, label in labels if what.get(key)]
         lines.append(f"  {rel}: {'; '.join(parts) if parts else 'nothing'}")

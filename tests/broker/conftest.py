@@ -56,18 +56,29 @@ def amqp_url() -> Iterator[str]:
     (d / "enabled_plugins").write_text("[].\n")
     (d / "env.conf").write_text("")
     (d / "rabbitmq.conf").write_text(
-        f"listeners.tcp.1 = 127.0.0.1:{port}\nloopback_users.guest = true\nlog.console = false\n")
+        f"listeners.tcp.1 = 127.0.0.1:{port}\nloopback_users.guest = true\nlog.console = false\n"
+    )
     node = f"simroll-{os.getpid()}@localhost"
-    env = dict(os.environ, HOME=str(d / "home"), RABBITMQ_NODENAME=node, RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
-               RABBITMQ_NODE_PORT=str(port), RABBITMQ_DIST_PORT=str(dist), RABBITMQ_MNESIA_BASE=str(d / "mnesia"),
-               RABBITMQ_LOG_BASE=str(d / "log"), RABBITMQ_ENABLED_PLUGINS_FILE=str(d / "enabled_plugins"),
-               RABBITMQ_CONF_ENV_FILE=str(d / "env.conf"), RABBITMQ_CONFIG_FILE=str(d / "rabbitmq.conf"),
-               ERL_EPMD_ADDRESS="127.0.0.1",
-               RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}")
+    env = dict(
+        os.environ,
+        HOME=str(d / "home"),
+        RABBITMQ_NODENAME=node,
+        RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
+        RABBITMQ_NODE_PORT=str(port),
+        RABBITMQ_DIST_PORT=str(dist),
+        RABBITMQ_MNESIA_BASE=str(d / "mnesia"),
+        RABBITMQ_LOG_BASE=str(d / "log"),
+        RABBITMQ_ENABLED_PLUGINS_FILE=str(d / "enabled_plugins"),
+        RABBITMQ_CONF_ENV_FILE=str(d / "env.conf"),
+        RABBITMQ_CONFIG_FILE=str(d / "rabbitmq.conf"),
+        ERL_EPMD_ADDRESS="127.0.0.1",
+        RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
+    )
     epmd_before = _epmd_pids()
     out = open(d / "out", "wb")
-    proc = subprocess.Popen([str(sbin / "rabbitmq-server")], env=env, stdout=out, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(sbin / "rabbitmq-server")], env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+    )
     ctl = [str(sbin / "rabbitmqctl"), "-n", node, "-q"]
     try:
         deadline = time.monotonic() + 120

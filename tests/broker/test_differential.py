@@ -54,8 +54,10 @@ class ModelRun:
         q = self.queue
         if self.fanout:
             q = self.queues[c] = Queue(f"f.{c}", auto_delete=True)
+
         def deliver(m: Message, c: str = c) -> None:
             self.got[c].append((m.id, m.redelivered))
+
         self.subs[c] = q.consume(c, deliver, 0 if auto_ack else prefetch, self.now)
         self.auto[c] = auto_ack
         if auto_ack:
@@ -86,7 +88,7 @@ class ModelRun:
         if not held:
             return
         m = held[which % len(held)]
-        for x in (held[: held.index(m) + 1] if multiple else [m]):
+        for x in held[: held.index(m) + 1] if multiple else [m]:
             x.queue.ack(x, self.now)  # type: ignore[union-attr]  # a delivered message has its queue
 
     def reject(self, c: str, which: int, requeue: bool) -> None:
@@ -155,7 +157,7 @@ class RealRun:
         for conn, ch, _tag, q in self.cons.values():
             ch.queue_declare(q, passive=True)
             conn.process_data_events(0)
-        for conn, ch, _tag, q in self.cons.values():
+        for conn, _ch, _tag, _q in self.cons.values():
             conn.process_data_events(0)
 
     def consume(self, c: str, prefetch: int, auto_ack: bool = False) -> None:
@@ -201,7 +203,7 @@ class RealRun:
         k = which % len(held)
         m, tag = held[k]
         self._ch(c).basic_ack(tag, multiple=multiple)
-        del held[k - (k if multiple else 0): k + 1]
+        del held[k - (k if multiple else 0) : k + 1]
 
     def reject(self, c: str, which: int, requeue: bool) -> None:
         held = self.unacked.get(c)
@@ -271,8 +273,10 @@ def _random_script(rng: random.Random, ttl: bool, fanout: bool) -> list[Op]:
     for c in consumers[: rng.randint(0, len(consumers))]:
         script.append(("consume", c, rng.choice([0, 1, 1, 2, 3])))
     for _ in range(rng.randint(4, 10)):
-        kind = rng.choice(["publish", "publish", "consume", "ack", "ack", "ack_multi", "reject", "nack_all",
-                           "cancel", "close"] + (["wait"] if ttl else []))
+        kind = rng.choice(
+            ["publish", "publish", "consume", "ack", "ack", "ack_multi", "reject", "nack_all", "cancel", "close"]
+            + (["wait"] if ttl else [])
+        )
         c = rng.choice(consumers)
         if kind == "publish":
             script.append(("publish", rng.randint(1, 4), ttl and rng.random() < 0.6))
@@ -297,26 +301,82 @@ def _random_script(rng: random.Random, ttl: bool, fanout: bool) -> list[Op]:
 # hand-written cases: the behaviours the issue names, one each
 HAND: dict[str, tuple[list[Op], float | None, bool]] = {
     "round-robin-two-consumers": ([("consume", "a", 0), ("consume", "b", 0), ("publish", 6, False)], None, False),
-    "held-messages-go-to-first-consumer": ([("publish", 5, False), ("consume", "a", 0), ("consume", "b", 0),
-                                            ("publish", 2, False)], None, False),
-    "prefetch-1-alternates-with-acks": ([("consume", "a", 1), ("consume", "b", 1), ("publish", 5, False),
-                                         ("ack", "b", 0), ("ack", "a", 0), ("ack", "b", 0)], None, False),
-    "close-requeues-to-original-position": ([("consume", "a", 2), ("publish", 5, False), ("close", "a"),
-                                             ("consume", "b", 0)], None, False),
-    "cancel-keeps-unacked": ([("consume", "a", 0), ("publish", 3, False), ("cancel", "a"), ("consume", "b", 0),
-                              ("publish", 2, False), ("ack", "a", 0), ("close", "a")], None, False),
-    "reject-requeue-goes-back-to-head": ([("consume", "a", 1), ("publish", 3, False), ("reject", "a", 0, True),
-                                          ("consume", "b", 1)], None, False),
-    "per-message-ttl-while-queued": ([("publish", 3, True), ("publish", 2, False), ("wait",),
-                                      ("consume", "a", 0)], None, False),
-    "prefetched-message-does-not-expire": ([("consume", "a", 1), ("publish", 3, True), ("wait",),
-                                            ("close", "a"), ("consume", "b", 0)], None, False),
+    "held-messages-go-to-first-consumer": (
+        [("publish", 5, False), ("consume", "a", 0), ("consume", "b", 0), ("publish", 2, False)],
+        None,
+        False,
+    ),
+    "prefetch-1-alternates-with-acks": (
+        [
+            ("consume", "a", 1),
+            ("consume", "b", 1),
+            ("publish", 5, False),
+            ("ack", "b", 0),
+            ("ack", "a", 0),
+            ("ack", "b", 0),
+        ],
+        None,
+        False,
+    ),
+    "close-requeues-to-original-position": (
+        [("consume", "a", 2), ("publish", 5, False), ("close", "a"), ("consume", "b", 0)],
+        None,
+        False,
+    ),
+    "cancel-keeps-unacked": (
+        [
+            ("consume", "a", 0),
+            ("publish", 3, False),
+            ("cancel", "a"),
+            ("consume", "b", 0),
+            ("publish", 2, False),
+            ("ack", "a", 0),
+            ("close", "a"),
+        ],
+        None,
+        False,
+    ),
+    "reject-requeue-goes-back-to-head": (
+        [("consume", "a", 1), ("publish", 3, False), ("reject", "a", 0, True), ("consume", "b", 1)],
+        None,
+        False,
+    ),
+    "per-message-ttl-while-queued": (
+        [("publish", 3, True), ("publish", 2, False), ("wait",), ("consume", "a", 0)],
+        None,
+        False,
+    ),
+    "prefetched-message-does-not-expire": (
+        [("consume", "a", 1), ("publish", 3, True), ("wait",), ("close", "a"), ("consume", "b", 0)],
+        None,
+        False,
+    ),
     "queue-ttl": ([("publish", 3, False), ("wait",), ("publish", 2, False), ("consume", "a", 0)], 0.4, False),
-    "fanout-stopped-consumer-misses": ([("consume", "a", 0), ("consume", "b", 0), ("publish", 2, False),
-                                        ("close", "b"), ("publish", 2, False), ("consume", "b", 0),
-                                        ("publish", 1, False)], None, True),
-    "auto-ack-consumer": ([("consume", "a", 0, True), ("consume", "b", 1), ("publish", 5, False),
-                           ("close", "a"), ("close", "b"), ("consume", "c", 0)], None, False),
+    "fanout-stopped-consumer-misses": (
+        [
+            ("consume", "a", 0),
+            ("consume", "b", 0),
+            ("publish", 2, False),
+            ("close", "b"),
+            ("publish", 2, False),
+            ("consume", "b", 0),
+            ("publish", 1, False),
+        ],
+        None,
+        True,
+    ),
+    "auto-ack-consumer": (
+        [
+            ("consume", "a", 0, True),
+            ("consume", "b", 1),
+            ("publish", 5, False),
+            ("close", "a"),
+            ("close", "b"),
+            ("consume", "c", 0),
+        ],
+        None,
+        False,
+    ),
 }
 
 

@@ -71,8 +71,7 @@ TIMEOUT = "MessagingTimeout"
 CHECK_10 = {"check": ["resource_id"], "update": ["stack_id"], "_hidden": []}
 CHECK_11 = {"check": ["resource_id", "root_id=None"], "update": ["stack_id"]}
 CHECK_12 = {"check": ["resource_id", "root_id=None"], "update": ["stack_id"], "adopt": ["stack_id", "data"]}
-CHECK_20 = {"check": ["resource_id", "root_id"], "update": ["stack_id", "**future_args"],
-            "adopt": ["stack_id", "data"]}
+CHECK_20 = {"check": ["resource_id", "root_id"], "update": ["stack_id", "**future_args"], "adopt": ["stack_id", "data"]}
 
 SERVERS: dict[str, list[tuple[str | None, str | None, dict[str, list[str]]]]] = {
     "v1.0": [("1.0", None, CHECK_10)],
@@ -154,8 +153,9 @@ class Oslo:
     servers: dict[str, object]
 
     def client(self, server: str, cap: str | None = None):
-        return om.get_rpc_client(self.transport, om.Target(topic=f"conf-{server}"), timeout=CALL_TIMEOUT,
-                                 version_cap=cap)
+        return om.get_rpc_client(
+            self.transport, om.Target(topic=f"conf-{server}"), timeout=CALL_TIMEOUT, version_cap=cap
+        )
 
 
 def _conf():
@@ -172,8 +172,9 @@ def oslo():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # "the 'executor' argument is deprecated"
         for name, spec in SERVERS.items():
-            s = om.get_rpc_server(transport, om.Target(topic=f"conf-{name}", server=name),
-                                  _oslo_endpoints(spec), executor="threading")
+            s = om.get_rpc_server(
+                transport, om.Target(topic=f"conf-{name}", server=name), _oslo_endpoints(spec), executor="threading"
+            )
             s.start()
             servers[name] = s
     yield Oslo(transport, servers)
@@ -183,13 +184,16 @@ def oslo():
 
 # ------------------------------------------------------------------ simroll side
 def _simroll_endpoints(spec) -> tuple[Endpoint, ...]:
-    return tuple(Endpoint(Version.parse(v or "1.0"), {m: Signature.parse(p) for m, p in methods.items()}, ns)
-                 for v, ns, methods in spec)
+    return tuple(
+        Endpoint(Version.parse(v or "1.0"), {m: Signature.parse(p) for m, p in methods.items()}, ns)
+        for v, ns, methods in spec
+    )
 
 
 def _simroll_outcome(server: str, version: str, namespace, method: str, args) -> str:
-    return dispatch(_simroll_endpoints(SERVERS[server]), method, Version.parse(version), frozenset(args),
-                    namespace).value
+    return dispatch(
+        _simroll_endpoints(SERVERS[server]), method, Version.parse(version), frozenset(args), namespace
+    ).value
 
 
 def _run_parallel(jobs):
@@ -218,8 +222,10 @@ def test_dispatch_outcomes_match_oslo(oslo):
     for case, real in zip(DISPATCH_CASES, got):
         model = _simroll_outcome(*case)
         if real != model:
-            mismatches.append(f"server {case[0]}, send {case[1]} ns={case[2]} {case[3]}({', '.join(case[4])}): "
-                              f"oslo.messaging {real}, simroll {model}")
+            mismatches.append(
+                f"server {case[0]}, send {case[1]} ns={case[2]} {case[3]}({', '.join(case[4])}): "
+                f"oslo.messaging {real}, simroll {model}"
+            )
     assert not mismatches, f"{len(mismatches)} of {len(DISPATCH_CASES)} cases differ:\n" + "\n".join(mismatches)
     # the grid exercises every outcome, or it proves little
     assert {o.value for o in Outcome} <= set(got)
@@ -231,8 +237,13 @@ def test_client_refuses_above_its_cap_exactly_when_no_send_rule_fits(oslo, cap):
     for version in SEND_VERSIONS:
         # a cast raises RPCVersionCapError before anything is sent, or goes to the server (which may reject it)
         real = _outcome_of(lambda v=version: client.prepare(version=v).cast({}, "update", stack_id=1))
-        refused = choose_send_rule((SendRule(Version.parse(version), frozenset({"stack_id"})),),
-                                   None if cap is None else Version.parse(cap)) is None
+        refused = (
+            choose_send_rule(
+                (SendRule(Version.parse(version), frozenset({"stack_id"})),),
+                None if cap is None else Version.parse(cap),
+            )
+            is None
+        )
         assert (real == "RPCVersionCapError") is refused, f"cap {cap}, send {version}: oslo.messaging {real}"
         assert client.can_send_version(version) is not refused
 
@@ -247,19 +258,26 @@ def test_backports_choose_the_rule_oslo_allows_and_the_server_agrees(oslo, rules
         probe = oslo.client("v1.0", cap)
         chosen = next(((v, a) for v, a in spec if probe.can_send_version(v)), None)
         rule = choose_send_rule(model_rules, None if cap is None else Version.parse(cap))
-        assert (None if rule is None else str(rule.version)) == (None if chosen is None else chosen[0]), \
+        assert (None if rule is None else str(rule.version)) == (None if chosen is None else chosen[0]), (
             f"cap {cap}, rules {rules}"
+        )
         for server in SERVERS:
             # send what oslo's client allows (or the first rule, to see it refused)
             v, a = chosen or spec[0]
             client = oslo.client(server, cap).prepare(version=v)
             jobs.append(lambda c=client, a=a: _outcome_of(lambda: c.call({}, "check", **{x: 1 for x in a})))
-            model = "RPCVersionCapError" if rule is None else _simroll_outcome(server, str(rule.version), None,
-                                                                                "check", rule.args)
+            model = (
+                "RPCVersionCapError"
+                if rule is None
+                else _simroll_outcome(server, str(rule.version), None, "check", rule.args)
+            )
             cases.append((cap, server, model))
     got = _run_parallel(jobs)
-    mismatches = [f"cap {cap}, server {server}: oslo.messaging {real}, simroll {model}"
-                  for (cap, server, model), real in zip(cases, got) if real != model]
+    mismatches = [
+        f"cap {cap}, server {server}: oslo.messaging {real}, simroll {model}"
+        for (cap, server, model), real in zip(cases, got)
+        if real != model
+    ]
     assert not mismatches, "\n".join(mismatches)
 
 
@@ -284,8 +302,9 @@ def _start_servers(transport, topic: str, names: list[str], log, lock, done) -> 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         for name in names:
-            s = om.get_rpc_server(transport, om.Target(topic=topic, server=name),
-                                  [_Recorder(name, log, lock, done)], executor="threading")
+            s = om.get_rpc_server(
+                transport, om.Target(topic=topic, server=name), [_Recorder(name, log, lock, done)], executor="threading"
+            )
             s.start()
             out.append(s)
     return out
@@ -308,10 +327,13 @@ def _simulated(k: int, n: int, *, held: bool = False, fanout: bool = False) -> l
     """(engine, method, row) of every message simroll's engines take, with k engines and n client casts."""
     plan = ""
     if held:  # no engine runs while the client sends; then they start one after the other
-        plan = "\n".join([f"  - {{stop: engine-{i + 1}}}" for i in range(k)]
-                         + [f"  - {{after: {n + 5}, start: engine-1, release: r}}"]
-                         + [f"  - {{after: 5, start: engine-{i + 1}, release: r}}" for i in range(1, k)])
-    text = textwrap.dedent(f"""
+        plan = "\n".join(
+            [f"  - {{stop: engine-{i + 1}}}" for i in range(k)]
+            + [f"  - {{after: {n + 5}, start: engine-1, release: r}}"]
+            + [f"  - {{after: 5, start: engine-{i + 1}, release: r}}" for i in range(1, k)]
+        )
+    text = (
+        textwrap.dedent(f"""
         name: delivery
         database: {{tables: {{t: [id, v]}}, rows: {n}}}
         releases:
@@ -325,18 +347,22 @@ def _simulated(k: int, n: int, *, held: bool = False, fanout: bool = False) -> l
           stop: {n + 0.5}
           operations: {{op: 1}}
           kind: cast
-          handlers: {{op: {{fanout: [note]}}}} 
+          handlers: {{op: {{fanout: [note]}}}}
         invariants: {{no-stranded-message: {{}}}}
         plan:
-        """) + plan + "\n"
+        """)
+        + plan
+        + "\n"
+    )
     if not fanout:
         text = text.replace("handlers: {op: {fanout: [note]}}", "handlers: {}")
     if not plan:
         text = text.replace("plan:\n", "")
     result = simroll.run_scenario(simroll.load_scenario_text(text, "<delivery>"))
     sends = {r["msg"]: r for r in result.records if r["kind"] == "send"}
-    return [(r["engine"], sends[r["msg"]]["method"], sends[r["msg"]]["row"])
-            for r in result.records if r["kind"] == "recv"]
+    return [
+        (r["engine"], sends[r["msg"]]["method"], sends[r["msg"]]["row"]) for r in result.records if r["kind"] == "recv"
+    ]
 
 
 @pytest.mark.parametrize("k", [2, 3])

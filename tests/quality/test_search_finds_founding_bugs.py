@@ -6,8 +6,8 @@ import pytest
 from conftest import SCENARIOS
 
 from simroll import load_scenario, run_scenario
-from simroll.scenario.load import dump_scenario, load_scenario_text
 from simroll.explore.search import fuzz
+from simroll.scenario.load import dump_scenario, load_scenario_text
 
 BUGS = {
     "fuzz_backfill_race": "no-lost-write",
@@ -32,9 +32,9 @@ def test_search_finds_shrinks_and_replays(name):
     assert BUGS[name] in run_scenario(replay).violated
     # 1-minimal: remove each plan step in turn
     for i in range(len(ce.plan)):
-        smaller = ce.model_copy(update={"plan": ce.plan[:i] + ce.plan[i + 1:], "faults": []})
+        smaller = ce.model_copy(update={"plan": ce.plan[:i] + ce.plan[i + 1 :], "faults": []})
         assert run_scenario(smaller).ok, f"{name}: the counterexample still fails without step {i}"
     # ... and set each pinned choice back to its default
     for i in range(len(ce.choices)):
-        smaller = ce.model_copy(update={"choices": ce.choices[:i] + ce.choices[i + 1:]})
+        smaller = ce.model_copy(update={"choices": ce.choices[:i] + ce.choices[i + 1 :]})
         assert run_scenario(smaller).ok, f"{name}: the counterexample still fails without choice {i}"

@@ -19,27 +19,54 @@ from __future__ import annotations
 
 from simroll.check.explain import step_text
 from simroll.check.history import (
-                                   FieldHistory,
-                                   Read,
-                                   chain_records,
-                                   field_history,
-                                   load_table,
-                                   queue_table,
-                                   sequence_records,
-                                   violations_from_trace,
+    FieldHistory,
+    Read,
+    chain_records,
+    field_history,
+    load_table,
+    queue_table,
+    sequence_records,
+    violations_from_trace,
 )
 from simroll.view.plots.availability import availability, availability_table
 from simroll.view.plots.fields import field_values
-from simroll.view.plots.files import (PLOT_NAMES, check_plots_dir, explaining_plots, figure_bytes, plot_paths,
-                                      write_plots)
+from simroll.view.plots.files import (
+    PLOT_NAMES,
+    check_plots_dir,
+    explaining_plots,
+    figure_bytes,
+    plot_paths,
+    write_plots,
+)
 from simroll.view.plots.load import engine_load
 from simroll.view.plots.queues import queue_depth
 from simroll.view.plots.sequence import sequence_diagram
 from simroll.view.plots.sweep import sweep_heatmap, write_sweep
 from simroll.view.plots.timeline import release_timeline
 
-__all__ = ["PLOT_NAMES", "FieldHistory", "Read", "availability", "availability_table", "chain_records",
-           "engine_load", "explaining_plots", "field_history", "field_values", "figure_bytes", "load_table",
-           "queue_depth", "queue_table",
-           "release_timeline", "sequence_diagram", "sequence_records", "step_text", "sweep_heatmap",
-           "violations_from_trace", "check_plots_dir", "plot_paths", "write_plots", "write_sweep"]
+__all__ = [
+    "PLOT_NAMES",
+    "FieldHistory",
+    "Read",
+    "availability",
+    "availability_table",
+    "chain_records",
+    "engine_load",
+    "explaining_plots",
+    "field_history",
+    "field_values",
+    "figure_bytes",
+    "load_table",
+    "queue_depth",
+    "queue_table",
+    "release_timeline",
+    "sequence_diagram",
+    "sequence_records",
+    "step_text",
+    "sweep_heatmap",
+    "violations_from_trace",
+    "check_plots_dir",
+    "plot_paths",
+    "write_plots",
+    "write_sweep",
+]

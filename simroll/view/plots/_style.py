@@ -41,18 +41,34 @@ def mark_violations(ax, run: RunHistory, label: bool = True, within: tuple[float
     if not run.violations:
         return
     first = run.violations[0]
-    ax.axvline(first.time, color=CHAIN_COLOR, lw=1.5, ls="-", zorder=5,
-               label=f"first violation ({first.invariant}, t={first.time:.1f} s)" if label else None)
+    ax.axvline(
+        first.time,
+        color=CHAIN_COLOR,
+        lw=1.5,
+        ls="-",
+        zorder=5,
+        label=f"first violation ({first.invariant}, t={first.time:.1f} s)" if label else None,
+    )
     lo, hi = within if within is not None else (float("-inf"), float("inf"))
     rest = sorted({v.time for v in run.violations[1:] if lo <= v.time <= hi})
     if rest:
-        ax.plot(rest, [0.0] * len(rest), ls="", marker="^", ms=5, color=CHAIN_COLOR, zorder=5,
-                transform=ax.get_xaxis_transform(), clip_on=False,
-                label="later violations" if label else None)
+        ax.plot(
+            rest,
+            [0.0] * len(rest),
+            ls="",
+            marker="^",
+            ms=5,
+            color=CHAIN_COLOR,
+            zorder=5,
+            transform=ax.get_xaxis_transform(),
+            clip_on=False,
+            label="later violations" if label else None,
+        )
 
 
 def mark_steps(ax, run: RunHistory, label: bool = True) -> None:
     """Faint dotted lines at the operator steps, numbered at the top."""
     for k, r in enumerate(x for x in run.records if x["kind"] == "step"):
-        ax.axvline(r["t"], color="#777777", ls=":", lw=0.9, zorder=1,
-                   label="operator step" if label and k == 0 else None)
+        ax.axvline(
+            r["t"], color="#777777", ls=":", lw=0.9, zorder=1, label="operator step" if label and k == 0 else None
+        )

@@ -57,8 +57,13 @@ def availability_table(source: Source, within: float | None = _FROM_SOURCE) -> d
             completed.append(r["t"])
         failed += [r["t"]] * (ops.count - before[2])
     summary = ops.availability()
-    return {"issued": issued, "completed": completed, "failed": failed, "summary": summary,
-            "gaps": _gaps(issued, completed, summary)}
+    return {
+        "issued": issued,
+        "completed": completed,
+        "failed": failed,
+        "summary": summary,
+        "gaps": _gaps(issued, completed, summary),
+    }
 
 
 def _gaps(issued: list[float], completed: list[float], summary: dict[str, Any]) -> list[tuple[float, float]]:
@@ -95,25 +100,54 @@ def availability(source: Source, bins: int = 60) -> Figure:
     with matplotlib.rc_context(RC):
         fig = Figure(figsize=(12, 6), layout="constrained")
         ax1, ax2 = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
-        for name, times, color, style in (("issued", tab["issued"], "#777777", "--"),
-                                          ("completed", tab["completed"], "#1a7f37", "-"),
-                                          ("failed", tab["failed"], CHAIN_COLOR, "-")):
+        for name, times, color, style in (
+            ("issued", tab["issued"], "#777777", "--"),
+            ("completed", tab["completed"], "#1a7f37", "-"),
+            ("failed", tab["failed"], CHAIN_COLOR, "-"),
+        ):
             if times:
-                ax1.step([0.0, *times, end], [0, *range(1, len(times) + 1), len(times)], where="post",
-                         color=color, ls=style, lw=1.4, label=f"{name} ({len(times)})", gid=name)
+                ax1.step(
+                    [0.0, *times, end],
+                    [0, *range(1, len(times) + 1), len(times)],
+                    where="post",
+                    color=color,
+                    ls=style,
+                    lw=1.4,
+                    label=f"{name} ({len(times)})",
+                    gid=name,
+                )
         width = end / bins
         counts = [0] * bins
         for t in tab["completed"]:
             counts[min(bins - 1, int(t / width))] += 1
-        ax2.bar([k * width for k in range(bins)], counts, width=width, align="edge", color="#1a7f37",
-                alpha=0.8, gid="completions")
+        ax2.bar(
+            [k * width for k in range(bins)],
+            counts,
+            width=width,
+            align="edge",
+            color="#1a7f37",
+            alpha=0.8,
+            gid="completions",
+        )
         for k, (lo, hi) in enumerate(tab["gaps"]):
             for ax in (ax1, ax2):
-                ax.axvspan(lo, hi, color=CHAIN_COLOR if k == 0 else "#f4a582", alpha=0.18 if k == 0 else 0.12,
-                           zorder=0, gid=f"gap|{lo:.3f}|{hi:.3f}",
-                           label=(f"longest interval without a completion ({hi - lo:.3g} s)" if k == 0 else
-                                  "other long intervals without one" if k == 1 else None)
-                           if ax is ax1 else None)
+                ax.axvspan(
+                    lo,
+                    hi,
+                    color=CHAIN_COLOR if k == 0 else "#f4a582",
+                    alpha=0.18 if k == 0 else 0.12,
+                    zorder=0,
+                    gid=f"gap|{lo:.3f}|{hi:.3f}",
+                    label=(
+                        f"longest interval without a completion ({hi - lo:.3g} s)"
+                        if k == 0
+                        else "other long intervals without one"
+                        if k == 1
+                        else None
+                    )
+                    if ax is ax1
+                    else None,
+                )
         for ax in (ax1, ax2):
             mark_steps(ax, run, label=ax is ax1)
             mark_violations(ax, run, label=ax is ax1)
@@ -123,8 +157,9 @@ def availability(source: Source, bins: int = 60) -> Figure:
         if ax1.get_legend_handles_labels()[0]:
             legend_outside(ax1)
         if summary["total"]:
-            head = (f"{summary['completed']} of {summary['total']} operations completed "
-                    f"({100 * summary['fraction']:.1f}%)")
+            head = (
+                f"{summary['completed']} of {summary['total']} operations completed ({100 * summary['fraction']:.1f}%)"
+            )
         else:
             head = "no client operation"
             ax1.text(0.5, 0.5, "no client operation was issued", transform=ax1.transAxes, ha="center")

@@ -57,12 +57,16 @@ def field_values(source: Source, subject: str | None = None) -> Figure:
             ax.axvspan(t0, t1, color="#ffe9a8", alpha=0.5, zorder=0, label="zoomed below")
             legend_outside(ax)
             _draw_history(axz, h, y_of, end, annotate=zoom)
-            seen = [y_of[v] for seq in h.cells.values() for a, b, v in _segments(seq, end)
-                    if v != DROPPED and a <= t1 and b >= t0]
+            seen = [
+                y_of[v]
+                for seq in h.cells.values()
+                for a, b, v in _segments(seq, end)
+                if v != DROPPED and a <= t1 and b >= t0
+            ]
             seen += [y_of[rd.value] for rd in h.reads if t0 <= rd.t <= t1]
             seen += [y_of[v] for t, v in h.latest if t0 <= t <= t1]
             lo, hi = min(seen, default=0), max(seen, default=len(order) - 1)
-            ticks = list(range(lo, hi + 1))[::max(1, (hi - lo) // 12 + 1)]  # at most a dozen labels
+            ticks = list(range(lo, hi + 1))[:: max(1, (hi - lo) // 12 + 1)]  # at most a dozen labels
             axz.set_yticks(ticks, [labels[k] for k in ticks])
             axz.set_ylim(lo - 0.6, hi + 0.6)
             axz.set_xlim(t0, t1)
@@ -82,8 +86,11 @@ def _zoom_window(run: RunHistory, h: FieldHistory, end: float, changes: int = 5)
     if not times:
         return None
     tv = min(times)
-    events = sorted({t for seq in h.cells.values() for t, _ in seq if t <= tv}
-                    | {rd.t for rd in h.reads if rd.t <= tv} | {t for t, _, _ in h.bf_reads if t <= tv})
+    events = sorted(
+        {t for seq in h.cells.values() for t, _ in seq if t <= tv}
+        | {rd.t for rd in h.reads if rd.t <= tv}
+        | {t for t, _, _ in h.bf_reads if t <= tv}
+    )
     if len(events) < 2:
         return None
     t0 = events[max(0, len(events) - changes)]
@@ -96,16 +103,24 @@ def _zoom_window(run: RunHistory, h: FieldHistory, end: float, changes: int = 5)
     return window if window[1] - window[0] < 0.125 * end else None
 
 
-def _draw_history(ax, h: FieldHistory, y_of: dict[Any, int], end: float,
-                  annotate: tuple[float, float] | None) -> None:
+def _draw_history(ax, h: FieldHistory, y_of: dict[Any, int], end: float, annotate: tuple[float, float] | None) -> None:
     """The lines and markers of :func:`field_values` on one axes; the first stale reads within the
     ``annotate`` time window get a label."""
     colors = engine_colors(list(h.cells))
     offsets = {loc: 0.12 * (k - (len(h.cells) - 1) / 2) for k, loc in enumerate(h.cells)}
     if h.latest:
         xs, ys = _steps(h.latest, end, y_of)
-        ax.step(xs, ys, where="post", color="#cccccc", lw=7, solid_capstyle="butt", zorder=1,
-                label="latest acknowledged write", gid="latest")
+        ax.step(
+            xs,
+            ys,
+            where="post",
+            color="#cccccc",
+            lw=7,
+            solid_capstyle="butt",
+            zorder=1,
+            label="latest acknowledged write",
+            gid="latest",
+        )
     styles = ["-", "--", "-.", ":"]
     for k, (loc, seq) in enumerate(h.cells.items()):
         live = _segments(seq, end)
@@ -114,39 +129,104 @@ def _draw_history(ax, h: FieldHistory, y_of: dict[Any, int], end: float,
             if val == DROPPED:
                 continue
             y = y_of[val] + offsets[loc]
-            ax.plot([t0, t1], [y, y], color=colors[loc], lw=2, ls=styles[k % 4], zorder=3,
-                    label=f"location {loc}" if first else None, gid=f"cell|{loc}")
+            ax.plot(
+                [t0, t1],
+                [y, y],
+                color=colors[loc],
+                lw=2,
+                ls=styles[k % 4],
+                zorder=3,
+                label=f"location {loc}" if first else None,
+                gid=f"cell|{loc}",
+            )
             first = False
         for (_, _, v0), (t1, _, v1) in zip(live, live[1:], strict=False):  # vertical joins between values
             if v0 != DROPPED and v1 != DROPPED:
-                ax.plot([t1, t1], [y_of[v0] + offsets[loc], y_of[v1] + offsets[loc]], color=colors[loc],
-                        lw=1, ls=styles[k % 4], zorder=3)
+                ax.plot(
+                    [t1, t1],
+                    [y_of[v0] + offsets[loc], y_of[v1] + offsets[loc]],
+                    color=colors[loc],
+                    lw=1,
+                    ls=styles[k % 4],
+                    zorder=3,
+                )
         drops = [t for t, val in seq if val == DROPPED]
         if drops:
-            ax.plot(drops, [y_of[None] + offsets[loc]] * len(drops), ls="", marker="v", ms=8,
-                    color=colors[loc], mec="black", label=f"{loc} dropped (contract)")
+            ax.plot(
+                drops,
+                [y_of[None] + offsets[loc]] * len(drops),
+                ls="",
+                marker="v",
+                ms=8,
+                color=colors[loc],
+                mec="black",
+                label=f"{loc} dropped (contract)",
+            )
     ok = [(rd.t, y_of[rd.value] + offsets.get(rd.loc, 0)) for rd in h.reads if not rd.stale]
     bad = [rd for rd in h.reads if rd.stale]
     if ok:
-        ax.plot(*zip(*ok, strict=True), ls="", marker="o", ms=6, color="#2ca02c", mec="black", zorder=4,
-                label="read returned the latest write", gid="reads|ok")
+        ax.plot(
+            *zip(*ok, strict=True),
+            ls="",
+            marker="o",
+            ms=6,
+            color="#2ca02c",
+            mec="black",
+            zorder=4,
+            label="read returned the latest write",
+            gid="reads|ok",
+        )
     if bad:
-        ax.plot([rd.t for rd in bad], [y_of[rd.value] + offsets.get(rd.loc, 0) for rd in bad], ls="", marker="X",
-                ms=11, color=CHAIN_COLOR, mec="black", zorder=5, label="stale read (lost write)", gid="reads|stale")
+        ax.plot(
+            [rd.t for rd in bad],
+            [y_of[rd.value] + offsets.get(rd.loc, 0) for rd in bad],
+            ls="",
+            marker="X",
+            ms=11,
+            color=CHAIN_COLOR,
+            mec="black",
+            zorder=5,
+            label="stale read (lost write)",
+            gid="reads|stale",
+        )
         if annotate is not None:
             for rd in [rd for rd in bad if annotate[0] <= rd.t <= annotate[1]][:4]:
-                ax.annotate(f"{rd.engine} reads {rd.loc} = {_show(rd.value)}\n(latest write: {_show(rd.expected)})",
-                            xy=(rd.t, y_of[rd.value] + offsets.get(rd.loc, 0)), xytext=(8, 14),
-                            textcoords="offset points", fontsize=7, color=CHAIN_COLOR,
-                            arrowprops=dict(arrowstyle="-", color=CHAIN_COLOR, lw=0.6))
+                ax.annotate(
+                    f"{rd.engine} reads {rd.loc} = {_show(rd.value)}\n(latest write: {_show(rd.expected)})",
+                    xy=(rd.t, y_of[rd.value] + offsets.get(rd.loc, 0)),
+                    xytext=(8, 14),
+                    textcoords="offset points",
+                    fontsize=7,
+                    color=CHAIN_COLOR,
+                    arrowprops=dict(arrowstyle="-", color=CHAIN_COLOR, lw=0.6),
+                )
     if h.bf_reads:
-        ax.plot([t for t, _, _ in h.bf_reads], [y_of[val] + offsets[loc] for t, loc, val in h.bf_reads],
-                ls="", marker="D", ms=6, color="#8c564b", mec="black", zorder=4, label="backfill read",
-                gid="backfill|read")
+        ax.plot(
+            [t for t, _, _ in h.bf_reads],
+            [y_of[val] + offsets[loc] for t, loc, val in h.bf_reads],
+            ls="",
+            marker="D",
+            ms=6,
+            color="#8c564b",
+            mec="black",
+            zorder=4,
+            label="backfill read",
+            gid="backfill|read",
+        )
     if h.bf_writes:
-        ax.plot([t for t, _, _ in h.bf_writes], [y_of[val] + offsets[loc] for t, loc, val in h.bf_writes],
-                ls="", marker="D", ms=8, mfc="white", color="#8c564b", mew=2, zorder=4, label="backfill write",
-                gid="backfill|write")
+        ax.plot(
+            [t for t, _, _ in h.bf_writes],
+            [y_of[val] + offsets[loc] for t, loc, val in h.bf_writes],
+            ls="",
+            marker="D",
+            ms=8,
+            mfc="white",
+            color="#8c564b",
+            mew=2,
+            zorder=4,
+            label="backfill write",
+            gid="backfill|write",
+        )
 
 
 def _first_seen(h: FieldHistory, val: Any) -> float:

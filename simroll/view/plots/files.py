@@ -36,8 +36,12 @@ def explaining_plots(source: Source) -> dict[str, Figure]:
     """The plots that explain a result, by name: always the release timeline, queue depth, engine
     load and sequence diagram; the field values too when a write was lost."""
     run = run_history(source)
-    out = {"release_timeline": release_timeline(run), "queue_depth": queue_depth(run),
-           "engine_load": engine_load(run), "sequence_diagram": sequence_diagram(run)}
+    out = {
+        "release_timeline": release_timeline(run),
+        "queue_depth": queue_depth(run),
+        "engine_load": engine_load(run),
+        "sequence_diagram": sequence_diagram(run),
+    }
     if any(v.invariant == "no-lost-write" for v in run.violations):
         out["field_values"] = field_values(run)
     return out
@@ -59,8 +63,9 @@ def check_plots_dir(out_dir: str | os.PathLike[str], fmt: str = "png", overwrite
         check_new_file(p, overwrite, make_parents=True)
 
 
-def write_plots(result: Source, out_dir: str | os.PathLike[str], fmt: str = "png",
-                overwrite: bool = False) -> list[Path]:
+def write_plots(
+    result: Source, out_dir: str | os.PathLike[str], fmt: str = "png", overwrite: bool = False
+) -> list[Path]:
     """Write the plots that explain ``result`` to ``out_dir`` (created if needed) as ``NAME.png`` or
     ``NAME.svg``; each file is written atomically. Returns the paths written, in plot order.
     An existing file is refused (before anything is drawn) unless ``overwrite``."""

@@ -25,11 +25,17 @@ def engine_load(source: Source, bins: int = 60) -> Figure:
         fig = Figure(figsize=(12, 2.4 + 0.42 * n), layout="constrained")
         ax, axb = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [3.2, 1]})
         cmap = matplotlib.colormaps["YlOrRd"].with_extremes(bad="#e0e0e0")
-        grid = np.array([[np.nan if u is None else 100 * u for u in tab["util"][e]] for e in engines]
-                        or [[np.nan]])
+        grid = np.array([[np.nan if u is None else 100 * u for u in tab["util"][e]] for e in engines] or [[np.nan]])
         edges = tab["edges"]
-        im = ax.imshow(np.ma.masked_invalid(grid), aspect="auto", cmap=cmap, vmin=0, vmax=100,
-                       extent=(edges[0], edges[-1], n - 0.5, -0.5), interpolation="nearest")
+        im = ax.imshow(
+            np.ma.masked_invalid(grid),
+            aspect="auto",
+            cmap=cmap,
+            vmin=0,
+            vmax=100,
+            extent=(edges[0], edges[-1], n - 0.5, -0.5),
+            interpolation="nearest",
+        )
         im.set_gid("utilisation")
         cb = fig.colorbar(im, ax=ax, location="right", pad=0.01, fraction=0.04)
         cb.set_label("utilisation (% of capacity; grey: stopped)")

@@ -26,9 +26,16 @@ def queue_depth(source: Source) -> Figure:
         fig = Figure(figsize=(12, 9), layout="constrained")
         ax1, ax2, ax3 = fig.subplots(3, 1, sharex=True)
         for where, (xs, ys) in tab["backlog"].items():
-            ax1.step(xs, ys, where="post", lw=1.6 if where == NEVER_TAKEN else 1.1,
-                     color="black" if where == NEVER_TAKEN else colors[where],
-                     ls="--" if where == NEVER_TAKEN else "-", label=where, gid=f"backlog|{where}")
+            ax1.step(
+                xs,
+                ys,
+                where="post",
+                lw=1.6 if where == NEVER_TAKEN else 1.1,
+                color="black" if where == NEVER_TAKEN else colors[where],
+                ls="--" if where == NEVER_TAKEN else "-",
+                label=where,
+                gid=f"backlog|{where}",
+            )
         vcolors = engine_colors(list(tab["version"]))
         for v, (xs, ys) in tab["version"].items():
             ax2.step(xs, ys, where="post", lw=1.2, color=vcolors[v], label=f"version {v}", gid=f"version|{v}")
@@ -37,8 +44,9 @@ def queue_depth(source: Source) -> Figure:
             if pts:
                 ax3.plot(*zip(*pts, strict=True), ls="", marker=".", ms=3, color=colors[e], label=e, gid=f"wait|{e}")
         if run.max_wait is not None:
-            ax3.axhline(run.max_wait, color=CHAIN_COLOR, ls="--", lw=1,
-                        label=f"bounded-imbalance max_wait ({run.max_wait:g} s)")
+            ax3.axhline(
+                run.max_wait, color=CHAIN_COLOR, ls="--", lw=1, label=f"bounded-imbalance max_wait ({run.max_wait:g} s)"
+            )
         for ax in (ax1, ax2, ax3):
             mark_steps(ax, run, label=ax is ax1)
             mark_violations(ax, run, label=ax is ax1)

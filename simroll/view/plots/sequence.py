@@ -37,8 +37,15 @@ def _seq_arrow(r: Record) -> tuple[str, str | None, str]:
         return _BF, _DB, f"backfill write row {r['row']} of {r['loc']} = {r['value']!r}"
     if k == "step":
         target = r["detail"].get(r["action"])
-        return _OP, target if isinstance(target, str) and target.startswith(tuple("abcdefghijklmnopqrstuvwxyz")) \
-            and r["action"] in ("restart", "stop", "kill", "start") else None, f"step {r['index']}: {step_text(r)}"
+        return (
+            _OP,
+            target
+            if isinstance(target, str)
+            and target.startswith(tuple("abcdefghijklmnopqrstuvwxyz"))
+            and r["action"] in ("restart", "stop", "kill", "start")
+            else None,
+            f"step {r['index']}: {step_text(r)}",
+        )
     if k in ("requeue", "lost"):
         return e, _BUS, f"{m} {'goes back to the queue' if k == 'requeue' else 'is lost'}"
     if k in ("left", "expire"):
@@ -64,8 +71,9 @@ def _seq_arrow(r: Record) -> tuple[str, str | None, str]:
     return e or _BUS, None, k
 
 
-def sequence_diagram(source: Source, violation: Violation | None = None, window: int = 30,
-                     max_rows: int = 60) -> Figure:
+def sequence_diagram(
+    source: Source, violation: Violation | None = None, window: int = 30, max_rows: int = 60
+) -> Figure:
     """A sequence diagram: client, operator, bus, engines, database and backfill as lifelines,
     messages and reads/writes as arrows, one row per record (time runs down; each row is labelled
     with its time and record number). The causal chain of the violation is drawn in red; rows where
@@ -96,22 +104,45 @@ def sequence_diagram(source: Source, violation: Violation | None = None, window:
             xa = x_of[a]
             if b is not None and b != a:
                 xb = x_of[b]
-                ann = ax.annotate("", xy=(xb, y), xytext=(xa, y),
-                                  arrowprops=dict(arrowstyle="-|>", color=color, lw=2.0 if hot else 0.9,
-                                                  shrinkA=2, shrinkB=2), zorder=3)
+                ann = ax.annotate(
+                    "",
+                    xy=(xb, y),
+                    xytext=(xa, y),
+                    arrowprops=dict(arrowstyle="-|>", color=color, lw=2.0 if hot else 0.9, shrinkA=2, shrinkB=2),
+                    zorder=3,
+                )
                 ann.set_gid(gid)
                 tx, ha = min(xa, xb) + 0.05, "left"
             else:
                 ax.plot([xa], [y], marker="s", ms=6 if hot else 4, color=color, zorder=3, gid=gid)
                 tx, ha = xa + 0.12, "left"
-            ax.text(tx, y - 0.12, text, fontsize=7, ha=ha, va="bottom", color="black" if hot else "#555555",
-                    fontweight="bold" if hot else "normal", zorder=4, clip_on=False,
-                    bbox=dict(facecolor="white", edgecolor="none", pad=0.4, alpha=0.75))
+            ax.text(
+                tx,
+                y - 0.12,
+                text,
+                fontsize=7,
+                ha=ha,
+                va="bottom",
+                color="black" if hot else "#555555",
+                fontweight="bold" if hot else "normal",
+                zorder=4,
+                clip_on=False,
+                bbox=dict(facecolor="white", edgecolor="none", pad=0.4, alpha=0.75),
+            )
             if v is not None and r["i"] == v.event:
-                ax.plot([xa if b is None else x_of[b]], [y], marker="*", ms=16, color=CHAIN_COLOR,
-                        mec="black", zorder=5, gid="violation")
-        ax.set_xticks(range(len(lanes)), lanes, rotation=0 if len(lanes) <= 8 else 30,
-                      ha="center" if len(lanes) <= 8 else "right")
+                ax.plot(
+                    [xa if b is None else x_of[b]],
+                    [y],
+                    marker="*",
+                    ms=16,
+                    color=CHAIN_COLOR,
+                    mec="black",
+                    zorder=5,
+                    gid="violation",
+                )
+        ax.set_xticks(
+            range(len(lanes)), lanes, rotation=0 if len(lanes) <= 8 else 30, ha="center" if len(lanes) <= 8 else "right"
+        )
         ax.xaxis.tick_top()
         ax.set_xlim(-0.5, len(lanes) - 0.5 + 1.5)  # room for labels right of the last lifeline
         ax.set_yticks(range(rows), [f"t={r['t']:.3f} s  #{r['i']}" for r in shown] or [""], fontsize=7)
@@ -119,17 +150,32 @@ def sequence_diagram(source: Source, violation: Violation | None = None, window:
         ax.set_ylabel("trace records in order (simulated time, record number)")
         ax.set_xlabel("lifelines")
         ax.xaxis.set_label_position("top")
-        what = (f"causal chain of the first {v.invariant} violation (t={v.time:.3f} s, #{v.event})"
-                if v is not None else "no violation: the records around the first operator step")
+        what = (
+            f"causal chain of the first {v.invariant} violation (t={v.time:.3f} s, #{v.event})"
+            if v is not None
+            else "no violation: the records around the first operator step"
+        )
         ax.set_title(f"Sequence diagram - {run.subtitle}\n{what}", fontsize=10)
         if v is not None:
             fig.supxlabel("violation: " + _wrap(v.message, 150), fontsize=8, color=CHAIN_COLOR)
-        handles = [Line2D([], [], color=CHAIN_COLOR, lw=2, label="on the causal chain"),
-                   Line2D([], [], color="#6f6f6f", lw=0.9, label="other records (context)"),
-                   Line2D([], [], color="#dddddd", ls=":", label="records skipped between rows")]
+        handles = [
+            Line2D([], [], color=CHAIN_COLOR, lw=2, label="on the causal chain"),
+            Line2D([], [], color="#6f6f6f", lw=0.9, label="other records (context)"),
+            Line2D([], [], color="#dddddd", ls=":", label="records skipped between rows"),
+        ]
         if v is not None:
-            handles.append(Line2D([], [], ls="", marker="*", ms=12, color=CHAIN_COLOR, mec="black",
-                                  label=f"the violation ({v.invariant})"))
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    ls="",
+                    marker="*",
+                    ms=12,
+                    color=CHAIN_COLOR,
+                    mec="black",
+                    label=f"the violation ({v.invariant})",
+                )
+            )
         ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.95)
         for s in ("right", "bottom"):
             ax.spines[s].set_visible(False)

@@ -43,8 +43,14 @@ def sweep_heatmap(sweep: Sweep, metric: str = "worst_wait") -> Figure:
         for x in range(nx_):
             v = grid_v[y][x]
             text = "–" if math.isnan(v) else (f"{v:.0f}" if metric in ("events", "violated_runs") else f"{v:.2f}")
-            ax.text(x, y, text + (" !" if bad[y][x] else ""), ha="center", va="center",
-                    color="white" if not math.isnan(v) and top > 0 and v > top / 2 else "black")
+            ax.text(
+                x,
+                y,
+                text + (" !" if bad[y][x] else ""),
+                ha="center",
+                va="center",
+                color="white" if not math.isnan(v) and top > 0 and v > top / 2 else "black",
+            )
     ax.set_xticks(range(nx_), list(px.labels))
     ax.set_xlabel(px.key)
     if py:
@@ -63,8 +69,9 @@ def sweep_heatmap(sweep: Sweep, metric: str = "worst_wait") -> Figure:
     return fig
 
 
-def write_sweep(sweep: Sweep, prefix: str, overwrite: bool = False, metric: str = "worst_wait",
-                command: str | None = None) -> list[Path]:
+def write_sweep(
+    sweep: Sweep, prefix: str, overwrite: bool = False, metric: str = "worst_wait", command: str | None = None
+) -> list[Path]:
     """Write the table (``PREFIX.md``, ``.json``, ``.csv``) and the heatmap of ``metric``
     (``PREFIX.png``); returns the paths.
 

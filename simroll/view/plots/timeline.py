@@ -25,41 +25,80 @@ def release_timeline(source: Source) -> Figure:
     cols = 1 if len(step_lines) <= 6 else 2 if len(step_lines) <= 24 else 3
     list_rows = -(-len(step_lines) // cols)
     with matplotlib.rc_context(RC):
-        fig = Figure(figsize=(12, max(3.0, 1.6 + 0.42 * n) + 0.17 * (list_rows + 2) * bool(steps)),
-                     layout="constrained")
+        fig = Figure(
+            figsize=(12, max(3.0, 1.6 + 0.42 * n) + 0.17 * (list_rows + 2) * bool(steps)), layout="constrained"
+        )
         if steps:
-            ax, axs = fig.subplots(2, 1, gridspec_kw={"height_ratios": [max(3.0, 1.6 + 0.42 * n),
-                                                                        0.17 * (list_rows + 2)]})
+            ax, axs = fig.subplots(
+                2, 1, gridspec_kw={"height_ratios": [max(3.0, 1.6 + 0.42 * n), 0.17 * (list_rows + 2)]}
+            )
         else:
             ax, axs = fig.add_subplot(), None
         lane = {e: k for k, e in enumerate(run.engines)}
         for e, spans in release_intervals(run).items():
             for t0, t1, rel, phase in spans:
                 width = max(t1 - t0, run.end * 0.002)  # a zero-length stop still shows
-                p = ax.barh(lane[e], width, left=t0, height=0.6, color=colors[rel],
-                            edgecolor="black" if phase == "stopping" else colors[rel], lw=0.6,
-                            hatch="////" if phase == "stopping" else None)[0]
+                p = ax.barh(
+                    lane[e],
+                    width,
+                    left=t0,
+                    height=0.6,
+                    color=colors[rel],
+                    edgecolor="black" if phase == "stopping" else colors[rel],
+                    lw=0.6,
+                    hatch="////" if phase == "stopping" else None,
+                )[0]
                 p.set_gid(f"{e}|{rel}|{phase}")
                 if phase == "running" and t1 - t0 > run.end * 0.08:
                     ax.text(t0 + (t1 - t0) / 2, lane[e], rel, ha="center", va="center", fontsize=8)
         stops = [(r["t"], lane[r["engine"]]) for r in run.records if r["kind"] == "stop"]
         kills = [(r["t"], lane[r["engine"]]) for r in run.records if r["kind"] == "kill"]
         if stops:
-            ax.plot(*zip(*stops, strict=True), ls="", marker="|", ms=16, mew=2.2, color="black", zorder=4,
-                    label="graceful stop")
+            ax.plot(
+                *zip(*stops, strict=True),
+                ls="",
+                marker="|",
+                ms=16,
+                mew=2.2,
+                color="black",
+                zorder=4,
+                label="graceful stop",
+            )
         if kills:
-            ax.plot(*zip(*kills, strict=True), ls="", marker="X", ms=10, color=CHAIN_COLOR, mec="black", zorder=4,
-                    label="kill")
+            ax.plot(
+                *zip(*kills, strict=True),
+                ls="",
+                marker="X",
+                ms=10,
+                color=CHAIN_COLOR,
+                mec="black",
+                zorder=4,
+                label="kill",
+            )
         last_t, level = None, 0
         for k, r in enumerate(steps):
-            ax.axvline(r["t"], color="#555555", ls=":", lw=1, zorder=1,
-                       label="operator step (numbered, listed below)" if k == 0 else None)
+            ax.axvline(
+                r["t"],
+                color="#555555",
+                ls=":",
+                lw=1,
+                zorder=1,
+                label="operator step (numbered, listed below)" if k == 0 else None,
+            )
             # steps close together get their numbers on alternating heights, so they do not overlap
             level = (level + 1) % 3 if last_t is not None and r["t"] - last_t < run.end * 0.025 else 0
             last_t = r["t"]
-            ax.text(r["t"], 1.01 + 0.09 * level, str(r["index"]), transform=ax.get_xaxis_transform(),
-                    va="bottom", ha="center", fontsize=7, clip_on=False,
-                    bbox=dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="#555555", lw=0.6))
+            ax.text(
+                r["t"],
+                1.01 + 0.09 * level,
+                str(r["index"]),
+                transform=ax.get_xaxis_transform(),
+                va="bottom",
+                ha="center",
+                fontsize=7,
+                clip_on=False,
+                bbox=dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="#555555", lw=0.6),
+            )
         mark_violations(ax, run)
         ax.set_yticks(range(n), run.engines or ["(no engine)"])
         ax.set_ylim(n - 0.4, -0.6)
@@ -70,16 +109,31 @@ def release_timeline(source: Source) -> Figure:
         ax.grid(axis="x", alpha=0.3)
         handles, labels = ax.get_legend_handles_labels()
         extra = [Patch(facecolor=colors[r], label=f"release {r}") for r in run.releases]
-        extra.append(Patch(facecolor="white", edgecolor="black", hatch="////",
-                           label="stopping (finishing in-flight work)"))
-        ax.legend(extra + handles, [h.get_label() for h in extra] + labels, loc="upper left",
-                  bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8)
+        extra.append(
+            Patch(facecolor="white", edgecolor="black", hatch="////", label="stopping (finishing in-flight work)")
+        )
+        ax.legend(
+            extra + handles,
+            [h.get_label() for h in extra] + labels,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            borderaxespad=0.0,
+            fontsize=8,
+        )
         if axs is not None:
             axs.axis("off")
             axs.set_title("operator steps", loc="left", fontsize=9)
             for c in range(cols):
-                axs.text(c / cols, 1.0, "\n".join(step_lines[c * list_rows:(c + 1) * list_rows]),
-                         transform=axs.transAxes, va="top", ha="left", fontsize=8, family="monospace")
+                axs.text(
+                    c / cols,
+                    1.0,
+                    "\n".join(step_lines[c * list_rows : (c + 1) * list_rows]),
+                    transform=axs.transAxes,
+                    va="top",
+                    ha="left",
+                    fontsize=8,
+                    family="monospace",
+                )
     return fig
 
 
