@@ -267,3 +267,12 @@ def test_if_unchanged_guard_does_not_lose_a_concurrent_dual_write():
     plan = "[{backfill: {from: resource.properties, to: resource.props_new, rate: 1, gap: 1.5, guard: if-unchanged}}]"
     res = run_scenario(scenario(BACKFILL, plan=plan))
     assert kinds(res, "bf_write") == [] and res.ok
+
+
+def test_set_cap_pins_only_the_releases_that_declare_a_cap():
+    """Issue 12: `set_cap` used to pin every release, a release without a cap included. Worked by
+    hand: e1 runs r2 (cap auto), e2 and e3 run r1 (no cap); `set_cap: "1.0"` at t=0.5 pins e1 to
+    1.0 and leaves e2, e3 unpinned (None), as they were."""
+    res = run_scenario(scenario(releases=TWO_RELEASES, engines=MIXED_ENGINES, plan='[{after: 0.5, set_cap: "1.0"}]'))
+    caps = kinds(res, "caps")[0]["caps"]
+    assert caps == {"e1": "1.0", "e2": None, "e3": None}

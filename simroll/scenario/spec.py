@@ -322,7 +322,7 @@ class BackfillStep(_StartsNoEngine):
 
 
 class SetCapStep(_StartsNoEngine):
-    """Override every release's version cap."""
+    """Override the version cap of every release that declares one (a release without a cap stays unpinned)."""
 
     action: ClassVar[str] = "set_cap"
     set_cap: VersionStr | Literal["auto", "none"]

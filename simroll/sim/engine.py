@@ -167,8 +167,11 @@ class Cluster:
 
     # -------------------------------------------------------------- caps and sending
     def resolve_cap(self, cap: Version | str | None) -> Version | None:
-        """The version cap in force for a release whose own cap is ``cap`` (see ``set_cap``)."""
-        if self.cap_overridden:
+        """The version cap in force for a release whose own cap is ``cap`` (see ``set_cap``).
+
+        ``set_cap`` changes the pin of the releases that have one (``upgrade_levels`` is a setting
+        of releases that support it); a release that declares no cap stays unpinned."""
+        if self.cap_overridden and cap is not None:
             cap = self.cap_override
         if cap == "auto":
             return min(self._started) if self._started else None
@@ -176,7 +179,7 @@ class Cluster:
         return cap
 
     def override_cap(self, cap: Version | str | None) -> None:
-        """The operator's ``set_cap``: every engine's cap becomes ``cap`` (resolved)."""
+        """The operator's ``set_cap``: the cap of every engine whose release declares one becomes ``cap``."""
         self.cap_overridden = True
         self.cap_override = cap
         for eng in self.engines.values():
