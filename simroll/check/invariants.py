@@ -565,8 +565,8 @@ class BoundedImbalance(Checker):
         if b >= self.workers.get(e, 1):
             self._close(e, t)
         rel = self.release.get(e)
-        if rel is not None and v is not None and (rel, text) not in self._known:
-            self._pending = (m, rel, text, v)  # type: ignore[assignment]
+        if rel is not None and text is not None and v is not None and (rel, text) not in self._known:
+            self._pending = (m, rel, text, v)
 
 
 _UNPARSED: Any = object()
