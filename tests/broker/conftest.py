@@ -86,7 +86,7 @@ def amqp_url() -> Iterator[str]:
         while subprocess.run(ctl + ["await_startup", "--timeout", "60"], env=env, capture_output=True).returncode:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"rabbitmq-server did not start: {(d / 'out').read_text()[-2000:]}")
-            time.sleep(0.5)
+            time.sleep(0.5)  # a poll's back-off between tries of await_startup, not a wait for the node
         yield f"amqp://guest:guest@127.0.0.1:{port}/"
     finally:
         subprocess.run(ctl + ["stop"], env=env, capture_output=True)
