@@ -1277,3 +1277,24 @@ def test_operations_complete_deadlines_fire_in_deadline_order():
     tr.send(1.2, 3)  # #3
     c = feed(OperationsComplete(within=1.0), tr.recs)
     assert [(v.event, v.subject) for v in c.violations] == [(2, "m0"), (3, "m1")]
+
+
+def test_a_fanout_cast_dropped_with_its_auto_delete_queue_is_stranded_and_fails_its_operation():
+    """The broker (issue 13) drops a fanout cast whose engine stopped before taking it (RabbitMQ
+    deletes the auto-delete queue). Worked by hand: the client's m0 is handled by e1 (recv #2,
+    done #4), whose handling cast m1 to e2's fanout queue (send #3, just before the done); e2 stops
+    and m1 is dropped (#5). One stranded message; the operation (root m0) never completes."""
+    tr = T()
+    tr.send(0.0, 0)  # 0
+    tr.start(0.0, "e1")  # 1
+    tr.recv(1.0, "e1", 0, cause=[0])  # 2
+    tr.send(2.0, 1, engine="e1", method="note", queue="engine_fanout.e2")  # 3: sent while handling m0
+    tr.done(2.0, "e1", 0)  # 4
+    tr(3.0, "dropped", msg=1, queue="engine_fanout.e2", why="auto-delete queue deleted", cause=[3])  # 5
+    tr.end(4.0)  # 6
+    stranded = feed(NoStrandedMessage(), tr.recs)
+    assert stranded.count == 1 and stranded.violations[0].event == 5
+    assert "dropped with engine_fanout.e2" in stranded.violations[0].message
+    ops = feed(OperationsComplete(), tr.recs)
+    assert ops.count == 1 and ops.completed == 0
+    assert "m1 was dropped with engine_fanout.e2" in ops.violations[0].message

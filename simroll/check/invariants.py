@@ -240,12 +240,13 @@ class NoLostWrite(Checker):
 
 class NoStrandedMessage(Checker):
     """Every message sent is eventually taken by an engine: none is left in a queue nobody
-    serves, none expires unconsumed, none dies in flight with its consumer.
+    serves, none expires unconsumed, none dies in flight with its consumer, none is dropped with
+    an auto-delete queue (a fanout cast to an engine that stopped before taking it).
 
     ``checked``: messages sent. Vacuous: no message was sent."""
 
     name = "no-stranded-message"
-    kinds = ("send", "left", "lost", "expire", "recv", "stop")
+    kinds = ("send", "left", "lost", "expire", "dropped", "recv", "stop")
 
     def observe(self, rec: Record) -> None:
         # score: work in flight when an engine stops gracefully (one kill away from a loss),
@@ -265,6 +266,8 @@ class NoStrandedMessage(Checker):
             msg = f"message m{rec['msg']} (version {rec['version']}) was never taken: left in {rec['queue']}"
         elif kind == "lost":
             msg = f"message m{rec['msg']} was lost in flight when {rec['engine']} was killed"
+        elif kind == "dropped":
+            msg = f"message m{rec['msg']} was dropped with {rec['queue']} ({rec['why']})"
         else:
             msg = f"call m{rec['msg']} expired in {rec['queue']} before any engine took it"
         engines = (rec["engine"],) if "engine" in rec else ()
@@ -721,7 +724,7 @@ class OperationsComplete(Checker):
     being handled, by the same engine). It completes at the ``done`` of the last of them, if every
     one was handled (``done`` with ``ok``). It fails -- one violation per operation, at the first
     record that decides it -- when any of its messages is rejected (``reject``), lost with a killed
-    engine (``lost``), expires unconsumed (``expire``), is left at the end (``left``), or fails in
+    engine (``lost``), expires unconsumed (``expire``), is left at the end (``left``), is dropped with an auto-delete queue (``dropped``), or fails in
     handling (``schema_error``, ``done`` without ``ok``), when a send of its work is refused
     (``send_error``), when ``within`` seconds have passed without completing it (noticed at the
     first record after the deadline; completing exactly at the deadline is in time), or when it
@@ -733,7 +736,7 @@ class OperationsComplete(Checker):
     completion. Score: the longest time an operation took to complete, in seconds."""
 
     name = "operations-complete"
-    kinds = ("send", "send_error", "done", "reject", "lost", "expire", "left", "schema_error", "end")
+    kinds = ("send", "send_error", "done", "reject", "lost", "expire", "left", "dropped", "schema_error", "end")
 
     def __init__(self, within: float | None = None) -> None:
         super().__init__()
@@ -867,6 +870,7 @@ class OperationsComplete(Checker):
                 "lost": lambda: f"m{m} was lost with {rec['engine']}",
                 "expire": lambda: f"call m{m} expired unconsumed in {rec['queue']}",
                 "left": lambda: f"m{m} was never taken (left in {rec['queue']})",
+                "dropped": lambda: f"m{m} was dropped with {rec['queue']}",
             }[kind]()
             self._fail(failing, rec, why, tuple(rec.get("cause", ())))
             self._release(rec["msg"])
