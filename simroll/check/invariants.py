@@ -724,7 +724,8 @@ class OperationsComplete(Checker):
     being handled, by the same engine). It completes at the ``done`` of the last of them, if every
     one was handled (``done`` with ``ok``). It fails -- one violation per operation, at the first
     record that decides it -- when any of its messages is rejected (``reject``), lost with a killed
-    engine (``lost``), expires unconsumed (``expire``), is left at the end (``left``), is dropped with an auto-delete queue (``dropped``), or fails in
+    engine (``lost``), expires unconsumed (``expire``), is left at the end (``left``), is dropped
+    with an auto-delete queue (``dropped``), or fails in
     handling (``schema_error``, ``done`` without ``ok``), when a send of its work is refused
     (``send_error``), when ``within`` seconds have passed without completing it (noticed at the
     first record after the deadline; completing exactly at the deadline is in time), or when it
