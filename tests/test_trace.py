@@ -108,3 +108,22 @@ def test_records_are_numbered_in_order_and_dispatched_to_subscribers():
     lines, recs, _ = lines_of(build)
     assert [json.loads(line)["i"] for line in lines] == [0, 1, 2]
     assert [r["kind"] for r in got] == ["recv", "step"] and got[0] is recs[1]
+
+
+def test_reading_a_trace_refuses_special_files_and_keeps_line_separators_inside_values(tmp_path):
+    """Issue 18: a FIFO named like a trace would hang `simroll plot`; and a value may hold U+2028,
+    which must not split a record (the encoder writes it raw, ensure_ascii=False)."""
+    import os
+
+    import pytest
+
+    from simroll.errors import UsageError
+    from simroll.sim.trace import read_trace
+
+    fifo = tmp_path / "t.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(UsageError, match="a FIFO, not a regular file, expected a trace file"):
+        read_trace(fifo)
+    path = tmp_path / "u.jsonl"
+    path.write_text('{"i":0,"t":0.0,"kind":"begin","scenario":"a\u2028b"}\n', encoding="utf-8")
+    assert read_trace(path) == [{"i": 0, "t": 0.0, "kind": "begin", "scenario": "a\u2028b"}]

@@ -14,9 +14,12 @@ import os
 from collections.abc import Callable
 from typing import IO, Any
 
+from simroll._io import read_input
 from simroll.errors import UsageError
 
 Record = dict[str, Any]
+
+MAX_TRACE_BYTES = 1 << 30  # a trace read back (simroll plot, RunResult.trace()); 2M events take about 300 MB
 """One trace record: ``i``, ``t``, ``kind``, then the kind's own keys (the one record type of simroll)."""
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
@@ -263,27 +266,31 @@ def read_trace(path: str | os.PathLike[str]) -> list[Record]:
     Raises :class:`~simroll.errors.UsageError` naming the file, and the line for a line that is
     not JSON or not the next record (``i`` counting from 0, with ``t`` and ``kind``).
     """
-    records: list[Record] = []
     try:
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except ValueError as e:  # a JSONDecodeError, or a number too long to convert
-                    why = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
-                    raise UsageError(f"{path}: line {n}: not JSON ({why})") from None
-                if not isinstance(rec, dict) or not {"i", "t", "kind"} <= set(rec) or rec["i"] != len(records):
-                    raise UsageError(
-                        f"{path}: line {n}: not a simroll trace record "
-                        f"(expected an object with i={len(records)}, t and kind)"
-                    )
-                records.append(rec)
+        raw = read_input(path, MAX_TRACE_BYTES)  # a regular file only: a FIFO or a device never hangs
+    except ValueError as e:
+        raise UsageError(f"{path}: {e}, expected a trace file") from None
     except OSError as e:
-        raise UsageError(f"{path}: cannot read: {e.strerror}") from None
+        raise UsageError(f"{path}: cannot read: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise UsageError(f"{path}: not UTF-8 text") from None
+    records: list[Record] = []
+    # split on newlines only: a value may hold U+2028 and friends, which str.splitlines would cut at
+    for n, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError as e:  # a JSONDecodeError, or a number too long to convert
+            why = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
+            raise UsageError(f"{path}: line {n}: not JSON ({why})") from None
+        if not isinstance(rec, dict) or not {"i", "t", "kind"} <= set(rec) or rec["i"] != len(records):
+            raise UsageError(
+                f"{path}: line {n}: not a simroll trace record (expected an object with i={len(records)}, t and kind)"
+            )
+        records.append(rec)
     if not records:
         raise UsageError(f"{path}: empty trace")
     return records
