@@ -165,13 +165,16 @@ def run_scenario(
     keep_trace: bool = True,
     trace_path: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
+    report: bool = True,
 ) -> RunResult:
     """Run ``scenario`` once with ``seed`` (default: the scenario's) and check its invariants.
 
     ``pinned`` adds to the scenario's own pinned choices. With ``trace_path`` the trace is
     streamed to that file, written atomically (:func:`simroll._io.atomic_open`: an interrupted
     run leaves no partial file; an existing one is refused with a UsageError unless ``overwrite``);
-    with ``keep_trace=False`` it is not held in memory.
+    with ``keep_trace=False`` it is not held in memory. With ``report=False`` only the verdicts
+    and scores are computed, not ``coverage`` and ``availability`` (both None): the inner runs
+    of a search need no more, and skip two consumers of every record.
     """
     seed = scenario.seed if seed is None else seed
     choices: dict[tuple[str, int], int] = {(c.kind, c.at): c.pick for c in scenario.choices}
@@ -181,9 +184,11 @@ def run_scenario(
         trace = Trace(keep=keep_trace, stream=stream)
         checkers = make_checkers(scenario.invariants.enabled(), scenario)
         ops = _operations(checkers)
-        coverage = Coverage()
-        consumers: list[Checker | Coverage] = [*checkers, coverage]
-        if ops not in checkers:
+        coverage = Coverage() if report else None
+        consumers: list[Checker | Coverage] = [*checkers]
+        if coverage is not None:
+            consumers.append(coverage)
+        if report and ops not in checkers:
             consumers.append(ops)  # availability only: not a verdict
         for c in consumers:
             trace.subscribe(c.kinds, c.observe)
@@ -201,8 +206,8 @@ def run_scenario(
         scores={c.name: c.score() for c in checkers},
         records=trace.records,
         trace_path=None if trace_path is None else str(trace_path),
-        availability=ops.availability(),
-        coverage=_with_every_release(coverage.result(), scenario),
+        availability=ops.availability() if report else None,
+        coverage=None if coverage is None else _with_every_release(coverage.result(), scenario),
     )
 
 

@@ -198,7 +198,7 @@ def _random_schedule(scenario: Scenario, points: dict[str, int], seed: int, inde
 
 def _evaluate(job: tuple[Scenario, Schedule]) -> tuple[list[str], dict[str, float]]:
     """Run one schedule (in any process): the invariants it violates, and the scores."""
-    res = run_scenario(apply_schedule(*job), keep_trace=False)
+    res = run_scenario(apply_schedule(*job), keep_trace=False, report=False)
     return res.violated, res.scores
 
 

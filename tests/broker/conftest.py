@@ -84,9 +84,15 @@ def amqp_url() -> Iterator[str]:
         deadline = time.monotonic() + 120
         # await_startup exits 69 at once until the node has registered with epmd: retry it
         while subprocess.run(ctl + ["await_startup", "--timeout", "60"], env=env, capture_output=True).returncode:
-            if proc.poll() is not None or time.monotonic() > deadline:
+            if time.monotonic() > deadline:
                 raise RuntimeError(f"rabbitmq-server did not start: {(d / 'out').read_text()[-2000:]}")
-            time.sleep(0.5)  # a poll's back-off between tries of await_startup, not a wait for the node
+            # await_startup failed at once (the node is not registered with epmd yet): wait on the
+            # server process itself before the next try, so that its death ends the wait at once
+            try:
+                proc.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                continue
+            raise RuntimeError(f"rabbitmq-server exited: {(d / 'out').read_text()[-2000:]}")
         yield f"amqp://guest:guest@127.0.0.1:{port}/"
     finally:
         subprocess.run(ctl + ["stop"], env=env, capture_output=True)
