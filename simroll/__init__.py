@@ -128,7 +128,15 @@ def _view(module: str, function: str) -> Any:
     return lambda obj: getattr(importlib.import_module(module), function)(obj)
 
 
-_display.register("simroll.run.RunResult", _view("simroll.view.html", "summary_html"))
+# what Jupyter shows for each result type (its _repr_html_ asks simroll._display): simroll.view.notebook
+for _type, _function in (
+    ("simroll.run.RunResult", "run_html"),
+    ("simroll.explore.search.FuzzResult", "fuzz_html"),
+    ("simroll.explore.sweep.Sweep", "sweep_html"),
+    ("simroll.explore.matrix.Matrix", "matrix_html"),
+    ("simroll.scenario.spec.Scenario", "scenario_html"),
+):
+    _display.register(_type, _view("simroll.view.notebook", _function))
 
 
 def __getattr__(name: str) -> Any:

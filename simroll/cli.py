@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK (shell completion: `eval "$(register-python-argcomplete simroll)"`, docs/cli.md)
 """The ``simroll`` command. It only wires library calls; errors are caught once, in :func:`main`."""
 
 from __future__ import annotations
@@ -5,6 +6,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 
 
 EXIT_PARTIAL = 4  # the run stopped at a limit before anything was violated: not a proof that it holds
+FUZZ_BUDGET = 200  # simulations a search may run, by default: `simroll fuzz` and the pytest plugin alike
 
 
 def _with_limits(s: Scenario, args: argparse.Namespace) -> Scenario:
@@ -39,6 +42,13 @@ def _check_new_file(path: str | None, overwrite: bool, flag: str) -> None:
     """:func:`simroll._io.check_new_file` for an optional output flag."""
     if path is not None:
         check_new_file(path, overwrite, flag)
+
+
+def _paint(text: str, args: argparse.Namespace) -> str:
+    """``text`` with its verdicts coloured when standard output takes colour (``--color``, ``NO_COLOR``)."""
+    from simroll._console import paint, use_color
+
+    return paint(text, use_color(sys.stdout, getattr(args, "color", "auto")))
 
 
 def _positive(kind):
@@ -76,9 +86,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         from simroll.view.plots import check_plots_dir
 
         check_plots_dir(args.plots, args.format, args.force)
-    result = run_scenario(scenario, seed=args.seed, trace_path=args.trace, overwrite=args.force)
-    if args.check_determinism:
-        again = run_scenario(scenario, seed=args.seed)
+    from simroll._console import Ticker
+
+    with Ticker(f"run {args.scenario}"):  # a long run says it is alive (stderr, every few seconds)
+        result = run_scenario(scenario, seed=args.seed, trace_path=args.trace, overwrite=args.force)
+        again = run_scenario(scenario, seed=args.seed) if args.check_determinism else None
+    if again is not None:
         if again.trace_sha256 != result.trace_sha256:
             print(
                 f"simroll: DETERMINISM CHECK FAILED: two runs of {args.scenario} with seed {result.seed} gave "
@@ -97,7 +110,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             out["strict_failed"] = bool(result.ok and result.vacuous)
         print(json.dumps(out, indent=2))
     else:
-        print(format_text(result))
+        print(_paint(format_text(result), args))
         if args.check_determinism:
             print("determinism: two runs gave the same trace")
     _write_pictures(result, args)
@@ -198,44 +211,28 @@ def _reason(e: BaseException) -> str:
 
 
 class _Progress:
-    """Progress of a long command on stderr: a line redrawn in place on a terminal; elsewhere
-    (a CI log, a pipe) a plain line once the work has started and then every few seconds, as TLC does.
+    """Progress of a search on stderr (:class:`simroll._console.Progress`): a bar with the total,
+    the rate and the time left on a terminal; elsewhere (a CI log, a pipe) a plain line once the
+    work has started and then every few seconds, as TLC does. Called as ``progress(phase, runs,
+    best)`` (the callback of :func:`simroll.fuzz`); ``best`` are the distance scores so far.
 
     The clock only paces the display; it never reaches the search.
     """
 
     def __init__(self, total: int, what: str = "runs"):
-        import time
+        from simroll._console import Progress
 
-        self._clock = time.monotonic
-        self.total, self.what = total, what
-        self.tty = sys.stderr.isatty()
-        self._t0 = self._clock()
-        self._last = 0.0
-        self._started = False
+        self._show = Progress(total, unit=what)
+        self.total, self.what, self.tty = total, what, self._show.tty
 
     def __call__(self, phase: str, done: int, best: dict[str, float]) -> None:
-        now = self._clock()
-        first = not self._started and done >= 2
-        if not first and now - self._last < (0.1 if self.tty else 5.0):
-            return
-        self._last, self._started = now, True
-        rate = done / (now - self._t0) if now > self._t0 else 0.0
-        left = max(0, self.total - done) / rate if rate > 0 else None
-        line = f"{phase}: {done} of at most {self.total} {self.what}, {rate:.1f} {self.what}/s"
-        if left is not None and phase == "searching":
-            line += f", at most {left:.0f} s left"
         top = ", ".join(f"{k} {v:.3g}" for k, v in sorted(best.items()))
-        if top:
-            line += f" | closest so far (distance scores, higher is closer): {top}"
-        if self.tty:
-            print(f"\r\x1b[K{line}"[:200], end="", file=sys.stderr, flush=True)
-        else:
-            print(f"simroll: {line}", file=sys.stderr, flush=True)
+        note = f"closest so far (distance scores, higher is closer): {top}" if top else ""
+        # "at most": a search stops at its first violation; minimising has no known end
+        self._show.update(done, phase=phase, note=note, eta=phase == "searching")
 
     def close(self) -> None:
-        if self.tty:
-            print("\r\x1b[K", end="", file=sys.stderr, flush=True)
+        self._show.close()
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
@@ -255,8 +252,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             ".simroll/hypothesis" if Path(".simroll/hypothesis").is_dir() and not os.environ.get("CI") else None
         )
 
-    def on_term(signum, frame):  # SIGTERM: stop like Ctrl-C, keeping what was found
-        raise KeyboardInterrupt
+    on_term = _term_handler()  # SIGTERM: stop like Ctrl-C, keeping what was found
 
     from simroll.explore.parallel import make_executor
 
@@ -304,7 +300,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     else:
         status = " (interrupted: partial result)" if fr.interrupted else ""
         if fr.found:
-            print(f"FOUND a violation of {fr.invariant} after {fr.examples} runs{status}:")
+            print(_paint(f"FOUND a violation of {fr.invariant} after {fr.examples} runs{status}:", args))
             print("\n".join(f"  {line}" for line in fr.steps))
             if unwritten is None:
                 print(f"\ncounterexample written to {out}; replay it with: simroll run {out}")
@@ -314,10 +310,86 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             print(f"trace sha256 {fr.trace_sha256}")
         else:
             what = "" if fr.target is None else f" of {fr.target}"
-            print(f"no violation{what} found in {fr.examples} runs (seed {fr.seed}){status}")
+            print(_paint(f"no violation{what} found in {fr.examples} runs (seed {fr.seed}){status}", args))
     if fr.interrupted and not fr.found:
         return 130
     return 1 if fr.found else 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """``simroll verify``: every schedule up to ``--depth`` deviations (:func:`simroll.explore.verify.verify`)."""
+    import signal
+
+    from simroll._console import Progress
+    from simroll.explore.parallel import make_executor
+    from simroll.explore.search import counterexample_text, search_target
+    from simroll.explore.verify import verify
+    from simroll.scenario.load import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    if args.out is not None:
+        check_new_file(args.out, args.force, "--out", make_parents=True)
+
+    on_term = _term_handler()  # SIGTERM: stop like Ctrl-C
+
+    bars: dict[int, Progress] = {}
+
+    def show(level: int, done: int, size: int, schedules: int, states: int | None, queued: int) -> None:
+        bar = bars.get(level)
+        if bar is None:
+            for old in bars.values():
+                old.close()
+            bars.clear()
+            bar = bars[level] = Progress(size, unit="schedules", label=f"verify: depth {level}")
+        seen = "" if states is None else f"{states} distinct states, "
+        nxt = f"{queued} schedules queued for depth {level + 1}" if level < args.depth else "last depth"
+        bar.update(done, phase=f"depth {level} of {args.depth}", note=f"{seen}{schedules} run in all; {nxt}")
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    print(
+        f"simroll: verify {args.scenario}: every schedule up to {args.depth} deviations (Ctrl-C stops)",
+        file=sys.stderr,
+        flush=True,
+    )
+    executor = make_executor(args.workers, args.dask)
+    try:
+        vr = verify(
+            scenario,
+            depth=args.depth,
+            invariant=search_target(scenario, args.invariant),
+            executor=executor,
+            progress=show,
+            prune=not args.no_prune,
+        )
+    finally:
+        executor.close()
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
+        for bar in bars.values():
+            bar.close()
+    fr = vr.example
+    unwritten = _write_counterexample(fr, args) if fr is not None else None
+    if unwritten is not None:
+        print(f"simroll: {unwritten}; the counterexample is printed on standard output", file=sys.stderr)
+    if args.json:
+        data = vr.to_json()
+        if unwritten is not None and fr is not None:
+            data["counterexample_yaml"] = counterexample_text(fr, args.scenario)
+        print(json.dumps(data, indent=2))
+    else:
+        print(_paint(vr.summary() + (":" if fr is not None else ""), args))
+        if fr is not None:
+            print("\n".join(f"  {line}" for line in fr.steps))
+            if unwritten is None:
+                print(f"\ncounterexample written to {fr.out}; replay it with: simroll run {fr.out}")
+            else:
+                print("\ncounterexample (not written to a file; save it and replay it with simroll run):\n")
+                print(counterexample_text(fr, args.scenario), end="")
+            print(f"trace sha256 {fr.trace_sha256}")
+    if vr.interrupted and not vr.found:
+        return 130
+    return 1 if vr.found else 0
 
 
 def cmd_expand(args: argparse.Namespace) -> int:
@@ -328,9 +400,15 @@ def cmd_expand(args: argparse.Namespace) -> int:
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
-    from simroll.explore.matrix import build_matrix
+    from simroll._console import Progress
+    from simroll.explore.matrix import DELIVERIES, FAMILIES, build_matrix, pattern_files
 
-    matrix = build_matrix(args.dir, fuzz=args.fuzz, seed=args.seed)
+    n_cells = len(pattern_files(args.dir)) * len(FAMILIES) * len(DELIVERIES)
+    show = Progress(n_cells, unit="cells", label=f"matrix {args.dir}")
+    try:
+        matrix = build_matrix(args.dir, fuzz=args.fuzz, seed=args.seed, progress=show.update)
+    finally:
+        show.close()
     command = " ".join(
         ["simroll matrix", args.dir]
         + (["--fuzz", str(args.fuzz)] if args.fuzz else [])
@@ -357,8 +435,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
         for path in output_paths(args.out).values():
             check_new_file(path, args.force, "--out")
-    with make_executor(args.workers, args.dask) as executor:
-        result = run_sweep(scenario, params, seeds=args.seeds, executor=executor, source=args.scenario)
+    from simroll._console import CountingExecutor, Progress
+
+    n_runs = math.prod(len(p.values) for p in params) * (args.seeds or 1)
+    show = Progress(n_runs, unit="runs", label=f"sweep {args.scenario}")
+    try:
+        with CountingExecutor(make_executor(args.workers, args.dask), show) as executor:
+            result = run_sweep(scenario, params, seeds=args.seeds, executor=executor, source=args.scenario)
+    finally:
+        show.close()
     command = " ".join(
         ["simroll sweep", args.scenario]
         + [f"--param {t}" for t in args.param]
@@ -376,6 +461,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from simroll._io import atomic_write_text
+    from simroll.scenario.template import scenario_template
+
+    check_new_file(args.path, args.force)
+    text = scenario_template(args.pattern, name=Path(args.path).stem.replace("-", "_"), path=args.path)
+    atomic_write_text(args.path, text, overwrite=args.force)
+    what = "the new release written out" if args.pattern is None else f"pattern {args.pattern}"
+    print(f"wrote {args.path} ({what}); run it with: simroll run {args.path}")
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from simroll.scenario.load import scenario_json_schema
 
@@ -388,6 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="simroll", description="Deterministic simulator of mixed-version clusters for designing rolling upgrades."
     )
     p.add_argument("--version", action="version", version=f"simroll {__version__}")
+    p.add_argument("--color", choices=COLOR_MODES, default="auto", help=COLOR_HELP)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     r = sub.add_parser(
@@ -422,6 +520,23 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--force", action="store_true", help="overwrite plot files that exist")
     pl.set_defaults(fn=cmd_plot)
 
+    from simroll.scenario.template import PATTERN_NAMES  # plain data: no pydantic, no simulator
+
+    i = sub.add_parser("init", help="write a commented scenario that exercises a new release, to start from")
+    i.add_argument(
+        "path", metavar="PATH", nargs="?", default="scenario.yaml", help="file to write (default scenario.yaml)"
+    )
+    i.add_argument(
+        "--pattern",
+        metavar="NAME",
+        choices=PATTERN_NAMES,
+        default=None,
+        help=f"bring the new release in through this pattern ({', '.join(PATTERN_NAMES)}); "
+        "default: the release and the plan written out",
+    )
+    i.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
+    i.set_defaults(fn=cmd_init)
+
     s = sub.add_parser("schema", help="print the JSON Schema of scenario files")
     s.set_defaults(fn=cmd_schema)
 
@@ -431,7 +546,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(exit 1 found, 0 none within the budget, 2 bad input)",
     )
     f.add_argument("scenario", help="scenario file (YAML)")
-    f.add_argument("--max-examples", type=_positive(int), default=200, help="simulations Hypothesis may generate")
+    f.add_argument(
+        "--max-examples",
+        type=_positive(int),
+        default=FUZZ_BUDGET,
+        help=f"simulations Hypothesis may generate (default {FUZZ_BUDGET})",
+    )
     f.add_argument("--seed", type=_seed, default=0, help="seed of the search (default 0)")
     f.add_argument(
         "--out",
@@ -470,6 +590,37 @@ def build_parser() -> argparse.ArgumentParser:
         "default: the scenario's 'expect: violates NAME', else any invariant",
     )
     f.set_defaults(fn=cmd_fuzz)
+
+    v = sub.add_parser(
+        "verify",
+        help="run every schedule that deviates from the plain run in at most --depth places, shortest first "
+        "(exit 1 found, 0 verified, 2 bad input)",
+    )
+    v.add_argument("scenario", help="scenario file (YAML)")
+    v.add_argument(
+        "--depth", type=_positive(int), default=2, help="deviations a schedule may make (default 2; docs/search.md)"
+    )
+    v.add_argument("--json", action="store_true", help="print one JSON object")
+    v.add_argument(
+        "--out",
+        metavar="FILE",
+        help="where to write the counterexample scenario (default: .simroll/counterexamples/NAME.yaml, ...)",
+    )
+    v.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    v.add_argument(
+        "--invariant",
+        metavar="NAME",
+        default=None,
+        help="look for a violation of this invariant only; default: the scenario's 'expect: violates NAME', else any",
+    )
+    v.add_argument("--workers", type=_positive(int), default=1, help="local processes (same result for any number)")
+    v.add_argument("--dask", metavar="ADDRESS", help="run the schedules on this Dask scheduler (extra: dask)")
+    v.add_argument(
+        "--no-prune",
+        action="store_true",
+        help="run every schedule, even those that reach a state already explored (slower; same verdict expected)",
+    )
+    v.set_defaults(fn=cmd_verify)
 
     e = sub.add_parser("expand", help="print a scenario with its patterns expanded (releases, plan steps), as YAML")
     e.add_argument("scenario", help="scenario file (YAML)")
@@ -525,7 +676,13 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--json", action="store_true", help="print the table as JSON instead of Markdown")
     sw.add_argument("--force", action="store_true", help="overwrite output files that exist")
     sw.set_defaults(fn=cmd_sweep)
+    for command in sub.choices.values():  # `simroll run X --color never` as well as `simroll --color never run X`
+        command.add_argument("--color", choices=COLOR_MODES, default=argparse.SUPPRESS, help=COLOR_HELP)
     return p
+
+
+COLOR_MODES = ("auto", "always", "never")
+COLOR_HELP = "colour the verdicts: auto (default: on a terminal, unless NO_COLOR is set), always, never"
 
 
 EXIT_SOFTWARE = 70  # an internal error (sysexits' EX_SOFTWARE): a bug in simroll, never "violated"
@@ -557,8 +714,12 @@ def _quiet_stdout() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit code (README: exit codes)."""
+    """Run the command line; returns the exit code (docs/cli.md: Conventions)."""
     parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions (docs/cli.md); argcomplete exits
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
     args = parser.parse_args(argv)
     restore = _interruptible()
     try:
@@ -599,9 +760,7 @@ def _interruptible() -> Any:
     ignored; an explicit ``kill -INT`` must still stop it."""
     import signal
 
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
+    on_term = _term_handler()
     try:
         previous = (signal.signal(signal.SIGINT, signal.default_int_handler), signal.signal(signal.SIGTERM, on_term))
     except ValueError:  # not the main thread (main() called from a library's worker thread): leave them
@@ -612,6 +771,20 @@ def _interruptible() -> Any:
         signal.signal(signal.SIGTERM, previous[1])
 
     return restore
+
+
+def _term_handler() -> Any:
+    """A SIGTERM handler that stops this process like Ctrl-C (KeyboardInterrupt). A worker forked
+    while it is installed inherits it: there SIGTERM is the pool ending its workers, and the worker
+    exits at once and quietly (a traceback per worker on stderr was the old behaviour)."""
+    owner = os.getpid()
+
+    def on_term(signum: int, frame: Any) -> None:
+        if os.getpid() != owner:
+            os._exit(128 + signum)
+        raise KeyboardInterrupt
+
+    return on_term
 
 
 def _stdout_error(e: OSError) -> int:

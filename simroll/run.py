@@ -5,18 +5,18 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass, field
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from simroll._display import html as _display_html
 from simroll._io import atomic_open
-from simroll.check.causality import happens_before
-from simroll.check.history import violation_chains
+from simroll.check.explain import explain
 from simroll.check.invariants import Checker, Coverage, InvariantResult, OperationsComplete, Violation, make_checkers
 from simroll.scenario.spec import Scenario
 from simroll.sim.kernel import simulate
 from simroll.sim.trace import Record, Trace, read_trace
+
+if TYPE_CHECKING:  # networkx (and the modules that use it) load only when a graph or a chain is asked for
+    import networkx as nx
 
 
 @dataclass
@@ -87,13 +87,18 @@ class RunResult:
 
     def graph(self) -> nx.DiGraph:
         """The happens-before graph of the whole trace (networkx)."""
+        from simroll.check.causality import happens_before
+
         if self._graph is None:
             self._graph = happens_before(self.trace())
         return self._graph
 
     def chains(self, v: Violation) -> list[list[Record]]:
-        """Causal chains ending at ``v``'s record, as records, shortest first."""
-        return violation_chains(self.trace(), v, self._graph)
+        """The chain of records behind ``v`` (:func:`simroll.check.explain.explain`: the one the text,
+        JSON and HTML reports show), as a one-element list; empty when there is none."""
+        from simroll.check.history import violation_chains
+
+        return violation_chains(self.trace(), v)
 
     def dataframe(self):
         """The trace as a pandas DataFrame (needs pandas)."""
@@ -111,12 +116,16 @@ class RunResult:
         """
         return _display_html(self)
 
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        """IPython's plain-text display: one line, not the dataclass repr with every trace record."""
-        p.text(
+    def __repr__(self) -> str:
+        """One line, not the dataclass repr with every trace record (which ran to hundreds of KB)."""
+        return (
             f"RunResult({self.scenario.name!r}, seed={self.seed}, ok={self.ok}, violated={self.violated}, "
             f"events={self.events}, sim_time={self.sim_time:.3f}, trace_sha256={self.trace_sha256[:16]}...)"
         )
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        """IPython's plain-text display: the one-line :meth:`__repr__`."""
+        p.text(repr(self))
 
     def to_json(self) -> dict[str, Any]:
         """The machine-readable report (``simroll run --json``)."""
@@ -128,7 +137,8 @@ class RunResult:
             "vacuous": self.vacuous,
             "checked": {inv.name: inv.checked for inv in self.invariants},
             "violations": [
-                dict(v.to_json(), chain=[r["i"] for r in (self.chains(v)[:1] or [[]])[0]]) for v in self.violations
+                {"why": (e := explain(self.trace(), v)).why, **v.to_json(), "chain": e.to_json()["chain"]}
+                for v in self.violations
             ],
             "violation_counts": {inv.name: inv.count for inv in self.invariants},
             "events": self.events,
@@ -173,15 +183,19 @@ def run_scenario(
     streamed to that file, written atomically (:func:`simroll._io.atomic_open`: an interrupted
     run leaves no partial file; an existing one is refused with a UsageError unless ``overwrite``);
     with ``keep_trace=False`` it is not held in memory. With ``report=False`` only the verdicts
-    and scores are computed, not ``coverage`` and ``availability`` (both None): the inner runs
-    of a search need no more, and skip two consumers of every record.
+    and scores are computed, not ``coverage`` and ``availability`` (both None), nor, unless the
+    trace is written to ``trace_path``, the trace's sha256 (``trace_sha256`` is ""): the inner runs
+    of a search need no more, and skip two consumers of every record, the JSON encoding and the
+    hashing. The verdicts, scores, events and choice points are those of a full run.
     """
     seed = scenario.seed if seed is None else seed
     choices: dict[tuple[str, int], int] = {(c.kind, c.at): c.pick for c in scenario.choices}
     choices.update(pinned or {})
     with contextlib.ExitStack() as files:
         stream = None if trace_path is None else files.enter_context(atomic_open(trace_path, overwrite=overwrite))
-        trace = Trace(keep=keep_trace, stream=stream)
+        # the inner runs of a search read only the verdicts: their trace is not hashed (nor encoded)
+        hashed = report or trace_path is not None
+        trace = Trace(keep=keep_trace, stream=stream, hashed=hashed)
         checkers = make_checkers(scenario.invariants.enabled(), scenario)
         ops = _operations(checkers)
         coverage = Coverage() if report else None
@@ -190,8 +204,14 @@ def run_scenario(
             consumers.append(coverage)
         if report and ops not in checkers:
             consumers.append(ops)  # availability only: not a verdict
+        for checker in checkers:
+            checker.meter = trace.meter  # the checks' scans count against the run's work budget
         for c in consumers:
-            trace.subscribe(c.kinds, c.observe)
+            if isinstance(c, Coverage):
+                for kind, fn in c.handlers().items():  # straight to the method of each kind
+                    trace.subscribe((kind,), fn)
+            else:
+                trace.subscribe(c.kinds, c.observe)
         sim, trace = simulate(scenario, seed, choices, trace)
     return RunResult(
         scenario=scenario,
@@ -199,7 +219,7 @@ def run_scenario(
         invariants=[InvariantResult.of(c) for c in checkers],
         events=trace.count,
         sim_time=sim.env.now,
-        trace_sha256=trace.sha256,
+        trace_sha256=trace.sha256 if hashed else "",
         end_reason=sim.end_reason,
         choice_points=sim.chooser.points,
         choice_counts=dict(sorted(sim.chooser.counts.items())),

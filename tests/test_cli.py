@@ -137,3 +137,316 @@ def test_a_full_disk_on_stdout_is_an_io_error(tmp_path):
         )
     assert p.returncode == 74
     assert p.stderr == "simroll: cannot write to standard output: No space left on device\n"
+
+
+def test_the_console_script_answers_version_and_a_closed_pipe(tmp_path):
+    """The checks issue 17 names, on the installed `simroll` script itself."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from simroll._version import __version__
+
+    script = shutil.which("simroll", path=str(Path(sys.executable).parent)) or shutil.which("simroll")
+    assert script is not None, "the simroll console script is not installed (pip install -e .)"
+    out = subprocess.run([script, "--version"], capture_output=True, text=True)
+    assert (out.returncode, out.stdout, out.stderr) == (0, f"simroll {__version__}\n", "")
+    piped = subprocess.run(
+        f"{script} run {SCENARIOS / 'lost_dual_writes.yaml'} | head -1", shell=True, capture_output=True, text=True
+    )
+    assert (piped.stdout, piped.stderr) == ("scenario lost_dual_writes  seed 1  delivery oslo\n", "")
+
+
+# colour -------------------------------------------------------------------------------------------
+
+GREEN_HELD = "\x1b[32mheld\x1b[0m"
+
+
+def test_colour_is_off_when_piped_and_on_when_asked(capsys):
+    safe = str(SCENARIOS / "lost_dual_writes_safe.yaml")
+    code, out, _ = run(capsys, "run", safe)  # capsys: not a terminal
+    assert code == 0 and "\x1b" not in out
+    code, out, _ = run(capsys, "run", safe, "--color", "always")
+    assert code == 0 and GREEN_HELD in out and "\x1b[32m\x1b[1mOK: every invariant held\x1b[0m" in out
+    code, out, _ = run(capsys, "--color", "always", "run", str(SCENARIOS / "lost_dual_writes.yaml"))
+    assert code == 1 and "\x1b[31m\x1b[1mFAILED: no-lost-write\x1b[0m" in out
+    assert "  no-lost-write        \x1b[31m\x1b[1mVIOLATED (" in out
+    code, out, _ = run(capsys, "run", safe, "--color", "never")
+    assert "\x1b" not in out
+    with pytest.raises(SystemExit):
+        main(["run", safe, "--color", "sometimes"])
+    assert "invalid choice: 'sometimes'" in capsys.readouterr().err
+
+
+def _on_a_terminal(argv, env):
+    """Run simroll with stdout and stderr on a pseudo-terminal; returns (exit code, what it showed)."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 160, 0, 0))
+    p = subprocess.Popen([sys.executable, "-m", "simroll", *argv], stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    return p.wait(), shown.decode()
+
+
+def test_colour_on_a_terminal_unless_NO_COLOR():
+    import os
+
+    safe = str(SCENARIOS / "lost_dual_writes_safe.yaml")
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TERM")}
+    code, shown = _on_a_terminal(["run", safe], env)
+    assert code == 0 and GREEN_HELD in shown
+    code, shown = _on_a_terminal(["run", safe], dict(env, NO_COLOR="1"))
+    assert code == 0 and "held" in shown and "\x1b[" not in shown
+    code, shown = _on_a_terminal(["run", safe], dict(env, TERM="dumb"))
+    assert "\x1b[" not in shown
+    code, shown = _on_a_terminal(["run", safe, "--color", "never"], env)
+    assert "\x1b[" not in shown
+    # no-color.org: an empty NO_COLOR is as if unset
+    code, shown = _on_a_terminal(["run", safe], dict(env, NO_COLOR=""))
+    assert GREEN_HELD in shown
+
+
+def test_paint_colours_verdicts_only():
+    from simroll._console import paint
+
+    text = "\n".join(
+        [
+            "scenario held_up  seed 1",  # a scenario may be named anything: only the table is read
+            "  no-lost-write        VIOLATED (2x)  checked 9",
+            "  version-skew         held            checked 6",
+            "  operations-complete  vacuous  (nothing to check: no operation)",
+            "no-lost-write violated at t=1.000 [engine-1] (x[1])",
+            "FAILED: no-lost-write",
+        ]
+    )
+    assert paint(text, on=False) == text
+    assert paint(text).split("\n") == [
+        "scenario held_up  seed 1",
+        "  no-lost-write        \x1b[31m\x1b[1mVIOLATED (2x)\x1b[0m  checked 9",
+        "  version-skew         \x1b[32mheld\x1b[0m            checked 6",
+        "  operations-complete  \x1b[33mvacuous\x1b[0m  (nothing to check: no operation)",
+        "no-lost-write violated at t=1.000 [engine-1] (x[1])",
+        "\x1b[31m\x1b[1mFAILED: no-lost-write\x1b[0m",
+    ]
+
+
+# progress -----------------------------------------------------------------------------------------
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_plain_progress_lines_have_total_rate_and_time_left_every_few_seconds():
+    import io
+
+    from simroll._console import Progress
+
+    out, clock = io.StringIO(), _Clock()
+    show = Progress(10, unit="runs", label="sweep x.yaml", stream=out, tty=False, clock=clock)
+    clock.now += 0.5
+    show.update(1)  # one run gives no rate worth printing
+    assert out.getvalue() == ""
+    clock.now += 0.5
+    show.update(2)  # 2 runs in 1 s: 2.0 runs/s, 8 left: 4 s
+    clock.now += 2.0
+    show.update(3)  # 2 s after the last line: too soon
+    clock.now += 3.5
+    show.update(8, note="closest so far: x 0.5")  # 8 in 6.5 s: 1.23 runs/s, 2 left: 1.6 s
+    clock.now += 5.0
+    show.update(10, eta=False)
+    assert out.getvalue().splitlines() == [
+        "simroll: sweep x.yaml: 2 of 10 runs (20%), 2.0 runs/s, 4 s left",
+        "simroll: sweep x.yaml: 8 of 10 runs (80%), 1.2 runs/s, 2 s left | closest so far: x 0.5",
+        "simroll: sweep x.yaml: 10 of 10 runs (100%), 0.9 runs/s",
+    ]
+    untotalled = Progress(None, unit="events", label="run", stream=(out := io.StringIO()), tty=False, clock=clock)
+    clock.now += 4.0
+    untotalled.update(6, phase="replaying")
+    assert out.getvalue() == "simroll: replaying: 6 events, 1.5 events/s\n"
+
+
+def test_the_bar_on_a_terminal_shows_total_rate_and_time_left():
+    import os
+    import re
+
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TERM")}
+    code, shown = _on_a_terminal(
+        ["sweep", str(SCENARIOS / "single_upgraded_pinned.yaml"), "--param", "engines.count=3,4,5"], env
+    )
+    assert code == 0, shown
+    frames = shown.replace("\r", "\n")
+    assert re.search(
+        r"[█▏▎▍▌▋▊▉]+ +sweep \S+single_upgraded_pinned.yaml: 1 of 3 runs \(33%\), [\d.]+ runs/s, \d+ s left", frames
+    )
+    assert "3 of 3 runs (100%)" in frames
+    assert "simroll: sweep" not in frames  # the plain lines are for logs, not for a terminal
+
+
+def test_sweep_and_matrix_log_progress_when_not_a_terminal(capsys, tmp_path):
+    import re
+    import shutil
+
+    code, out, err = run(
+        capsys, "sweep", str(SCENARIOS / "single_upgraded_pinned.yaml"), "--param", "engines.count=3,4,5"
+    )
+    assert code == 0
+    assert re.search(r"^simroll: sweep \S+: 2 of 3 runs \(67%\), [\d.]+ runs/s, \d+ s left$", err, re.M), err
+    shutil.copy(SCENARIOS / "patterns" / "new_arg_default.yaml", tmp_path)
+    code, out, err = run(capsys, "matrix", str(tmp_path), "--json")
+    assert code == 0
+    # 1 file x 7 families x 2 delivery models
+    assert re.search(r"^simroll: matrix \S+: 2 of 14 cells \(14%\), [\d.]+ cells/s, \d+ s left$", err, re.M), err
+    import json
+
+    from simroll.explore.matrix import build_matrix
+
+    assert json.loads(out) == build_matrix(str(tmp_path)).to_json()  # the same matrix, cell by cell
+
+
+def test_a_long_run_says_it_is_alive():
+    import threading
+
+    from simroll._console import Ticker
+
+    class Stream:  # the test waits on what is written, not on a clock
+        isatty = staticmethod(lambda: False)
+
+        def __init__(self):
+            self.text, self.written = "", threading.Event()
+
+        def write(self, s):
+            self.text += s
+            self.written.set()
+
+        def flush(self):
+            pass
+
+    stream = Stream()
+    with Ticker("run x.yaml", stream=stream, after=0.0):
+        assert stream.written.wait(30)
+    assert stream.text.startswith("simroll: run x.yaml: running, 0 s elapsed\n")
+
+
+def test_shell_completion_through_argcomplete(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    answer = tmp_path / "completions"
+
+    def complete(line):
+        env = dict(
+            os.environ,
+            _ARGCOMPLETE="1",
+            _ARGCOMPLETE_IFS="\n",
+            COMP_LINE=line,
+            COMP_POINT=str(len(line)),
+            _ARGCOMPLETE_STDOUT_FILENAME=str(answer),
+        )
+        p = subprocess.run([sys.executable, "-m", "simroll"], env=env, capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        return answer.read_text().split()
+
+    assert complete("simroll fu") == ["fuzz"]
+    assert complete("simroll run x.yaml --col") == ["--color"]
+    assert complete("simroll run x.yaml --color ") == ["auto", "always", "never"]
+
+
+# simroll init -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        None,
+        "move-field",
+        "add-column",
+        "trigger-sync",
+        "config-switch",
+        "future-args",
+        "new-arg-default",
+        "new-method",
+        "major-bump",
+        "version-cap",
+    ],
+)
+def test_init_writes_a_commented_scenario_that_runs(capsys, tmp_path, monkeypatch, pattern):
+    from simroll.scenario.load import load_scenario
+
+    monkeypatch.chdir(tmp_path)
+    flags = [] if pattern is None else ["--pattern", pattern]
+    code, out, err = run(capsys, "init", *flags)
+    assert code == 0 and err == ""
+    assert out.startswith("wrote scenario.yaml (")
+    text = (tmp_path / "scenario.yaml").read_text()
+    assert text.startswith(
+        f"# scenario: a rolling upgrade of three engines, written by `simroll init{' --pattern ' + pattern if pattern else ''}`."
+    )
+    scenario = load_scenario(tmp_path / "scenario.yaml")
+    assert scenario.name == "scenario" and scenario.expect == "holds"
+    assert len(scenario.releases) >= 2  # the legacy release and at least one new one
+    assert any("restart" in step.model_dump(exclude_none=True) for step in scenario.plan)
+    code, out, _ = run(capsys, "run", "scenario.yaml")
+    assert code in (0, 1), out  # a verdict, never bad input (2)
+    assert "plan steps executed" in out
+
+
+def test_init_refuses_to_overwrite_without_force(capsys, tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("my own work\n")
+    code, out, err = run(capsys, "init", str(path))
+    assert (code, out) == (2, "")
+    assert err == f"simroll: {path}: file exists; pass --force to overwrite it\n"
+    assert path.read_text() == "my own work\n"
+    code, out, err = run(capsys, "init", "--pattern", "move-field", str(path), "--force")
+    assert code == 0 and "pattern: move-field" in path.read_text()
+    with pytest.raises(SystemExit):
+        main(["init", "--pattern", "no-such-pattern", str(tmp_path / "x.yaml")])
+    assert "invalid choice: 'no-such-pattern'" in capsys.readouterr().err
+
+
+def test_init_knows_every_pattern():
+    from simroll.scenario.patterns import PATTERNS
+    from simroll.scenario.template import PATTERN_NAMES
+
+    assert sorted(PATTERN_NAMES) == sorted(PATTERNS)
+
+
+@pytest.mark.slow
+def test_workers_end_quietly_when_the_command_is_done():
+    """The pool ends its workers with SIGTERM; they inherit the command's SIGTERM handler, which
+    must not print a KeyboardInterrupt traceback per worker."""
+    import subprocess
+    import sys
+
+    p = subprocess.run(
+        [sys.executable, "-m", "simroll", "sweep", str(SCENARIOS / "single_upgraded_pinned.yaml")]
+        + ["--param", "engines.count=3,4", "--workers", "2"],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 0, p.stderr
+    assert "Traceback" not in p.stderr and "KeyboardInterrupt" not in p.stderr, p.stderr

@@ -13,6 +13,8 @@ import copy
 import io
 import os
 import re
+import signal
+import stat
 import subprocess
 import sys
 from collections import Counter
@@ -549,9 +551,7 @@ def test_the_readme_states_the_limits_the_code_enforces():
     from simroll.scenario import load as loader
     from simroll.scenario.spec import LimitsSpec
 
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text[text.index("## Guarantees and limits") :]
-    section = section[: section.index("\n## ", 1)]
+    section = (ROOT / "docs" / "guarantees.md").read_text(encoding="utf-8")
     for stated in (
         f"{loader.MAX_BYTES:,} bytes",
         f"{loader.MAX_DEPTH} levels",
@@ -564,3 +564,460 @@ def test_the_readme_states_the_limits_the_code_enforces():
         f"{MIN_MALFORMED:,} malformed documents",
     ):
         assert stated in section, stated
+
+
+def test_every_guarantee_names_tests_that_exist():
+    """docs/guarantees.md: each promise is one line naming at least one test, and each test it names exists."""
+    text = (ROOT / "docs" / "guarantees.md").read_text(encoding="utf-8")
+    promises = [line for line in text.splitlines() if line.startswith("- **")]
+    assert len(promises) >= 20
+    for line in promises:
+        named = re.findall(r"`tests/(\w+\.py)::(test_\w+)`", line)
+        assert named, f"a promise that names no test: {line[:80]}"
+        for module, test in named:
+            source = (ROOT / "tests" / module).read_text(encoding="utf-8")
+            assert re.search(rf"^def {test}\(", source, re.M), f"tests/{module}::{test} does not exist"
+
+
+# ---------------------------------------------------------------- corrupted traces (issue 18, item 9)
+def _emits() -> dict[str, list[set[str]]]:
+    """Every record the simulator can write: kind -> the keyword sets of its emit() calls, read from
+    the syntax of simroll/sim (the hot kinds from the keyword-only parameters of Trace's methods)."""
+    import ast
+
+    from simroll.sim.trace import Trace
+
+    found: dict[str, list[set[str]]] = {}
+    for path in sorted((ROOT / "simroll" / "sim").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call) or len(node.args) < 2:
+                continue
+            name = getattr(node.func, "attr", getattr(node.func, "id", None))
+            if name == "emit":
+                kind = node.args[1]
+                assert isinstance(kind, ast.Constant), f"{path.name}:{node.lineno}: a kind that is not a literal"
+                # a **mapping adds optional fields that must be among those named elsewhere
+                found.setdefault(kind.value, []).append({kw.arg for kw in node.keywords if kw.arg})
+    import inspect
+
+    for kind in ("send", "recv", "done", "read", "write"):
+        params = inspect.signature(getattr(Trace, kind)).parameters.values()
+        found.setdefault(kind, []).append({p.name for p in params if p.kind is p.KEYWORD_ONLY})
+    return found
+
+
+def test_the_trace_reader_knows_every_kind_and_field_the_simulator_writes():
+    """A kind or field added to the simulator without the reader would make `simroll plot` refuse
+    good traces; one the reader requires but some emit() leaves out, the same."""
+    from simroll.sim.trace import _SCHEMA
+
+    emits = _emits()
+    assert sorted(emits) == sorted(_SCHEMA), "kinds written and kinds read differ"
+    for kind, calls in emits.items():
+        required, optional = _SCHEMA[kind]
+        for keys in calls:
+            assert set(required) <= keys, (kind, set(required) - keys)
+            assert keys <= set(required) | set(optional) | {"cause"}, (kind, keys - set(required) - set(optional))
+
+
+@pytest.fixture(scope="module")
+def real_traces(tmp_path_factory) -> list[list[str]]:
+    """The JSON lines of the traces of the bundled scenarios, written by `simroll run --trace`."""
+    out = []
+    work = tmp_path_factory.mktemp("traces")
+    for n, src in enumerate(sorted(SCENARIOS.glob("*.yaml")) + sorted((SCENARIOS / "patterns").glob("*.yaml"))):
+        trace = work / f"{n}.jsonl"
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            assert main(["run", str(src), "--trace", str(trace)]) in (0, 1, 4), src
+        out.append(trace.read_text(encoding="utf-8").splitlines())
+    return out
+
+
+@pytest.mark.slow
+def test_every_bundled_trace_reads_back_as_it_was_written(real_traces, tmp_path):
+    import json
+
+    from simroll.sim.trace import read_trace
+
+    kinds: set[str] = set()
+    for n, lines in enumerate(real_traces):
+        path = tmp_path / f"{n}.jsonl"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        records = read_trace(path)
+        assert records == [json.loads(line) for line in lines]
+        kinds.update(r["kind"] for r in records)
+    assert len(kinds) >= 20, sorted(kinds)  # the corpus below corrupts records of each of these
+
+
+_WRONG = {  # a value of another type, for a value of each JSON type
+    str: [1, ["x"], {}],  # not null: some strings may be null (a value never written)
+    int: ["1", 1.5, True, None],
+    float: ["1.0", None, True, "NaN"],
+    bool: [1, "true", None],
+    list: ["x", {}, None, [{}]],
+    dict: [[], "x", None],
+    type(None): [],  # null is allowed where it appears (a value not yet written): nothing to corrupt
+}
+
+
+def _samples(traces: list[list[str]]) -> list[str]:
+    """One record of each kind and shape (its set of keys) in ``traces``, as record 1 of a trace
+    (``i`` 1, its causes pointing at record 0), so that each corruption below is a two-line file."""
+    import json
+
+    seen, out = set(), []
+    for lines in traces:
+        for line in lines[1:]:
+            rec = json.loads(line)
+            shape = (rec["kind"], tuple(rec))
+            if shape not in seen:
+                seen.add(shape)
+                out.append(json.dumps({**rec, "i": 1, **({"cause": [0]} if "cause" in rec else {})}))
+    return out
+
+
+def _corruptions(head: str, samples: list[str]):
+    """(label, trace lines, the line number read_trace must name): each field of each sample
+    removed (where the reader needs it) or given a value of a wrong type, a kind nobody writes,
+    causes that are not earlier records, times and numbers out of order, lines that are no record."""
+    import json
+
+    from simroll.sim.trace import _SCHEMA
+
+    for line in samples:
+        rec = json.loads(line)
+        kind = rec["kind"]
+        required, _ = _SCHEMA[kind]
+        for key, value in rec.items():
+            if key in required or key in ("i", "t", "kind"):
+                yield f"{kind} without {key}", [head, json.dumps({a: b for a, b in rec.items() if a != key})], 2
+            for wrong in _WRONG[float if key == "t" else type(value)]:  # t may be written 0
+                yield f"{kind}.{key}={wrong!r}", [head, json.dumps({**rec, key: wrong})], 2
+            if type(value) is list and value:
+                yield f"{kind}.{key}[0] wrong", [head, json.dumps({**rec, key: [{"x": 1}]})], 2
+        yield f"{kind} unknown kind", [head, json.dumps({**rec, "kind": kind + "_x"})], 2
+        for c in (1, 8, -1):
+            yield f"{kind}.cause=[{c}]", [head, json.dumps({**rec, "cause": [c]})], 2
+        later = json.dumps({**json.loads(head), "i": 1, "t": rec["t"] + 5.0})
+        yield f"{kind} after a later record", [head, later, json.dumps({**rec, "i": 2})], 3
+    second = samples[0]
+    for label, text in [
+        ("i repeated", head),
+        ("i skipped", json.dumps({**json.loads(second), "i": 2})),
+        ("t negative", json.dumps({**json.loads(second), "t": -1})),
+        ("t NaN", second.replace('"t": ', '"t": NaN, "u": ', 1)),
+        ("t Infinity", second.replace('"t": ', '"t": Infinity, "u": ', 1)),
+        ("i 1.0", second.replace('"i": 1,', '"i": 1.0,', 1)),
+        ("i true", second.replace('"i": 1,', '"i": true,', 1)),
+        ("i 1e400", second.replace('"i": 1,', '"i": 1e400,', 1)),
+        ("i of 5000 digits", second.replace('"i": 1,', '"i": ' + "1" * 5000 + ",", 1)),
+        ("truncated", second[: len(second) // 2]),
+        ("a list", "[1, 2]"),
+        ("a string", '"begin"'),
+        ("null", "null"),
+        ("deep", "[" * 100_000 + "]" * 100_000),
+        ("garbage", "\x00\x01binary"),
+    ]:
+        assert text != second, label
+        yield label, [head, text], 2
+
+
+@pytest.mark.slow
+def test_a_corrupted_trace_is_refused_with_its_file_and_line(real_traces, tmp_path):
+    """Issue 18: `simroll plot` of a corrupted trace failed inside a plot (7 of 14 with a traceback).
+    Every record is checked as it is read: each corruption names the file, the line and what was
+    expected, and `simroll plot` exits 2 with that one line and writes nothing."""
+    from simroll.errors import UsageError
+    from simroll.sim.trace import read_trace
+
+    head = real_traces[0][0]
+    samples = _samples(real_traces)
+    path = tmp_path / "t.jsonl"
+    for line in samples:  # each sample, as it is, is a good trace: what fails below is the corruption
+        path.write_text(f"{head}\n{line}\n", encoding="utf-8")
+        assert len(read_trace(path)) == 2
+    counts: Counter[str] = Counter()
+    out_dir = tmp_path / "plots"
+    for label, broken, line in _corruptions(head, samples):
+        path.write_text("\n".join(broken) + "\n", encoding="utf-8")
+        try:
+            read_trace(path)
+        except UsageError as e:
+            assert str(e).startswith(f"{path}: line {line}: "), (label, str(e))
+        else:
+            raise AssertionError(f"read_trace took a corrupted trace: {label}")
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["plot", str(path), "--out", str(out_dir)])
+        assert code == 2, (label, err.getvalue())
+        assert re.fullmatch(rf"simroll: {re.escape(str(path))}: line {line}: \S[^\n]*\n", err.getvalue()), label
+        assert out.getvalue() == "" and not out_dir.exists(), label
+        counts["corrupted traces"] += 1
+    print(f"\ncorrupted traces: {dict(counts)} from {len(samples)} sample records")
+    assert counts["corrupted traces"] >= 500
+
+
+# ---------------------------------------------------------------- hostile paths: inputs and outputs of every command
+class Hang(BaseException):  # noqa: N818 - not an Exception: main() must not turn it into exit 70
+    """A command still blocked after HANG_BOUND seconds (a FIFO opened with no peer, say)."""
+
+
+HANG_BOUND = 120  # seconds of wall time: a bound that turns a hang into a failure, not a synchronisation
+
+
+def _call(argv: list[str]) -> tuple[int, str, str]:
+    """`simroll ARGV` in this process, bounded in wall time: (exit code, stdout, stderr)."""
+
+    def fire(signum, frame):
+        raise Hang(" ".join(argv))
+
+    out, err = io.StringIO(), io.StringIO()
+    previous = signal.signal(signal.SIGALRM, fire)
+    signal.alarm(HANG_BOUND)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as e:  # argparse
+                code = e.code if isinstance(e.code, int) else 2
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    return code, out.getvalue(), err.getvalue()
+
+
+def _snapshot(path: Path) -> tuple:
+    """What is at ``path`` (not following a link): its kind, and its content or link target."""
+    try:
+        st_ = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return ("missing",)
+    mode = st_.st_mode
+    if stat.S_ISLNK(mode):
+        target = os.readlink(path)
+        return ("link", target, _snapshot(path.parent / target) if not os.path.isabs(target) else target)
+    if stat.S_ISREG(mode):
+        return ("file", path.read_bytes())
+    if stat.S_ISDIR(mode):
+        return ("dir", sorted((p.name, _snapshot(p)) for p in path.iterdir()))
+    return (stat.S_IFMT(mode), st_.st_rdev)
+
+
+def _tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def _make(kind: str, where: Path) -> Path:
+    """A hostile path named ``where`` (or a device): what it is, before the command runs."""
+    if kind == "regular file":
+        where.write_text("precious\n")
+    elif kind == "directory":
+        where.mkdir()
+        (where / "keep.txt").write_text("keep\n")
+    elif kind == "fifo":
+        os.mkfifo(where)
+    elif kind == "symlink to a file":
+        (where.parent / "victim.txt").write_text("victim\n")
+        where.symlink_to("victim.txt")
+    elif kind == "symlink to /dev/null":
+        where.symlink_to("/dev/null")
+    elif kind == "dangling symlink":
+        where.symlink_to("nowhere.txt")
+    elif kind == "/dev/null":
+        return Path("/dev/null")
+    elif kind == "inside a regular file":
+        (where.parent / "afile").write_text("afile\n")
+        return where.parent / "afile" / where.name
+    elif kind == "in a missing directory with a newline in its name":
+        return where.parent / "no\ndir" / where.name
+    else:
+        raise AssertionError(kind)
+    return where
+
+
+TARGETS = [
+    "regular file",
+    "directory",
+    "fifo",
+    "symlink to a file",
+    "symlink to /dev/null",
+    "dangling symlink",
+    "/dev/null",
+    "inside a regular file",
+    "in a missing directory with a newline in its name",
+]
+# (label, argv with {T} for the hostile path, whether the flag names a directory)
+OUTPUT_FLAGS = [
+    ("run --trace", ["run", str(SCENARIOS / "lost_dual_writes.yaml"), "--trace", "{T}"], False),
+    ("run --html", ["run", str(SCENARIOS / "lost_dual_writes.yaml"), "--html", "{T}"], False),
+    ("run --plots", ["run", str(SCENARIOS / "lost_dual_writes.yaml"), "--plots", "{T}"], True),
+    ("plot --out", ["plot", str(SCENARIOS / "lost_dual_writes.yaml"), "--out", "{T}"], True),
+    ("fuzz --out", ["fuzz", str(SCENARIOS / "lost_dual_writes.yaml"), "--max-examples", "5", "--out", "{T}"], False),
+    ("fuzz --db", ["fuzz", str(SCENARIOS / "lost_dual_writes.yaml"), "--max-examples", "5", "--db", "{T}"], True),
+    ("verify --out", ["verify", str(SCENARIOS / "lost_dual_writes.yaml"), "--depth", "1", "--out", "{T}"], False),
+    ("init", ["init", "{T}"], False),
+]
+# kinds never replaced or written through, --force or not
+ALWAYS_REFUSED = {"fifo", "symlink to a file", "symlink to /dev/null", "dangling symlink", "/dev/null"}
+ALWAYS_REFUSED |= {"inside a regular file", "in a missing directory with a newline in its name"}
+
+
+@pytest.mark.slow
+def test_hostile_output_paths_are_refused_and_left_as_they_were(tmp_path, monkeypatch):
+    """Issue 18, items 4, 6 and 9: every output flag of every command, at a FIFO, a device, a
+    symbolic link (to a file, to a device, to nothing), a directory, a regular file, a path
+    through a file and a missing directory with a newline in its name; with and without --force.
+    Whatever it is: exit 0, 1, 2 or 4, no traceback, no hang, and the thing at the path is
+    unchanged unless replacing it was asked for (a regular file with --force, a directory where
+    a directory is wanted)."""
+    counts: Counter[str] = Counter()
+    n = 0
+    for label, template, wants_dir in OUTPUT_FLAGS:
+        for kind in TARGETS:
+            for force in (False, True):
+                n += 1
+                work = tmp_path / f"w{n}"
+                work.mkdir()
+                monkeypatch.chdir(work)
+                target = _make(kind, work / "out")
+                before_target, before = _snapshot(target), _snapshot(work)
+                dev_null = os.stat("/dev/null")
+                argv = [a.replace("{T}", str(target)) for a in template] + (["--force"] if force else [])
+                counts["tried"] += 1
+                try:
+                    code, out, err = _call(argv)
+                except Hang:
+                    counts["hangs"] += 1
+                    continue
+                if code not in (0, 1, 2, 4) or "Traceback" in err or "internal error" in err:
+                    counts["tracebacks"] += 1
+                    print(f"\n{label} at {kind} (force={force}): exit {code}\n{err[-1500:]}")
+                    continue
+                # a missing directory may be made (mkdir -p: --plots, plot --out, fuzz --out) or refused
+                created = kind == "in a missing directory with a newline in its name" and code != 2
+                may_change = created or (kind == "directory" and wants_dir) or (kind == "regular file" and force)
+                if not created and (
+                    kind in ALWAYS_REFUSED
+                    or (kind == "regular file" and (wants_dir or not force))
+                    or (kind == "directory" and not wants_dir)
+                ):
+                    assert code == 2, (label, kind, force, out, err)
+                    assert re.fullmatch(r"simroll: [^\n]+\n", err), (label, kind, force, err)
+                    assert _snapshot(work) == before, (label, kind, force, _tree(work))
+                if not may_change and _snapshot(target) != before_target:
+                    counts["overwritten or lost"] += 1
+                    print(f"\n{label} at {kind} (force={force}): {target} changed")
+                if kind == "directory" and (work / "out" / "keep.txt").read_text() != "keep\n":
+                    counts["overwritten or lost"] += 1
+                if kind == "inside a regular file" and (work / "afile").read_text() != "afile\n":
+                    counts["overwritten or lost"] += 1
+                st_ = os.stat("/dev/null")
+                assert stat.S_ISCHR(st_.st_mode) and st_.st_rdev == dev_null.st_rdev
+                counts[f"exit {code}"] += 1
+    print(f"\nhostile output paths: {dict(sorted(counts.items()))}")
+    assert counts["tried"] == len(OUTPUT_FLAGS) * len(TARGETS) * 2
+    assert (counts["tracebacks"], counts["hangs"], counts["overwritten or lost"]) == (0, 0, 0)
+
+
+INPUT_KINDS = [
+    "/dev/zero",
+    "/dev/null",
+    "fifo",
+    "directory",
+    "dangling symlink",
+    "symlink to /dev/zero",
+    "socket",
+    "empty file",
+    "sparse 10 GB file",
+    "missing",
+    "newline in the name",
+]
+
+
+def _input(kind: str, where: Path) -> Path:
+    import socket
+
+    if kind in ("/dev/zero", "/dev/null"):
+        return Path(kind)
+    if kind == "fifo":
+        os.mkfifo(where)
+    elif kind == "directory":
+        where.mkdir()
+    elif kind == "dangling symlink":
+        where.symlink_to("nowhere.yaml")
+    elif kind == "symlink to /dev/zero":
+        where.symlink_to("/dev/zero")
+    elif kind == "socket":
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(str(where))
+        s.close()
+    elif kind == "empty file":
+        where.write_bytes(b"")
+    elif kind == "sparse 10 GB file":
+        with open(where, "wb") as f:
+            f.truncate(10 << 30)
+    elif kind == "newline in the name":
+        where = where.with_name("a\nb" + where.suffix)
+        where.write_bytes(b"name: [unclosed\n")
+    elif kind != "missing":
+        raise AssertionError(kind)
+    return where
+
+
+INPUT_COMMANDS = [
+    ("run", ["run", "{I}"], ".yaml"),
+    ("plot a trace", ["plot", "{I}", "--out", "plots"], ".jsonl"),
+    ("plot a scenario", ["plot", "{I}", "--out", "plots"], ".yaml"),
+    ("fuzz", ["fuzz", "{I}", "--max-examples", "5"], ".yaml"),
+    ("verify", ["verify", "{I}", "--depth", "1"], ".yaml"),
+    ("expand", ["expand", "{I}"], ".yaml"),
+    ("sweep", ["sweep", "{I}", "--param", "engines.count=2,3"], ".yaml"),
+    ("matrix", ["matrix", "{I}"], ""),
+]
+
+
+@pytest.mark.slow
+def test_hostile_input_paths_exit_2_without_reading_them(tmp_path, monkeypatch):
+    """Issue 18, item 1: `/dev/zero` grew until memory ran out and a FIFO hung. Every command that
+    reads a file, given a device, a FIFO with no writer, a socket, a directory, links to nothing
+    or to a device, an empty or a sparse 10 GB file, a missing path or a newline in the name:
+    exit 2 at once with one line, no hang, nothing written."""
+    counts: Counter[str] = Counter()
+    n = 0
+    for label, template, suffix in INPUT_COMMANDS:
+        for kind in INPUT_KINDS:
+            if label == "matrix" and kind in ("directory", "empty file"):
+                continue  # a directory is what matrix reads; an empty one is tried below
+            n += 1
+            work = tmp_path / f"w{n}"
+            work.mkdir()
+            monkeypatch.chdir(work)
+            path = _input(kind, work / f"in{suffix}")
+            before = _tree(work)
+            counts["tried"] += 1
+            try:
+                code, out, err = _call([a.replace("{I}", str(path)) for a in template])
+            except Hang:
+                counts["hangs"] += 1
+                continue
+            if code != 2 or "Traceback" in err or "internal error" in err:
+                counts["tracebacks" if code == 70 or "Traceback" in err else "not exit 2"] += 1
+                print(f"\n{label} of {kind}: exit {code}\n{err[-1500:]}")
+                continue
+            assert re.fullmatch(r"simroll: [^\n]+\n", err), (label, kind, err)
+            assert out == "" and _tree(work) == before, (label, kind, out, _tree(work))
+    # a directory for matrix with hostile members: each is refused or reported, nothing hangs
+    work = tmp_path / "m"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    os.mkfifo(work / "f.yaml")
+    (work / "z.yaml").symlink_to("/dev/zero")
+    (work / "e.yaml").write_bytes(b"")
+    counts["tried"] += 1
+    try:
+        code, out, err = _call(["matrix", str(work)])
+        assert code in (0, 1, 2, 4) and "Traceback" not in err and "internal error" not in err, err
+    except Hang:
+        counts["hangs"] += 1
+    print(f"\nhostile input paths: {dict(sorted(counts.items()))}")
+    assert (counts["tracebacks"], counts["hangs"], counts["not exit 2"]) == (0, 0, 0)

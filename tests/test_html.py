@@ -83,16 +83,28 @@ def test_summary_names_invariants_violation_and_chain(lost):
     assert "VIOLATED (2x)" in frag  # the read at t=2 and the final value of resource_new.data
     assert f"<code>{lost.trace_sha256}</code>" in frag
     assert "engine-2 read props of row 0 from resource_new.data and got nothing" in frag
-    # the chains: engine-2 starts on "new" and takes m1; the write it missed; the read (highlighted)
+    # the why, then the chain: engine-2 starts on "new" and takes m1; the write it missed; the read (highlighted)
+    assert (
+        '<p class="why"><b>why:</b> engine-2 (new) reads resource_new.data at t=2.000 and gets nothing: the write '
+        "of &#x27;v0&#x27; by engine-1 at t=2.000 went to resource.properties only and nothing copied it to "
+        "resource_new.data; it is lost</p>"
+    ) in frag
     rows = re.findall(
-        r'<tr( class="hit")?><td class="mono">([\d.]+)</td><td class="mono">#(\d+)</td><td>([^<]*)<', frag
+        r'<tr( class="hit")?><td class="mono">([\d.]+)</td><td class="mono">#(\d+)</td>'
+        r'<td class="role">([^<]*)</td><td class="ev">([^<]*)<',
+        frag,
     )
-    first = [(hit, t, i, text) for hit, t, i, text in rows][:4]
-    assert first == [
-        ("", "0.000", "3", "engine-2 starts on new"),
-        ("", "2.000", "9", "engine-1 writes props[0] = &#x27;v0&#x27; to resource.properties"),
-        ("", "2.000", "11", "engine-2 takes m1 (waited 0.000 s)"),
-        (' class="hit"', "2.000", "12", "engine-2 reads props[0] from resource_new.data = None"),
+    assert rows[:4] == [
+        ("", "0.000", "3", "reader&#x27;s release", "engine-2 starts on new"),
+        ("", "2.000", "9", "lost write", "engine-1 writes props[0] = &#x27;v0&#x27; to resource.properties"),
+        ("", "2.000", "11", "cause", "engine-2 takes m1 (waited 0.000 s)"),
+        (' class="hit"', "2.000", "12", "violation", "engine-2 reads props[0] from resource_new.data = None"),
+    ]
+    # the second violation (the final value): the lost write, who put the value seen there, the final read
+    assert [(i, role) for _, _, i, role, _ in rows[4:]] == [
+        ("14", "put the value seen"),
+        ("18", "lost write"),
+        ("21", "violation"),
     ]
     assert "<th>events</th><td>23</td>" in frag  # records 0..22
     _parse(frag)
@@ -104,12 +116,13 @@ def test_report_page_is_self_contained_and_embeds_the_plots(lost):
     _no_fetch(tags, page)
     imgs = [a["src"] for t, a in tags if t == "img"]
     assert len(imgs) == 6 and all(s.startswith("data:image/png;base64,iVBORw0KGgo") for s in imgs)  # + availability
+    # most relevant to the lost write first: where the field lived, the chain, then the rest
     assert [a["id"] for t, a in tags if t == "figure"] == [
+        "field_values",
+        "sequence_diagram",
         "release_timeline",
         "queue_depth",
         "engine_load",
-        "sequence_diagram",
-        "field_values",
         "availability",
     ]
     assert "The plan has no steps." in page
@@ -132,7 +145,7 @@ def test_clean_run_with_steps():
     assert res.ok
     page = report_html(res)
     assert "every invariant held" in page and "VIOLATED" not in page
-    assert re.search(r'<td class="mono">1\.500</td><td>0</td><td>restart engine-1 -&gt; r2</td>', page)
+    assert re.search(r'<td class="mono">1\.500</td><td>0</td><td class="ev">restart engine-1 -&gt; r2</td>', page)
     assert page.count("<img ") == 5  # no field-values plot: nothing was lost; availability always
 
 

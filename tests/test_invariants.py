@@ -97,6 +97,8 @@ def test_registry_names_and_opt_in_defaults():
         "no-refused-send",
         "operations-complete",
         "no-lost-update",
+        "no-duplicate-effect",
+        "plan-completes",
     ]
     for name, cls in INVARIANTS.items():
         assert cls.name == name and cls.kinds
@@ -1298,3 +1300,111 @@ def test_a_fanout_cast_dropped_with_its_auto_delete_queue_is_stranded_and_fails_
     ops = feed(OperationsComplete(), tr.recs)
     assert ops.count == 1 and ops.completed == 0
     assert "m1 was dropped with engine_fanout.e2" in ops.violations[0].message
+
+
+# ============================================================================ the broker's late record
+def _late_call(children: bool = False):
+    """The client calls m0 at 0 (its caller gives up at 1.0); e1 takes it at 0.5 and is done at 1.5,
+    after the deadline: the kernel writes ``late`` just before the ``done``. With ``children``, e1
+    casts m1 while handling m0, and e2 handles m1 from 1.5 to 2.0."""
+    tr = T()
+    tr.send(0.0, 0, call=True)
+    tr.recv(0.5, "e1", 0, wait=0.5)
+    if children:
+        tr.send(1.5, 1, engine="e1", method="check")
+    tr(1.5, "late", engine="e1", msg=0, deadline=1.0, cause=[0])
+    tr.done(1.5, "e1", 0)
+    if children:
+        tr.recv(1.5, "e2", 1)
+        tr.done(2.0, "e2", 1)
+    tr.end(3.0)
+    return tr
+
+
+def test_operations_complete_a_late_reply_is_an_operation_that_did_not_complete():
+    tr = _late_call()
+    c = feed(OperationsComplete(), tr.recs)
+    assert (c.count, c.checked, c.completed) == (1, 1, 0)
+    v = c.violations[0]
+    assert v.event == 2 and v.subject == "m0" and v.causes == (0,)
+    assert "the reply to m0 came at t=1.500, after its caller gave up at t=1.000" in v.message
+    assert c.availability()["fraction"] == 0.0 and c.ops == {} and c.op_of == {}
+    # the same run without the late record: the operation completed at 1.5
+    on_time = [r for r in tr.recs if r["kind"] != "late"]
+    c = feed(OperationsComplete(), on_time)
+    assert (c.count, c.checked, c.completed) == (0, 1, 1) and c.score() == 1.5
+
+
+def test_operations_complete_a_late_reply_fails_an_operation_with_work_still_out():
+    c = feed(OperationsComplete(), _late_call(children=True).recs)
+    # m0's reply was late: the operation fails then, although its cast m1 is handled later
+    assert (c.count, c.checked, c.completed) == (1, 1, 0)
+    assert c.violations[0].event == 3 and c.ops == {} and c.op_of == {}
+
+
+def test_operations_complete_a_late_record_of_no_operation_changes_nothing():
+    # boundary: a late record for a message that belongs to no client operation is not judged;
+    # the operation completed at its done
+    tr = T()
+    tr.send(0.0, 0, call=True)
+    tr.recv(0.5, "e1", 0)
+    tr(1.5, "late", engine="e1", msg=7, deadline=1.0, cause=[])
+    tr.done(1.5, "e1", 0)
+    tr.end(3.0)
+    c = feed(OperationsComplete(), tr.recs)
+    assert (c.count, c.completed) == (0, 1)
+
+
+# ============================================================================ services and vhosts
+def test_version_skew_counts_releases_per_service():
+    # two services, two releases each: four releases run at once, but two per service
+    tr = T()
+    for e, svc, rel in (("e1", "engine", "e-old"), ("e2", "engine", "e-new"), ("w1", "worker", "w-old")):
+        tr(0.0, "start", engine=e, release=rel, workers=1, cap=None, service=svc, vhost="/", queue=svc, cause=[])
+    tr(1.0, "start", engine="w2", release="w-new", workers=1, cap=None, service="worker", vhost="/", queue="worker")
+    c = feed(VersionSkew(2), tr.recs)
+    assert (c.count, c.checked, c.vacuous, c.score()) == (0, 4, False, 2.0)
+    # a third release in one service violates, and says which service
+    tr(2.0, "start", engine="w3", release="w-newer", workers=1, cap=None, service="worker", vhost="/", queue="worker")
+    c = feed(VersionSkew(2), tr.recs)
+    assert c.count == 1
+    v = c.violations[0]
+    assert v.message.startswith("3 releases running at once in service worker (w-new, w-newer, w-old)")
+    assert v.causes == (2, 3, 4)  # the starts of that service's engines only
+    # without service keys (a scenario without services) the same starts are one pool: the third,
+    # fourth and fifth starts bring 3, 4 and 5 releases
+    plain = [{k: x for k, x in r.items() if k not in ("service", "vhost", "queue")} for r in tr.recs]
+    c = feed(VersionSkew(2), plain)
+    assert [m.message.split(" (")[0] for m in c.violations] == [f"{n} releases running at once" for n in (3, 4, 5)]
+
+
+def test_version_skew_vacuous_when_no_service_changes_release():
+    tr = T()
+    tr(0.0, "start", engine="e1", release="a", workers=1, cap=None, service="engine", vhost="/", queue="engine")
+    tr(0.0, "start", engine="w1", release="b", workers=1, cap=None, service="worker", vhost="/", queue="worker")
+    c = feed(VersionSkew(1), tr.recs)
+    assert (c.count, c.vacuous) == (0, True)  # one release per service: no upgrade to judge
+
+
+def _imbalance_two_queues(other_queue: str):
+    """e1 (topic queue 'engine') holds m1 from 1 to 10 while e2, consuming ``other_queue``, idles
+    from 0 on. Both run r1, which accepts 1.0 (from the endpoints given)."""
+    tr = T()
+    tr(0.0, "start", engine="e1", release="r1", workers=1, cap=None, queue="engine", cause=[])
+    tr(0.0, "start", engine="e2", release="r1", workers=1, cap=None, queue=other_queue, cause=[])
+    tr.send(0.0, 0)
+    tr.recv(0.0, "e1", 0)
+    tr.send(1.0, 1)
+    tr.done(10.0, "e1", 0)
+    tr.recv(10.0, "e1", 1, wait=9.0)
+    return feed(BoundedImbalance(5.0, endpoints={"r1": ["1.0"]}), tr.recs)
+
+
+def test_bounded_imbalance_counts_only_engines_on_the_message_queue():
+    same = _imbalance_two_queues("engine")
+    assert same.count == 1 and same.violations[0].engines == ("e1", "e2")
+    # e2 consumes another service's topic (or the same topic on another vhost): it could not
+    # have taken m1, so its idle time does not count, and no message had a second taker
+    for other in ("engine_worker", "heat_new/engine"):
+        c = _imbalance_two_queues(other)
+        assert (c.count, c.checked, c.vacuous) == (0, 0, True)

@@ -50,7 +50,7 @@ def test_unquoted_versions_keep_their_text():
             "  no-stranded-mesage: {}",
             "f.yaml: invariants.no-stranded-mesage (line 27): unknown key 'no-stranded-mesage' (expected one of: "
             "no-lost-write, no-stranded-message, no-incompatible-delivery, bounded-imbalance, schema-compatible, "
-            "version-skew, no-refused-send, operations-complete, no-lost-update)",
+            "version-skew, no-refused-send, operations-complete, no-lost-update, no-duplicate-effect, plan-completes)",
         ),
         ("rows: 4", "rows: 4\n  rows: 5", "f.yaml: database.rows (line 8): duplicate key 'rows'"),
         (
@@ -116,6 +116,8 @@ def test_json_schema_describes_the_format():
         "no-refused-send",
         "operations-complete",
         "no-lost-update",
+        "no-duplicate-effect",
+        "plan-completes",
     }
 
 
@@ -123,3 +125,156 @@ def test_a_scenario_error_is_also_a_value_error():
     """``except ValueError`` catches a bad scenario, with the file and place in the message."""
     with pytest.raises(ValueError, match=r"^x\.yaml: "):
         load_scenario_text("name: [", source="x.yaml")
+
+
+# ------------------------------------------------------------------ services and virtual hosts
+SVC = """
+name: t
+bus: {delivery: oslo}
+services:
+  engine: {releases: [e1]}
+  worker: {topic: workers, releases: [w1, w2]}
+database:
+  tables: {resource: [id]}
+releases:
+  e1:
+    rpc:
+      endpoints: [{version: "1.0", methods: {op: [x]}}]
+      sends: {work: [{version: "1.0", args: [y]}]}
+  w1:
+    rpc: {endpoints: [{version: "1.0", methods: {work: [y]}}]}
+  w2:
+    vhost: v2
+    rpc: {endpoints: [{version: "1.1", methods: {work: [y]}}]}
+engines:
+  - {name: engine-1, release: e1}
+  - {name: worker-1, release: w1, service: worker}
+workload:
+  rate: 1.0
+  stop: 3.0
+  operations: {op: 1}
+  handlers:
+    op: {cast: {worker.work: 1}}
+plan:
+  - {restart: worker-1, release: w2}
+  - {set_vhost: v2}
+  - {drain: /}
+invariants:
+  no-stranded-message: {}
+"""
+
+
+def test_services_and_vhosts_load_and_round_trip():
+    s = load_scenario_text(SVC)
+    assert list(s.service_map()) == ["engine", "worker"]
+    assert [s.topic_of(n) for n in s.service_map()] == ["engine", "workers"]
+    assert [e.service for e in s.engine_list()] == [None, "worker"]
+    assert s.route("engine", "worker.work") == ("worker", "work")
+    assert s.route("engine", "op") == ("engine", "op")
+    assert s.routing_explicit() and s.vhosts() == ["/", "v2"]
+    assert load_scenario_text(dump_scenario(s)) == s
+
+
+def test_without_services_one_implicit_service_is_named_after_the_topic():
+    s = load_scenario_text(BASE)
+    assert list(s.service_map()) == ["engine"] and s.default_service() == "engine"
+    assert s.route("engine", "engine.op") == ("engine", "engine.op")  # no declared service: a plain name
+    assert not s.routing_explicit() and s.vhosts() == ["/"]
+    s = load_scenario_text(BASE.replace("bus: {delivery: oslo}", "bus: {delivery: oslo, topic: heat}"))
+    assert list(s.service_map()) == ["heat"] and s.topic_of("heat") == "heat"
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        (
+            "service: worker}",
+            "service: wrker}",
+            "f.yaml: engines[1].service (line 21): undefined service 'wrker' (defined: engine, worker)",
+        ),
+        (
+            "{name: worker-1, release: w1, service: worker}",
+            "{name: worker-1, release: e1, service: worker}",
+            "f.yaml: engines[1].release (line 21): release 'e1' is not in the history of service 'worker' "
+            "(releases: w1, w2)",
+        ),
+        (
+            "{restart: worker-1, release: w2}",
+            "{restart: worker-1, release: e1}",
+            "f.yaml: plan[0].release (line 29): release 'e1' is not in the history of service 'worker', "
+            "which worker-1 belongs to (releases: w1, w2)",
+        ),
+        (
+            "{topic: workers, releases: [w1, w2]}",
+            "{topic: engine, releases: [w1, w2]}",
+            "f.yaml: services.worker.topic (line 6): topic 'engine' is also the topic of service 'engine': "
+            "each service has its own",
+        ),
+        (
+            "engine: {releases: [e1]}",
+            "engine: {releases: [e9]}",
+            "f.yaml: services.engine.releases[0] (line 5): undefined release 'e9' (defined: e1, w1, w2)",
+        ),
+        (
+            "bus: {delivery: oslo}",
+            "bus: {delivery: oslo, topic: heat}",
+            "f.yaml: bus.topic (line 3): with 'services', each service names its own topic "
+            "(services.NAME.topic); bus.topic names the one implicit service of a scenario without them",
+        ),
+        (
+            "operations: {op: 1}",
+            "operations: {op: 1}\n  service: wrker",
+            "f.yaml: workload.service (line 26): undefined service 'wrker' (defined: engine, worker)",
+        ),
+        (
+            "{cast: {worker.work: 1}}",
+            "{cast: {worker.wrk: 1}}",
+            "f.yaml: workload.handlers.op.cast['worker.wrk'] (line 27): method 'worker.wrk' is not defined by any "
+            "release (defined: op, work)",
+        ),
+        (
+            "{set_vhost: v2}",
+            "{set_vhost: v3}",
+            "f.yaml: plan[1].set_vhost (line 30): vhost 'v3' is used by no release and not by the clients "
+            "(vhosts: /, v2)",
+        ),
+        (
+            "{drain: /}",
+            "{drain: 'a b'}",
+            "f.yaml: plan[2].drain (line 31): expected a vhost: '/' or a name (a letter or _, then letters, "
+            "digits, _, . or -), got 'a b'",
+        ),
+        (
+            "  worker: {topic",
+            "  work.er: {topic",
+            "f.yaml: services['work.er'] (line 6): expected a service name (a letter or _, then letters, digits, _ "
+            "or -; no dot), got 'work.er'",
+        ),
+    ],
+)
+def test_services_and_vhosts_errors(old, new, message):
+    assert old in SVC
+    assert error(SVC.replace(old, new)) == message
+
+
+def test_schema_describes_services_vhosts_and_the_bus():
+    schema = scenario_json_schema()
+    defs = schema["$defs"]
+    assert "release history" in schema["properties"]["services"]["description"]
+    assert set(defs["ServiceSpec"]["properties"]) == {"topic", "releases"}
+    described = {
+        ("ServiceSpec", "topic"),
+        ("ServiceSpec", "releases"),
+        ("EngineSpec", "service"),
+        ("EngineGroupSpec", "service"),
+        ("WorkloadSpec", "service"),
+        ("WorkloadSpec", "vhost"),
+        ("ReleaseSpec", "vhost"),
+        ("SetVhostStep", "set_vhost"),
+        ("DrainStep", "drain"),
+        ("BusSpec", "prefetch"),
+        ("BusSpec", "ack"),
+        ("BusSpec", "topic"),
+    }
+    for model, key in described:
+        assert defs[model]["properties"][key].get("description"), (model, key)

@@ -250,16 +250,16 @@ def test_fuzz_decides_cells_whose_default_run_holds():
         assert res.violated == c.violated
 
 
-# ------------------------------------------------------------------ the committed matrix (README)
+# ------------------------------------------------------------------ the committed matrix (docs/patterns.md)
 COMMITTED = PATTERNS / "matrix"
 
 
 def test_the_readme_shows_the_committed_matrix():
-    assert (COMMITTED / "matrix.md").read_text() in (ROOT / "README.md").read_text()
+    assert (COMMITTED / "matrix.md").read_text() in (ROOT / "docs" / "patterns.md").read_text()
 
 
 def test_the_committed_matrix_is_current_and_its_replays_reproduce():
-    """Regenerate with the command in README.md when the model changes on purpose."""
+    """Regenerate with the command in docs/patterns.md when the model changes on purpose."""
     data = json.loads((COMMITTED / "matrix.json").read_text())
     fresh = build_matrix(PATTERNS)  # default runs only; the committed one was also fuzzed
     for row in data["rows"]:

@@ -36,6 +36,9 @@ def test_notebooks_are_committed_with_their_outputs():
         code = [c for c in nb.cells if c.cell_type == "code"]
         assert code and all(c.execution_count for c in code), f"{name} is not executed"
         assert _outputs(nb, "image/png"), f"{name} has no plot"
+        # every object shows a short repr and a styled view (its CSS inside the fragment)
+        assert all(len(t) < 1024 for t in _outputs(nb, "text/plain")), name
+        assert all(h.startswith('<div class="simroll"><style>') for h in _outputs(nb, "text/html")), name
 
 
 @pytest.mark.slow
@@ -46,6 +49,9 @@ def test_01_tour():
     text = "".join(_outputs(nb, "stream"))
     assert "bounded-imbalance         VIOLATED" in text
     assert "no-lost-write at t =" in text and "resource_properties_data.data and got nothing" in text
+    # the why and the chain of the lost write: the engine write that never reached the new table
+    assert "why: engine-1 (plus2) reads resource_properties_data.data at t=20.369" in text
+    assert "lost write        engine-1 writes resource_props[22] = 'v27' to resource.properties" in text
     assert len(_outputs(nb, "image/png")) == 6
 
 
@@ -56,6 +62,9 @@ def test_02_fuzz_your_design():
     assert "found: True - no-lost-write" in text  # the design as written loses a write
     assert "['no-lost-write'] True" in text  # the counterexample replays to the same trace
     assert "found: False" in text  # the fixed design: none within the budget
+    html = _outputs(nb, "text/html")
+    assert any('<span class="badge bad">found: no-lost-write</span>' in h and '<p class="why">' in h for h in html)
+    assert any('<span class="badge ok">nothing found in' in h for h in html)
     assert len(_outputs(nb, "image/png")) == 1
 
 
@@ -64,3 +73,6 @@ def test_03_sweep():
     nb = _execute("03_sweep.ipynb")
     assert len(_outputs(nb, "image/png")) == 2
     assert "worst wait" in "".join(_outputs(nb, "stream"))
+    html = _outputs(nb, "text/html")
+    assert any("<h1>scenario single_upgraded_starvation" in h for h in html)
+    assert any("<h1>simroll sweep: single_upgraded_starvation" in h and "cells violated" in h for h in html)

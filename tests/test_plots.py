@@ -270,12 +270,12 @@ def test_ten_engines_get_ten_lanes_and_distinct_colours():
 
 def test_write_plots_files_and_refusals(lost, tmp_path):
     paths = plots.write_plots(lost, tmp_path / "out")
-    assert [p.name for p in paths] == [
+    assert [p.name for p in paths] == [  # most relevant to the lost write first
+        "field_values.png",
+        "sequence_diagram.png",
         "release_timeline.png",
         "queue_depth.png",
         "engine_load.png",
-        "sequence_diagram.png",
-        "field_values.png",
     ]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
     svgs = plots.write_plots(lost, tmp_path / "out", fmt="svg")
@@ -363,3 +363,126 @@ def test_field_values_marks_the_backfill_that_copies_a_stale_value():
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert labels == ["empty", "init0", "v0", "v1"]
     assert round(bf_write.get_ydata()[0]) == labels.index("v0")  # the new column falls back to v0
+
+
+# ---------------------------------------------------------------------------------------- legible
+def _figure_problems(fig):
+    """What makes a figure hard to read: an axis with tick labels but no label, or a legend drawn over
+    data (a line's points, a bar, an image, a scatter point or an annotation inside the legend box
+    and inside the axes). Computed in display coordinates after drawing."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.collections import Collection
+    from matplotlib.image import AxesImage
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Rectangle
+    from matplotlib.text import Annotation
+
+    FigureCanvasAgg(fig).draw()
+    r = fig.canvas.get_renderer()
+    out = []
+    for ax in fig.axes:
+        if not ax.axison:
+            continue
+        name = ax.get_title() or ax.get_label()
+        for which, axis in (("x", ax.xaxis), ("y", ax.yaxis)):
+            if ax.get_label() == "<colorbar>" and axis is not ax._colorbar.long_axis:  # noqa: SLF001
+                continue
+            if any(t.get_visible() and t.get_text() for t in axis.get_ticklabels()) and not axis.get_label_text():
+                out.append(f"{name}: {which} axis has tick labels but no label")
+        leg = ax.get_legend()
+        if leg is None:
+            continue
+        box, clip = leg.get_window_extent(r), ax.get_window_extent(r)
+
+        def covers(q, box=box, clip=clip):
+            inter = q.intersection(q, box)
+            return inter is not None and inter.width > 1 and inter.height > 1 and clip.overlaps(q)
+
+        for art in ax.get_children():
+            if art is leg or art is ax.patch or not art.get_visible():
+                continue
+            if isinstance(art, Line2D) and len(art.get_xydata()):
+                p = art.get_transform().transform(np.asarray(art.get_xydata(), float))
+                inside = (p[:, 0] > box.x0) & (p[:, 0] < box.x1) & (p[:, 1] > box.y0) & (p[:, 1] < box.y1)
+                inside &= (p[:, 0] >= clip.x0) & (p[:, 0] <= clip.x1) & (p[:, 1] >= clip.y0) & (p[:, 1] <= clip.y1)
+                if inside.any():
+                    out.append(f"{name}: the legend covers the line {art.get_label()}")
+            elif isinstance(art, Collection) and len(art.get_offsets()):
+                p = art.get_offset_transform().transform(np.asarray(art.get_offsets(), float))
+                if any(covers(type(box).from_bounds(x, y, 2, 2)) for x, y in p):
+                    out.append(f"{name}: the legend covers points {art.get_label()}")
+            elif isinstance(art, Rectangle) and art.get_gid() and not str(art.get_gid()).startswith("gap"):
+                if covers(art.get_window_extent(r)):
+                    out.append(f"{name}: the legend covers the bar {art.get_gid()}")
+            elif isinstance(art, AxesImage) and covers(art.get_window_extent(r)):
+                out.append(f"{name}: the legend covers the image {art.get_gid()}")
+            elif isinstance(art, Annotation):
+                boxes = [art.get_window_extent(r)] + ([art.arrow_patch.get_window_extent(r)] if art.arrow_patch else [])
+                if any(q.width > 0 and covers(q) for q in boxes):
+                    out.append(f"{name}: the legend covers the annotation {art.get_text()[:30]!r}")
+    return out
+
+
+def test_the_legibility_check_finds_a_legend_over_data_and_an_unlabelled_axis():
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4, 3))
+    ax = fig.add_subplot()
+    ax.plot([0, 1, 2], [1, 1, 1], label="flat")  # the middle point sits under a centred legend
+    ax.legend(loc="center")
+    ax.set_xlabel("time (s)")
+    assert _figure_problems(fig) == [
+        ": y axis has tick labels but no label",
+        ": the legend covers the line flat",
+    ]
+    ax.set_ylabel("value")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: covers nothing
+    assert _figure_problems(fig) == []
+
+
+@pytest.mark.parametrize(
+    "which", ["lost", "last_legacy_drain.yaml", "single_upgraded_oslo.yaml", "single_upgraded_starvation.yaml"]
+)
+def test_every_axis_is_labelled_and_no_legend_covers_data(which, lost):
+    res = lost if which == "lost" else simroll.run_scenario(simroll.load_scenario(SCENARIOS / which))
+    figs = plots.explaining_plots(res)
+    figs["availability"] = plots.availability(res)
+    for name, fig in figs.items():
+        assert _figure_problems(fig) == [], name
+
+
+def test_the_sweep_heatmap_is_labelled():
+    sweep = simroll.run_sweep(scenario(BASE), ["engines.count=1,2", "workload.rate=1.0,2.0"])
+    assert _figure_problems(plots.sweep_heatmap(sweep, "worst_wait")) == []
+
+
+def _history(*invariants):
+    from simroll.check.history import RunHistory
+    from simroll.check.invariants import Violation
+
+    vs = [Violation(name, float(k), "", k) for k, name in enumerate(invariants)]
+    return RunHistory([], vs, "x", None, [])
+
+
+@pytest.mark.parametrize(
+    ("violated", "first"),
+    [
+        ((), ("release_timeline", "queue_depth", "engine_load", "sequence_diagram", "availability")),
+        (("no-lost-write",), ("field_values", "sequence_diagram", "release_timeline", "queue_depth", "engine_load")),
+        (("no-lost-update",), ("field_values", "sequence_diagram")),
+        (("no-stranded-message",), ("queue_depth", "release_timeline")),
+        (("bounded-imbalance",), ("queue_depth", "engine_load")),
+        (("operations-complete",), ("availability", "queue_depth")),
+        (("version-skew",), ("release_timeline",)),
+        # the first violation decides; a lost write after it still gets its field plot, before availability
+        (("no-stranded-message", "no-lost-write"), ("queue_depth", "release_timeline", "sequence_diagram")),
+    ],
+)
+def test_plots_are_ordered_by_relevance_to_the_first_violation(violated, first):
+    order = plots.plot_order(_history(*violated))
+    assert order[: len(first)] == first
+    assert order[-1] == "availability" or violated == ("operations-complete",)
+    assert len(set(order)) == len(order)
+    assert ("field_values" in order) == any(v in ("no-lost-write", "no-lost-update") for v in violated)
+    if violated == ("no-stranded-message", "no-lost-write"):
+        assert order[-2:] == ("field_values", "availability")

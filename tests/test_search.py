@@ -7,7 +7,8 @@ from conftest import SCENARIOS, kinds
 
 from simroll import load_scenario, load_scenario_text, run_scenario
 from simroll.cli import main
-from simroll.explore.search import Schedule, apply_schedule, fuzz, minimize
+from simroll.errors import ScenarioError
+from simroll.explore.search import Schedule, apply_schedule, describe_counterexample, fuzz, minimize
 from simroll.scenario.load import dump_scenario
 
 LAST_LEGACY = SCENARIOS / "fuzz_last_legacy.yaml"
@@ -61,6 +62,54 @@ def test_minimize_keeps_only_what_the_violation_needs():
     small = minimize(s, everything, "schema-compatible")
     assert small.keep == (False, False, False, True)  # only the contract is needed
     assert small.pause == (0, 0, 0, 0) and not any(small.kill)
+
+
+def test_minimize_undoes_each_swap_the_violation_does_not_need():
+    # steps: restart engine-1, engine-2, engine-3, contract. Without dropping steps, the contract
+    # before the last restart (swap 2-3) breaks the schema; the swap of the first two restarts
+    # is noise. Putting every step back at once fixes the run, so each swap is undone in turn.
+    s = load_scenario(SCENARIOS / "fuzz_early_contract.yaml")
+    s = s.model_copy(update={"search": s.search.model_copy(update={"drop_steps": False})})
+    both = Schedule(order=(1, 0, 3, 2), keep=(True,) * 4, pause=(0,) * 4, kill=(False,) * 4)
+    assert "schema-compatible" in run_scenario(apply_schedule(s, both)).violated
+    assert run_scenario(apply_schedule(s, Schedule.default(4))).ok
+    assert minimize(s, both, "schema-compatible").order == (0, 1, 3, 2)
+
+
+def test_counterexample_steps_are_in_time_order_and_stop_at_the_violation():
+    # contract (step 3) before the last restart (step 2): engine-3, still on plus1, reads the
+    # dropped column before its restart at t=40, which comes after the violation and is not listed
+    s = load_scenario(SCENARIOS / "fuzz_early_contract.yaml")
+    run = run_scenario(apply_schedule(s, Schedule((0, 1, 3, 2), (True,) * 4, (0,) * 4, (False,) * 4)))
+    steps = describe_counterexample(run, "schema-compatible")
+    times = [float(line.split("t=", 1)[1].split()[0]) for line in steps]
+    assert times == sorted(times)
+    assert "VIOLATED schema-compatible" in steps[-1] and 30.0 <= times[-1] < 40.0
+    assert not any("engine-3" in line and "restart" in line for line in steps)
+    assert [line.split("  ", 1)[1] for line in steps[:3]] == [
+        "operator step 0: release=plus2, restart=engine-1",
+        "operator step 1: release=plus2, restart=engine-2",
+        "operator step 2: contract=['resource.properties']",
+    ]
+
+
+def test_max_examples_is_the_whole_budget_default_run_included(capsys):
+    s = load_scenario(SCENARIOS / "single_upgraded_pinned.yaml")
+    s = s.model_copy(update={"plan": s.plan[:1], "workload": s.workload.model_copy(update={"stop": 30.0})})
+    for budget in (1, 7):
+        res = fuzz(s, max_examples=budget, seed=2)
+        assert not res.found and res.examples == budget
+
+
+def test_overlapping_reorder_groups_are_refused_at_load():
+    text = (SCENARIOS / "fuzz_early_contract.yaml").read_text()
+    assert "reorder: [[0, 1, 2, 3]]" in text
+    with pytest.raises(ScenarioError) as e:
+        load_scenario_text(text.replace("reorder: [[0, 1, 2, 3]]", "reorder: [[0, 1, 2], [2, 3]]"), "x.yaml")
+    assert str(e.value).startswith("x.yaml: search.reorder[1][0] (line ")
+    assert "step 2 is already in group 0: reorder groups must not overlap" in str(e.value)
+    with pytest.raises(ScenarioError, match=r"search.reorder\[0\]\[2\].*step 1 is already earlier in this group"):
+        load_scenario_text(text.replace("reorder: [[0, 1, 2, 3]]", "reorder: [[0, 1, 1]]"), "x.yaml")
 
 
 def test_fuzz_is_deterministic_and_its_counterexample_replays():

@@ -276,3 +276,193 @@ def test_set_cap_pins_only_the_releases_that_declare_a_cap():
     res = run_scenario(scenario(releases=TWO_RELEASES, engines=MIXED_ENGINES, plan='[{after: 0.5, set_cap: "1.0"}]'))
     caps = kinds(res, "caps")[0]["caps"]
     assert caps == {"e1": "1.0", "e2": None, "e3": None}
+
+
+# ------------------------------------------------------------------ services and virtual hosts
+# An engine service (engine-1, release e1: takes ``op``) and a worker service on the topic
+# "workers" (worker-1, worker-2, release w1: take ``work``). Clients cast op at t = 1, 2, 3.
+SERVICES = "{engine: {}, worker: {topic: workers}}"
+SVC_RELEASES = """
+e1:
+  rpc:
+    endpoints: [{version: "1.0", methods: {op: [x]}}]
+    sends: {work: [{version: "1.0", args: [y]}]}
+  service_time: 1.0
+w1:
+  rpc: {endpoints: [{version: "1.0", methods: {work: [y]}}]}
+  service_time: 1.0
+"""
+SVC_ENGINES = """
+- {name: engine-1, release: e1}
+- {name: worker-1, release: w1, service: worker}
+- {name: worker-2, release: w1, service: worker}
+"""
+
+
+def svc_workload(handler: str) -> str:
+    return f"""
+rate: 1.0
+arrivals: periodic
+stop: 3.5
+operations: {{op: 1}}
+kind: cast
+handlers: {{op: {handler}}}
+"""
+
+
+def services_scenario(handler: str = "{cast: {worker.work: 1}}", **more):
+    return scenario(
+        services=SERVICES, releases=SVC_RELEASES, engines=SVC_ENGINES, workload=svc_workload(handler), **more
+    )
+
+
+def test_each_service_consumes_its_own_topic():
+    res = run_scenario(services_scenario())
+    sends = {r["msg"]: r for r in kinds(res, "send")}
+    got = [(sends[r["msg"]]["method"], r["engine"]) for r in kinds(res, "recv")]
+    # every op goes to the only engine of "engine"; the work casts go round robin over the workers
+    assert [e for m, e in got if m == "op"] == ["engine-1"] * 3
+    assert [e for m, e in got if m == "work"] == ["worker-1", "worker-2", "worker-1"]
+    # send records name the service and the topic queue; start records the service, vhost and queue
+    assert {(r["method"], r["queue"], r["service"]) for r in sends.values()} == {
+        ("op", "engine", "engine"),
+        ("work", "workers", "worker"),
+    }
+    assert [(r["engine"], r["service"], r["vhost"], r["queue"]) for r in kinds(res, "start")] == [
+        ("engine-1", "engine", "/", "engine"),
+        ("worker-1", "worker", "/", "workers"),
+        ("worker-2", "worker", "/", "workers"),
+    ]
+    assert res.ok
+
+
+def test_a_scenario_without_services_writes_the_records_it_always_did():
+    res = run_scenario(scenario())
+    assert {tuple(r) for r in kinds(res, "start")} == {
+        ("i", "t", "kind", "engine", "release", "workers", "cap", "cause")
+    }
+    assert {tuple(r) for r in kinds(res, "send")} == {
+        ("i", "t", "kind", "engine", "msg", "method", "version", "queue", "call", "row")
+    }
+
+
+def test_fanout_reaches_the_running_engines_of_the_named_service_only():
+    res = run_scenario(services_scenario("{fanout: [worker.work]}"))
+    fan = [r for r in kinds(res, "send") if r["method"] == "work"]
+    assert [r["queue"] for r in fan] == ["workers.worker-1", "workers.worker-2"] * 3
+    assert {r["engine"] for r in kinds(res, "recv") if r["msg"] in {f["msg"] for f in fan}} == {
+        "worker-1",
+        "worker-2",
+    }
+
+
+def test_auto_caps_are_per_service():
+    # e1 implements op 2.0 and sends work at 1.1 if it may, else 1.0; the workers implement work 1.0.
+    # auto is per service: the engines' (and clients') cap for "engine" is 2.0, for "worker" 1.0.
+    # One cap over every engine would be 1.0 and refuse the clients' op at 2.0.
+    releases = """
+e1:
+  rpc:
+    endpoints: [{version: "2.0", methods: {op: [x]}}]
+    sends: {work: [{version: "1.1", args: [y]}, {version: "1.0", args: [y]}]}
+    cap: auto
+  service_time: 1.0
+w1:
+  rpc: {endpoints: [{version: "1.0", methods: {work: [y]}}]}
+  service_time: 1.0
+"""
+    res = run_scenario(
+        scenario(
+            services=SERVICES,
+            releases=releases,
+            engines=SVC_ENGINES,
+            workload=svc_workload("{cast: {worker.work: 1}}"),
+        )
+    )
+    assert kinds(res, "start")[0]["cap"] == "2.0"
+    assert not kinds(res, "send_error")
+    assert {(r["method"], r["version"]) for r in kinds(res, "send")} == {("op", "2.0"), ("work", "1.0")}
+    assert res.ok
+
+
+# r1 on vhost '/' (engine e1), r2 on vhost v2 (engine e2), the same RPC. Clients cast op every
+# 0.25 s from 0.25 to 2.0 on '/', and move to v2 at 1.1.
+VHOST_RELEASES = """
+r1:
+  rpc: {endpoints: [{version: "1.0", methods: {op: [x]}}]}
+  service_time: 1.0
+r2:
+  vhost: v2
+  rpc: {endpoints: [{version: "1.0", methods: {op: [x]}}]}
+  service_time: 1.0
+"""
+VHOST_ENGINES = "[{name: e1, release: r1}, {name: e2, release: r2}]"
+VHOST_WORKLOAD = "{rate: 4.0, arrivals: periodic, stop: 2.1, operations: {op: 1}, kind: cast}"
+
+
+def test_vhosts_isolate_and_set_vhost_moves_the_clients():
+    res = run_scenario(
+        scenario(
+            releases=VHOST_RELEASES,
+            engines=VHOST_ENGINES,
+            workload=VHOST_WORKLOAD,
+            plan="[{after: 1.1, set_vhost: v2}, {drain: /}]",
+        )
+    )
+    sends = kinds(res, "send")
+    # m0..m3 (t = 0.25 .. 1.0) on '/', m4..m7 (t = 1.25 .. 2.0) on v2; each vhost's engine takes its own
+    assert [(r["msg"], r["queue"]) for r in sends] == [(m, "engine") for m in range(4)] + [
+        (m, "v2/engine") for m in range(4, 8)
+    ]
+    taken = {r["msg"]: r["engine"] for r in kinds(res, "recv")}
+    assert taken == {**dict.fromkeys(range(4), "e1"), **dict.fromkeys(range(4, 8), "e2")}
+    # at 1.1 e1 handles m0 (acknowledged before dispatch) and holds m1..m3 prefetched: '/' holds 3
+    [vh] = kinds(res, "vhost")
+    assert (vh["t"], vh["clients"], vh["depth"]) == (1.1, "v2", {"/": 3, "v2": 0})
+    # the drain ends when e1 takes (and acknowledges) m3, at 3.25
+    [dr] = kinds(res, "drained")
+    assert (dr["t"], dr["vhost"]) == (3.25, "/")
+    assert [(r["engine"], r["vhost"], r["queue"]) for r in kinds(res, "start")] == [
+        ("e1", "/", "engine"),
+        ("e2", "v2", "v2/engine"),
+    ]
+    assert res.ok
+
+
+def test_a_message_left_on_an_abandoned_vhost_is_stranded():
+    # the operator stops e1 right after moving the clients: m1..m3 go back to '/', which nobody consumes
+    res = run_scenario(
+        scenario(
+            releases=VHOST_RELEASES,
+            engines=VHOST_ENGINES,
+            workload=VHOST_WORKLOAD,
+            plan="[{after: 1.1, set_vhost: v2}, {stop: e1}]",
+        )
+    )
+    assert [(r["msg"], r["queue"]) for r in kinds(res, "left")] == [(1, "engine"), (2, "engine"), (3, "engine")]
+    stop = kinds(res, "stop")[0]
+    assert all(stop["i"] in r["cause"] for r in kinds(res, "left"))  # e1 was the last to consume '/'
+    assert res.violated == ["no-stranded-message"]
+
+
+def test_an_engine_restarted_on_another_vhosts_release_moves_there():
+    res = run_scenario(
+        scenario(
+            releases=VHOST_RELEASES,
+            engines="[{name: e1, release: r1}]",
+            workload="{rate: 1.0, arrivals: periodic, stop: 3.5, operations: {op: 1}, kind: cast, vhost: v2}",
+            plan="[{after: 0.5, restart: e1, release: r2}]",
+        )
+    )
+    # the clients publish on v2 from the start; e1 consumes there once it runs r2
+    assert [(r["vhost"], r["queue"]) for r in kinds(res, "start")] == [("/", "engine"), ("v2", "v2/engine")]
+    assert [r["engine"] for r in kinds(res, "recv")] == ["e1"] * 3
+    assert res.ok
+
+
+def test_a_client_operation_may_name_another_service():
+    # the clients' service is "engine" (the first); an operation written worker.work goes to "workers"
+    wl = "{rate: 1.0, arrivals: periodic, stop: 3.5, operations: {worker.work: 1}, kind: cast, client: e1}"
+    res = run_scenario(scenario(services=SERVICES, releases=SVC_RELEASES, engines=SVC_ENGINES, workload=wl))
+    assert [(r["method"], r["queue"], r["service"]) for r in kinds(res, "send")] == [("work", "workers", "worker")] * 3
+    assert [r["engine"] for r in kinds(res, "recv")] == ["worker-1", "worker-2", "worker-1"]

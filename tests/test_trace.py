@@ -127,3 +127,51 @@ def test_reading_a_trace_refuses_special_files_and_keeps_line_separators_inside_
     path = tmp_path / "u.jsonl"
     path.write_text('{"i":0,"t":0.0,"kind":"begin","scenario":"a\u2028b"}\n', encoding="utf-8")
     assert read_trace(path) == [{"i": 0, "t": 0.0, "kind": "begin", "scenario": "a\u2028b"}]
+
+
+def test_hashing_in_batches_gives_the_sha256_of_the_whole_text():
+    """Lines are hashed in batches of HASH_BATCH: the digest is that of the text, at any length."""
+    from simroll.sim.trace import HASH_BATCH
+
+    for n in (0, 1, HASH_BATCH - 1, HASH_BATCH, HASH_BATCH + 1, 3 * HASH_BATCH + 7):
+        lines, _, sha = lines_of(lambda tr, n=n: [tr.done(float(k), engine="e", msg=k, ok=True) for k in range(n)])
+        assert sha == hashlib.sha256("".join(line + "\n" for line in lines).encode()).hexdigest()
+
+
+def test_a_lean_trace_numbers_every_record_and_makes_only_the_wanted_ones():
+    """Neither hashed, kept nor streamed (a search's inner runs): records of kinds nobody subscribes
+    to are only numbered, so the ones made keep the numbers a full trace gives them."""
+    got: list[dict] = []
+    tr = Trace(keep=False, hashed=False)
+    tr.subscribe(("recv", "step"), got.append)
+    assert tr.send(0.0, engine="c", msg=0, method="m", version="1.0", queue="q", call=False, row=0) == 0
+    assert tr.recv(1.0, engine="e", msg=0, wait=0.5, cause=[0]) == 1
+    assert tr.done(1.5, engine="e", msg=0, ok=True) == 2
+    assert tr.emit(2.0, "begin") == 3
+    assert tr.emit(2.0, "step", index=0) == 4
+    assert tr.count == 5
+    assert got == [
+        {"i": 1, "t": 1.0, "kind": "recv", "engine": "e", "msg": 0, "wait": 0.5, "cause": [0]},
+        {"i": 4, "t": 2.0, "kind": "step", "index": 0},
+    ]
+    with pytest.raises(ValueError, match="not hashed"):
+        _ = tr.sha256
+
+
+def test_search_runs_give_the_verdicts_scores_and_counts_of_full_runs(bundled):
+    """run_scenario(report=False) (what a search runs per example) skips the hash, the encoding and
+    the records nobody reads; everything it returns but the hash is the full run's."""
+    for path in bundled:
+        s = simroll.load_scenario(path)
+        full = simroll.run_scenario(s, keep_trace=False)
+        lean = simroll.run_scenario(s, keep_trace=False, report=False)
+        assert lean.trace_sha256 == "" and full.trace_sha256
+        assert [(i.name, i.held, i.count, i.checked, i.violations) for i in lean.invariants] == [
+            (i.name, i.held, i.count, i.checked, i.violations) for i in full.invariants
+        ], path.name
+        assert (lean.scores, lean.events, lean.end_reason, lean.choice_counts) == (
+            full.scores,
+            full.events,
+            full.end_reason,
+            full.choice_counts,
+        ), path.name

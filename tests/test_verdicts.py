@@ -7,7 +7,7 @@ Every number asserted here is worked out by hand from the scenario in the test (
 import json
 
 import pytest
-from conftest import SCENARIOS
+from conftest import SCENARIOS, scenario
 
 import simroll
 from simroll.cli import main
@@ -191,6 +191,27 @@ def test_availability_counts_lost_work_without_the_invariant():
     assert (av["completed"], av["total"], av["fraction"]) == (4, 5, 0.8)
     assert av["longest_gap"] == pytest.approx(3.5) and av["longest_gap_interval"] == pytest.approx((2.0, 5.5))
     assert availability_table(res)["failed"] == [2.5]
+
+
+def test_a_reply_after_the_caller_gave_up_is_an_operation_that_did_not_complete():
+    # one engine, 0.6 s a message; calls at 0.5, 1.0, 1.5 (periodic, rate 2), each given up after
+    # 0.75 s. m0: 0.5 -> 1.1 (deadline 1.25); m1 waits in the engine's buffer, 1.1 -> 1.7 (1.75);
+    # m2: 1.7 -> 2.3, after its deadline 2.25: the broker records late, and the operation fails.
+    s = scenario(
+        bus="{delivery: oslo, call_timeout: 0.75}",
+        engines="{count: 1, release: r1}",
+        releases='{r1: {rpc: {endpoints: [{version: "1.0", methods: {op: [x]}}]}, service_time: 0.6}}',
+        workload="{rate: 2.0, arrivals: periodic, stop: 1.6, operations: {op: 1}, kind: call}",
+        invariants="{operations-complete: {}}",
+    )
+    res = simroll.run_scenario(s)
+    [late] = [r for r in res.records if r["kind"] == "late"]
+    assert (late["msg"], late["deadline"]) == (2, 2.25)
+    assert res.violated == ["operations-complete"]
+    [v] = res.violations
+    assert v.subject == "m2" and "after its caller gave up at t=2.250" in v.message
+    av = res.availability
+    assert (av["completed"], av["total"]) == (2, 3)
 
 
 def test_html_shows_vacuous_availability_and_coverage(tiny):

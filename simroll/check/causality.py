@@ -33,16 +33,3 @@ def happens_before(records: list[Record], upto: int | None = None) -> nx.DiGraph
             last[actor] = i
     return g
 
-
-def causal_chains(graph: nx.DiGraph, target: int, sources: tuple[int, ...]) -> list[list[int]]:
-    """For each source with a path to ``target``, the shortest such path; shortest chain first."""
-    chains = []
-    for s in dict.fromkeys(sources):
-        if s == target or s not in graph or target not in graph:
-            continue
-        try:
-            chains.append(nx.shortest_path(graph, s, target))
-        except nx.NetworkXNoPath:
-            continue
-    chains.sort(key=lambda p: (len(p), p))
-    return chains

@@ -19,9 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
-import networkx as nx
-
-from simroll.check.causality import causal_chains, happens_before
+from simroll.check.explain import explain
 from simroll.check.invariants import INVARIANTS, Violation
 from simroll.errors import UsageError
 from simroll.sim.trace import Record
@@ -122,25 +120,17 @@ def violations_from_trace(records: Sequence[Record]) -> list[Violation]:
 
 
 # ---------------------------------------------------------------------------------------- chains
-def _chain_paths(records: Sequence[Record], v: Violation, graph: nx.DiGraph | None) -> list[list[int]]:
-    g = graph if graph is not None else happens_before(list(records), upto=v.event)
-    return causal_chains(g, v.event, v.causes)
-
-
-def violation_chains(records: Sequence[Record], v: Violation, graph: nx.DiGraph | None = None) -> list[list[Record]]:
-    """Causal chains ending at ``v``'s record, as records, shortest first: from each record the
-    violation names as a cause that happens before it. ``graph`` is a happens-before graph of the
-    trace (default: of the records up to ``v``'s)."""
-    return [[records[i] for i in path] for path in _chain_paths(records, v, graph)]
+def violation_chains(records: Sequence[Record], v: Violation) -> list[list[Record]]:
+    """The chain of records behind ``v`` (:func:`simroll.check.explain.explain`), as a one-element
+    list (none when the chain is empty)."""
+    chain = explain(records, v).records
+    return [chain] if chain else []
 
 
 def chain_records(records: Sequence[Record], v: Violation) -> list[Record]:
-    """Every record on a causal chain that ends at ``v`` (the union of its shortest chains), plus the
-    records the violation names as its causes (a lost write need not happen-before the read that
-    misses it) and the violating record itself, in order."""
-    paths = _chain_paths(records, v, None)
-    idx = sorted({i for path in paths for i in path} | {c for c in v.causes if c < len(records)} | {v.event})
-    return [records[i] for i in idx]
+    """The records behind ``v``, in trace order: the chain of :func:`simroll.check.explain.explain`,
+    which the text report, the JSON report and the HTML page show too."""
+    return explain(records, v).records
 
 
 # ---------------------------------------------------------------------------------------- releases

@@ -12,7 +12,7 @@ holds ``no-lost-write`` only vacuously, and a report must not call that "held".
 Names (the contract users' scenarios rely on): ``no-lost-write``,
 ``no-stranded-message``, ``no-incompatible-delivery``, ``bounded-imbalance``,
 ``schema-compatible``, ``version-skew``; opt-in: ``no-refused-send``,
-``operations-complete``, ``no-lost-update``.
+``operations-complete``, ``no-lost-update``, ``no-duplicate-effect``, ``plan-completes``.
 
 Besides the invariants, :class:`Coverage` reads a trace and says what the run exercised.
 """
@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import bisect
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from simroll.scenario.versions import Version
-from simroll.sim.trace import Record
+from simroll.sim.trace import Meter, Record
 
 if TYPE_CHECKING:
     from simroll.scenario.spec import Scenario
@@ -72,6 +73,9 @@ class Checker:
         self.count = 0
         self.checked = 0  # events judged (what each counts is in its docstring)
         self._score = 0.0
+        # work besides reading records (scans over engines): the runner points this at the run's
+        # meter, so that the checks count against the run's work budget (simroll.sim.kernel.WORK_PER_EVENT)
+        self.meter = Meter()
 
     def violate(self, v: Violation) -> None:
         self.count += 1
@@ -368,7 +372,10 @@ class BoundedImbalance(Checker):
     it has taken a message of a version ``M.m'`` >= ``M.m`` of the same major without raising
     UnsupportedVersion (the accepted versions of a major are a down-set); before that, its idle
     time does not count for that version. Messages published to one engine's own queue
-    (``<topic>.<engine>``, fanout) could be taken by no other engine and never count.
+    (``<topic>.<engine>``, fanout) could be taken by no other engine and never count. With services
+    or vhosts (``start`` records name the topic queue an engine consumes), only the idle time of
+    engines consuming the queue the message was sent to counts: an idle worker of another service,
+    or an engine on another vhost, could not have taken it.
 
     ``checked``: topic messages taken while another running engine whose release accepts their
     version existed. Vacuous: none (a single engine, or no traffic a second engine could take).
@@ -384,7 +391,9 @@ class BoundedImbalance(Checker):
         self.busy: dict[str, int] = {}
         self.release: dict[str, str] = {}  # taking engines (started, not stopping) -> release
         self.idle_since: dict[str, float] = {}  # taking engines with a free worker -> since when
-        self.closed: list[tuple[float, float, str, str]] = []  # idle intervals (end, start, engine, release), by end
+        # idle intervals (end, start, engine, release, topic queue or None), by end
+        self.closed: list[tuple[float, float, str, str, str | None]] = []
+        self.queue_of: dict[str, str | None] = {}  # taking engine -> the topic queue it consumes (None: unnamed)
         self._prune_at = 64
         self.msgs: dict[int, tuple[float, str, str]] = {}  # outstanding message -> (sent at, version, queue)
         self.accepted: dict[tuple[str, int], Version] = {}  # (release, major) -> highest version accepted
@@ -392,8 +401,11 @@ class BoundedImbalance(Checker):
         self._pending: tuple[int, str, str, Version] | None = None  # a take, until the next record shows its outcome
         self._server_queue: dict[str, bool] = {}
         self._versions: dict[str | None, Version | None] = {None: None}
+        # (release, topic queue or None) -> taking engines: "another engine could take it" in O(releases)
+        self._taking: dict[tuple[str, str | None], int] = {}
+        # (version, queue) -> (generation, engines able, the (release, queue) keys of _taking they are under)
+        self._able_cache: dict[tuple[Version | None, str], tuple[int, int, frozenset[tuple[str, str | None]]]] = {}
         self._gen = 0  # changes when the taking engines or what their releases accept change
-        self._able_cache: dict[Version | None, tuple[int, frozenset[str]]] = {}
         self._on = {
             "send": self._send,
             "recv": self._recv,
@@ -429,19 +441,44 @@ class BoundedImbalance(Checker):
         best = self.accepted.get((release, version.major))
         return best is not None and version <= best
 
-    def _able(self, version: Version | None) -> frozenset[str]:
-        """The taking engines whose release is known to accept ``version`` (cached until a change)."""
-        cached = self._able_cache.get(version)
-        if cached is not None and cached[0] == self._gen:
-            return cached[1]
-        able = frozenset(o for o, r in self.release.items() if self.accepts(r, version))
-        self._able_cache[version] = (self._gen, able)
-        return able
+    def _another_able(self, e: str, version: Version | None, queue: str) -> bool:
+        """Is a taking engine other than ``e``, consuming ``queue`` (or a queue the trace does not name),
+        on a release known to accept ``version``? O(releases x queues), not O(engines)."""
+        cached = self._able_cache.get((version, queue))
+        if cached is None or cached[0] != self._gen:
+            keys = frozenset(
+                (rel, q) for rel, q in self._taking if (q is None or q == queue) and self.accepts(rel, version)
+            )
+            cached = self._able_cache[(version, queue)] = (self._gen, sum(self._taking[k] for k in keys), keys)
+        able = cached[1]
+        mine = self.release.get(e)
+        if mine is not None and (mine, self.queue_of.get(e)) in cached[2]:
+            able -= 1
+        return able > 0
+
+    def _untake(self, e: str) -> None:
+        """``e`` takes nothing new from now on."""
+        rel = self.release.pop(e, None)
+        if rel is not None:
+            self._gen += 1
+            key = (rel, self.queue_of.get(e))
+            n = self._taking[key] - 1
+            if n:
+                self._taking[key] = n
+            else:
+                del self._taking[key]
 
     def _is_server_queue(self, queue: str) -> bool:
+        """Is ``queue`` some engine's own queue (``<topic>.<engine>``)? O(length of the name), not O(engines)."""
         known = self._server_queue.get(queue)
         if known is None:
-            known = any(queue.endswith("." + e) for e in self.workers)
+            workers, known = self.workers, False
+            dot = queue.find(".")
+            while dot >= 0:  # some engine e with queue.endswith("." + e)
+                if queue[dot + 1 :] in workers:
+                    known = True
+                    break
+                dot = queue.find(".", dot + 1)
             self._server_queue[queue] = known
         return known
 
@@ -450,7 +487,7 @@ class BoundedImbalance(Checker):
         since = self.idle_since.pop(e, None)
         if since is not None and t > since:  # an idle instant of no length counts for nothing
             closed = self.closed
-            closed.append((t, since, e, self.release[e]))
+            closed.append((t, since, e, self.release[e], self.queue_of.get(e)))
             if len(closed) >= self._prune_at:
                 self._prune(t)
 
@@ -464,19 +501,25 @@ class BoundedImbalance(Checker):
             del closed[:k]
         self._prune_at = max(64, 2 * len(closed))
 
-    def counted_wait(self, lo: float, hi: float, taker: str, version: Version | None) -> tuple[float, list[str]]:
+    def counted_wait(
+        self, lo: float, hi: float, taker: str, version: Version | None, queue: str = ""
+    ) -> tuple[float, list[str]]:
         """Seconds of [lo, hi] (lo < hi) in which some engine other than ``taker`` that accepts
-        ``version`` sat idle, and those engines (in the order they were idle)."""
+        ``version`` (and consumed ``queue``, where the trace names engines' queues) sat idle, and
+        those engines (in the order they were idle)."""
         spans: list[tuple[float, float, str]] = []
         closed = self.closed
         k = len(closed) - 1
+        self.meter.work += len(self.idle_since) + 1  # the scans below (the closed intervals: charged as they go)
         while k >= 0 and closed[k][0] > lo:
-            end, start, e, rel = closed[k]
-            if e != taker and start < hi and self.accepts(rel, version):
+            end, start, e, rel, q = closed[k]
+            if e != taker and start < hi and (q is None or q == queue) and self.accepts(rel, version):
                 spans.append((max(start, lo), min(end, hi), e))
             k -= 1
+        self.meter.work += len(closed) - 1 - k
+        qof = self.queue_of
         for e, since in self.idle_since.items():
-            if e != taker and since < hi and self.accepts(self.release[e], version):
+            if e != taker and since < hi and qof.get(e) in (None, queue) and self.accepts(self.release[e], version):
                 spans.append((max(since, lo), hi, e))
         spans.sort()
         total, reach = 0.0, lo
@@ -518,17 +561,19 @@ class BoundedImbalance(Checker):
         e = rec["engine"]
         self.workers[e] = rec["workers"]
         self.busy[e] = 0
-        self.release[e] = rec["release"]
-        self.idle_since[e] = rec["t"]
+        self._untake(e)
+        self.release[e] = rel = rec["release"]
+        self.queue_of[e] = q = rec.get("queue")
+        self._taking[(rel, q)] = self._taking.get((rel, q), 0) + 1
         self._gen += 1
+        self.idle_since[e] = rec["t"]
         self._server_queue.clear()
 
     def _stop(self, rec: Record) -> None:  # stop, stopped, kill: takes nothing new from now on (start resets busy)
         e = rec["engine"]
         if e in self.release:
             self._close(e, rec["t"])
-            del self.release[e]
-            self._gen += 1
+            self._untake(e)
 
     def _end(self, rec: Record) -> None:
         self._prune(rec["t"])
@@ -541,11 +586,10 @@ class BoundedImbalance(Checker):
         if v is _UNPARSED:
             v = self._versions[text] = _version(text)
         if not (queue and self._is_server_queue(queue)):
-            able = self._able(v)
-            if len(able) > 1 or able and e not in able:
+            if self._another_able(e, v, queue):
                 self.checked += 1
             if wait > self._score or wait > self.max_wait:
-                counted, idle = self.counted_wait(t - wait, t, e, v)
+                counted, idle = self.counted_wait(t - wait, t, e, v, queue)
                 if counted > self._score:
                     self._score = counted
                 if counted > self.max_wait:
@@ -575,7 +619,7 @@ class BoundedImbalance(Checker):
 _UNPARSED: Any = object()
 
 
-def _first(x: tuple[float, float, str, str]) -> float:
+def _first(x: tuple[float, float, str, str, str | None]) -> float:
     return x[0]
 
 
@@ -606,10 +650,11 @@ class SchemaCompatible(Checker):
 
 
 class VersionSkew(Checker):
-    """Never more than ``max_releases`` releases running at once (counted by release name: a
-    configuration change that is modelled as another release counts as one).
+    """Never more than ``max_releases`` releases running at once in one service (counted by release
+    name: a configuration change that is modelled as another release counts as one). A scenario
+    with services counts each apart (the ``service`` of ``start`` records); one without has one.
 
-    ``checked``: engine starts. Vacuous: no more than one release was ever started (no upgrade)."""
+    ``checked``: engine starts. Vacuous: no service ever started more than one release (no upgrade)."""
 
     name = "version-skew"
     kinds = ("start", "stopped", "kill")
@@ -617,37 +662,57 @@ class VersionSkew(Checker):
     def __init__(self, max_releases: int) -> None:
         super().__init__()
         self.max_releases = max_releases
-        self.running: dict[str, str] = {}
+        self.running: dict[str, tuple[str | None, str]] = {}  # engine -> (its service, its release)
+        self.on: dict[str | None, dict[str, int]] = {}  # service -> release -> its running engines (> 0)
         self.started: dict[str, int] = {}
-        self.ever: set[str] = set()
+        self.ever: dict[str | None, set[str]] = {}  # service -> releases ever started in it
+
+    def _run(self, engine: str, now: tuple[str | None, str] | None) -> None:
+        """``engine`` runs ``now`` (service, release), or nothing: O(1), not O(engines)."""
+        old = self.running.pop(engine, None)
+        if old is not None:
+            counts = self.on[old[0]]
+            n = counts[old[1]] - 1
+            if n:
+                counts[old[1]] = n
+            else:
+                del counts[old[1]]
+        if now is not None:
+            self.running[engine] = now
+            counts = self.on.setdefault(now[0], {})
+            counts[now[1]] = counts.get(now[1], 0) + 1
 
     @property
     def vacuous(self) -> bool:
-        return self.count == 0 and len(self.ever) <= 1
+        return self.count == 0 and all(len(rels) <= 1 for rels in self.ever.values())
 
     def observe(self, rec: Record) -> None:
         if rec["kind"] == "start":
             self.checked += 1
-            self.ever.add(rec["release"])
-            self.running[rec["engine"]] = rec["release"]
+            svc = rec.get("service")
+            self.ever.setdefault(svc, set()).add(rec["release"])
+            self._run(rec["engine"], (svc, rec["release"]))
             self.started[rec["engine"]] = rec["i"]
-            releases = sorted(set(self.running.values()))
+            releases = sorted(self.on[svc])  # O(releases)
             self._score = max(self._score, float(len(releases)))
             if len(releases) > self.max_releases:
+                where = f" in service {svc}" if svc is not None else ""
+                self.meter.work += len(self.running)  # the causes: O(engines), charged to the run's work budget
+                mine = [e for e, (s, _) in self.running.items() if s == svc]
                 self.violate(
                     Violation(
                         self.name,
                         rec["t"],
-                        f"{len(releases)} releases running at once ({', '.join(releases)}), "
+                        f"{len(releases)} releases running at once{where} ({', '.join(releases)}), "
                         f"more than {self.max_releases}",
                         rec["i"],
                         (rec["engine"],),
                         ", ".join(releases),
-                        tuple(sorted(self.started[e] for e in self.running)),
+                        tuple(sorted(self.started[e] for e in mine)),
                     )
                 )
         else:
-            self.running.pop(rec["engine"], None)
+            self._run(rec["engine"], None)
 
 
 class NoRefusedSend(Checker):
@@ -725,8 +790,10 @@ class OperationsComplete(Checker):
     one was handled (``done`` with ``ok``). It fails -- one violation per operation, at the first
     record that decides it -- when any of its messages is rejected (``reject``), lost with a killed
     engine (``lost``), expires unconsumed (``expire``), is left at the end (``left``), is dropped
-    with an auto-delete queue (``dropped``), or fails in
-    handling (``schema_error``, ``done`` without ``ok``), when a send of its work is refused
+    with an auto-delete queue (``dropped``), is a call answered after its caller gave up (``late``,
+    written just before the call's ``done``: the work was done, but not for the caller), or fails in
+    handling (``schema_error``, a write the database refused: ``write_refused``, a value the release
+    does not know: ``unknown_value`` with ``action: fail``, ``done`` without ``ok``), when a send of its work is refused
     (``send_error``), when ``within`` seconds have passed without completing it (noticed at the
     first record after the deadline; completing exactly at the deadline is in time), or when it
     is still incomplete when the run ends quiescent. A run stopped at a limit leaves its
@@ -737,7 +804,21 @@ class OperationsComplete(Checker):
     completion. Score: the longest time an operation took to complete, in seconds."""
 
     name = "operations-complete"
-    kinds = ("send", "send_error", "done", "reject", "lost", "expire", "left", "dropped", "schema_error", "end")
+    kinds = (
+        "send",
+        "send_error",
+        "done",
+        "reject",
+        "lost",
+        "expire",
+        "left",
+        "dropped",
+        "late",
+        "schema_error",
+        "write_refused",
+        "unknown_value",
+        "end",
+    )
 
     def __init__(self, within: float | None = None) -> None:
         super().__init__()
@@ -820,9 +901,9 @@ class OperationsComplete(Checker):
                 self._fail(op, rec, f"not complete {self.within:g} s after it was issued (deadline t={deadline:.3f})")
 
     def observe(self, rec: Record) -> None:
+        kind = rec["kind"]
         if self.deadlines:
             self._deadlines(rec)
-        kind = rec["kind"]
         if kind == "send":
             m = rec["msg"]
             if rec["engine"] == CLIENT:
@@ -853,6 +934,16 @@ class OperationsComplete(Checker):
             self._done(rec)
         elif kind == "end":
             self._end(rec)
+        elif kind == "late":
+            op = self.op_of.get(rec["msg"])
+            if op is not None:  # its done follows, and releases the message
+                self._fail(
+                    op,
+                    rec,
+                    f"the reply to m{rec['msg']} came at t={rec['t']:.3f}, after its caller gave up at "
+                    f"t={rec['deadline']:.3f} (the work was done for nobody)",
+                    tuple(rec.get("cause", ())),
+                )
         else:
             m = rec.get("msg")
             failing = self.op_of.get(m) if m is not None else None
@@ -863,6 +954,25 @@ class OperationsComplete(Checker):
                     failing,
                     rec,
                     f"handling m{m} failed: {rec['engine']} could not {rec['op']} {', '.join(rec['locs'])}",
+                    (rec["i"],),
+                )
+                return
+            if kind == "unknown_value":  # issue 20: only a release that fails on it fails the handling
+                if rec["action"] == "fail":
+                    self._fail(
+                        failing,
+                        rec,
+                        f"handling m{m} failed: {rec['engine']} runs {rec['release']}, which does not know the "
+                        f"value {rec['value']!r} of {rec['field']}[{rec['row']}]",
+                        (rec["i"], *rec.get("cause", ())),
+                    )
+                return
+            if kind == "write_refused":
+                what = f"write of {rec['field']}" if rec.get("field") else "whole-row save"
+                self._fail(
+                    failing,
+                    rec,
+                    f"handling m{m} failed: the database refused {rec['engine']}'s {what}: {rec['error']}",
                     (rec["i"],),
                 )
                 return
@@ -893,16 +1003,19 @@ class OperationsComplete(Checker):
             self._fail(op, rec, f"handling m{m} on {e} failed")
         self._release(m)
         if op.outstanding == 0 and not op.failed:
-            del self.ops[op.root]
-            self.checked += 1
-            self.completed += 1
-            took = t - op.issued
-            if took > self._score:
-                self._score = took
-            prev = self.last_completion if self.last_completion is not None else self.first_issue
-            if prev is not None and t - prev > self.gap:
-                self.gap, self.gap_at = t - prev, (prev, t)
-            self.last_completion = t
+            self._complete(op, t)
+
+    def _complete(self, op: _Op, t: float) -> None:
+        del self.ops[op.root]
+        self.checked += 1
+        self.completed += 1
+        took = t - op.issued
+        if took > self._score:
+            self._score = took
+        prev = self.last_completion if self.last_completion is not None else self.first_issue
+        if prev is not None and t - prev > self.gap:
+            self.gap, self.gap_at = t - prev, (prev, t)
+        self.last_completion = t
 
     def _end(self, rec: Record) -> None:
         self.ended = True
@@ -961,6 +1074,7 @@ class NoLostUpdate(Checker):
             self._drop((rec["engine"], rec["msg"]))
             return
         if kind == "kill":
+            self.meter.work += len(self.by_handling)  # the scan below, charged to the run's work budget
             for h in [h for h in self.by_handling if h[0] == rec["engine"]]:
                 self._drop(h)
             return
@@ -1006,6 +1120,118 @@ class NoLostUpdate(Checker):
         self.last_write[cell] = t
 
 
+class NoDuplicateEffect(Checker):
+    """No logical operation is applied twice: a call and its retries (``send`` records by the client
+    whose ``retry_of`` names the first attempt) are one operation, and at most one of its attempts may
+    be applied -- handled to its end (``done`` with ``ok``) without a ``dedup`` record (the handler's
+    idempotency key found the request already recorded and did no work).
+
+    The shape it catches: a client's call times out while its first copy is still queued, prefetched
+    or being handled by a stopping engine; the retry is handled too, and the operation's effect (a
+    stack, an instance, a charge) happens twice. ``no-lost-update`` does not see it: the two copies
+    write different values one after the other, and neither loses the other's write.
+
+    ``checked``: operations retried at least once (the only ones that could be applied twice).
+    Vacuous: no call was retried. Score: attempts sent beyond the first, over all operations."""
+
+    name = "no-duplicate-effect"
+    kinds = ("send", "dedup", "done")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.op_of: dict[int, int] = {}  # a client call's message -> its operation (the first attempt)
+        self.sends: dict[int, int] = {}  # message -> its send record
+        self.method: dict[int, str] = {}  # operation -> method
+        self.skipped: set[int] = set()  # messages that found their request id recorded
+        self.applied: dict[int, tuple[int, int, str, float]] = {}  # operation -> (msg, done record, engine, t)
+        self.retried: set[int] = set()  # operations with a retry
+
+    def observe(self, rec: Record) -> None:
+        kind = rec["kind"]
+        if kind == "send":
+            if rec["engine"] != CLIENT or not rec["call"]:
+                return
+            m: int = rec["msg"]
+            op: int = rec.get("retry_of", m)
+            self.op_of[m] = op
+            self.sends[m] = rec["i"]
+            self.method.setdefault(op, rec["method"])
+            if op != m:
+                if op not in self.retried:
+                    self.checked += 1
+                self.retried.add(op)
+                self._score += 1.0
+        elif kind == "dedup":
+            self.skipped.add(rec["msg"])
+        elif kind == "done":
+            m = rec["msg"]
+            of = self.op_of.get(m)
+            if of is None or not rec["ok"] or m in self.skipped:
+                return
+            op = of
+            first = self.applied.get(op)
+            if first is None:
+                self.applied[op] = (m, rec["i"], rec["engine"], rec["t"])
+                return
+            fm, frec, feng, ft = first
+            self.violate(
+                Violation(
+                    self.name,
+                    rec["t"],
+                    f"operation m{op} ({self.method[op]}) was applied twice: attempt m{fm} by {feng} at "
+                    f"t={ft:.3f} and attempt m{m} by {rec['engine']} at t={rec['t']:.3f} (a retry of a call "
+                    "whose first copy was still handled; an idempotency key would have skipped one)",
+                    rec["i"],
+                    tuple(dict.fromkeys((feng, rec["engine"]))),
+                    f"m{m}",
+                    (self.sends[fm], self.sends[m], frec),
+                )
+            )
+
+
+class PlanCompletes(Checker):
+    """The operator's plan runs to its end: no conditional step (``wait_until``) fails. A step that
+    times out, or that waits for conditions nothing is left to make true, writes ``plan_failed``;
+    each is a violation, caused by the step's record (the rest of that plan never ran).
+
+    ``checked``: conditional steps that ended (``waited`` or ``plan_failed``). Vacuous: the plan
+    ran no conditional step to its end. Score: the largest share of its timeout a step waited."""
+
+    name = "plan-completes"
+    kinds = ("step", "waited", "plan_failed")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps: dict[int, Record] = {}  # record number -> a conditional step's record
+
+    def observe(self, rec: Record) -> None:
+        kind = rec["kind"]
+        if kind == "step":
+            if rec["action"] == "wait_until":
+                self.steps[rec["i"]] = rec
+            return
+        self.checked += 1
+        causes = tuple(rec.get("cause", ()))
+        step = self.steps.get(causes[0]) if causes else None
+        if kind == "waited":
+            timeout = step["detail"].get("timeout") if step is not None else None
+            if timeout:
+                self._score = max(self._score, rec["waited"] / timeout)
+            return
+        what = f"plan step {step['index']} (wait_until)" if step is not None else "a plan step"
+        self.violate(
+            Violation(
+                self.name,
+                rec["t"],
+                f"{what} failed: {rec['why']}; unmet: {'; '.join(rec['unmet'])}",
+                rec["i"],
+                (),
+                what,
+                causes,
+            )
+        )
+
+
 INVARIANTS: dict[str, type[Checker]] = {
     c.name: c
     for c in (
@@ -1018,6 +1244,8 @@ INVARIANTS: dict[str, type[Checker]] = {
         NoRefusedSend,
         OperationsComplete,
         NoLostUpdate,
+        NoDuplicateEffect,
+        PlanCompletes,
     )
 }
 
@@ -1075,7 +1303,6 @@ class Coverage:
         "start",
         "send",
         "send_error",
-        "recv",
         "done",
         "reject",
         "lost",
@@ -1092,61 +1319,109 @@ class Coverage:
     def __init__(self) -> None:
         self.release_of: dict[str, str] = {}
         self.msgs: dict[int, tuple[str, str]] = {}  # outstanding message -> (method, version)
-        self.table: dict[str, dict[str, dict[str, int]]] = {}
+        # (who, what, key) -> count: one flat dict (a read of a hot record costs one get and one set),
+        # folded into the nested table by result()
+        self.counts: dict[tuple[str, str, str], int] = {}
         self.steps: list[dict[str, Any]] = []
+        self._on = {
+            "start": self._start,
+            "send": self._send,
+            "send_error": self._send_error,
+            "done": self._done,
+            "reject": self._reject,
+            "lost": self._gone,
+            "expire": self._gone,
+            "left": self._gone,
+            "read": self._read,
+            "bf_read": self._read,
+            "write": self._write,
+            "rewrite": self._rewrite,
+            "bf_write": self._bf_write,
+            "step": self._step,
+        }
 
-    def _add(self, who: str, what: str, key: str, n: int = 1) -> None:
-        rel = self.table.setdefault(who, {})
-        counts = rel.setdefault(what, {})
-        counts[key] = counts.get(key, 0) + n
+    def handlers(self) -> dict[str, Callable[[Record], None]]:
+        """kind -> the method that reads it (the runner subscribes these directly: one call less per record)."""
+        return dict(self._on)
 
-    def _rel(self, engine: str) -> str:
-        return self.release_of.get(engine, engine)
+    def _add(self, who: str, what: str, key: str) -> None:
+        k = (who, what, key)
+        self.counts[k] = self.counts.get(k, 0) + 1
 
     def observe(self, rec: Record) -> None:
-        kind = rec["kind"]
-        if kind == "start":
-            self.release_of[rec["engine"]] = rec["release"]
-        elif kind == "send":
-            self.msgs[rec["msg"]] = (rec["method"], rec["version"])
-            self._add(self._rel(rec["engine"]), "sent", rec["version"])
-        elif kind == "send_error":
-            self._add(self._rel(rec["engine"]), "refused", rec["method"])
-        elif kind in ("done", "reject"):
-            info = self.msgs.pop(rec["msg"], None)
-            if info is not None:
-                rel = self._rel(rec["engine"])
-                if kind == "reject":
-                    self._add(rel, "rejected", info[1])
-                else:
-                    self._add(rel, "handled", info[1])
-                    self._add(rel, "methods", info[0])
-        elif kind in ("lost", "expire", "left"):
-            self.msgs.pop(rec["msg"], None)
-        elif kind in ("read", "bf_read"):
-            self._add(self._rel(rec["engine"]), "read", rec["loc"])
-        elif kind == "write":
-            rel = self._rel(rec["engine"])
-            for loc in rec["locs"]:
-                self._add(rel, "written", loc)
-            for loc in rec["trig"]:
-                self._add("trigger", "written", loc)
-        elif kind == "bf_write":
-            self._add("backfill", "written", rec["loc"])
-            for loc in rec["trig"]:
-                self._add("trigger", "written", loc)
-        elif kind == "rewrite":
-            rel = self._rel(rec["engine"])
-            for loc in rec["cols"]:
-                self._add(rel, "written", loc)
-        elif kind == "step":
-            self.steps.append({"index": rec["index"], "action": rec["action"], "t": rec["t"]})
+        self._on[rec["kind"]](rec)
+
+    def _start(self, rec: Record) -> None:
+        self.release_of[rec["engine"]] = rec["release"]
+
+    def _send(self, rec: Record) -> None:
+        e: str = rec["engine"]
+        version = rec["version"]
+        self.msgs[rec["msg"]] = (rec["method"], version)
+        k = (self.release_of.get(e, e), "sent", version)
+        counts = self.counts
+        counts[k] = counts.get(k, 0) + 1
+
+    def _send_error(self, rec: Record) -> None:
+        e: str = rec["engine"]
+        self._add(self.release_of.get(e, e), "refused", rec["method"])
+
+    def _done(self, rec: Record) -> None:
+        info = self.msgs.pop(rec["msg"], None)
+        if info is not None:
+            e: str = rec["engine"]
+            rel = self.release_of.get(e, e)
+            counts = self.counts
+            k = (rel, "handled", info[1])
+            counts[k] = counts.get(k, 0) + 1
+            k = (rel, "methods", info[0])
+            counts[k] = counts.get(k, 0) + 1
+
+    def _reject(self, rec: Record) -> None:
+        info = self.msgs.pop(rec["msg"], None)
+        if info is not None:
+            e: str = rec["engine"]
+            self._add(self.release_of.get(e, e), "rejected", info[1])
+
+    def _gone(self, rec: Record) -> None:
+        self.msgs.pop(rec["msg"], None)
+
+    def _read(self, rec: Record) -> None:
+        e: str = rec["engine"]
+        k = (self.release_of.get(e, e), "read", rec["loc"])
+        counts = self.counts
+        counts[k] = counts.get(k, 0) + 1
+
+    def _write(self, rec: Record) -> None:
+        e: str = rec["engine"]
+        rel = self.release_of.get(e, e)
+        counts = self.counts
+        for loc in rec["locs"]:
+            k = (rel, "written", loc)
+            counts[k] = counts.get(k, 0) + 1
+        for loc in rec["trig"]:
+            self._add("trigger", "written", loc)
+
+    def _bf_write(self, rec: Record) -> None:
+        self._add("backfill", "written", rec["loc"])
+        for loc in rec["trig"]:
+            self._add("trigger", "written", loc)
+
+    def _rewrite(self, rec: Record) -> None:
+        e: str = rec["engine"]
+        rel = self.release_of.get(e, e)
+        for loc in rec["cols"]:
+            self._add(rel, "written", loc)
+
+    def _step(self, rec: Record) -> None:
+        self.steps.append({"index": rec["index"], "action": rec["action"], "t": rec["t"]})
 
     def result(self) -> dict[str, Any]:
         whats = ("sent", "handled", "rejected", "refused", "methods", "read", "written")
+        table: dict[str, dict[str, dict[str, int]]] = {}
+        for (who, what, key), n in self.counts.items():
+            table.setdefault(who, {}).setdefault(what, {})[key] = n
         return {
-            "releases": {
-                rel: {w: dict(sorted(self.table[rel].get(w, {}).items())) for w in whats} for rel in sorted(self.table)
-            },
+            "releases": {rel: {w: dict(sorted(table[rel].get(w, {}).items())) for w in whats} for rel in sorted(table)},
             "steps": list(self.steps),
         }

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from simroll._display import html as _display_html
 from simroll._io import atomic_write_text, check_new_file
 from simroll.errors import UsageError
 from simroll.run import run_scenario
@@ -263,6 +264,20 @@ class Matrix:
     rows: list[Row]
     fuzz: int | None = None
 
+    def __repr__(self) -> str:
+        """One short line (under 1 KB), not every row's scenario and cells."""
+        cells = [c for r in self.rows for c in r.cells]
+        bad = sum(1 for c in cells if c.status == "violated")
+        source = self.source if len(self.source) <= 200 else self.source[:200] + "..."
+        return (
+            f"Matrix({source!r}, rows={len(self.rows)}, families={len(self.families)}, "
+            f"deliveries={self.deliveries[:4]}, cells={len(cells)}, violated={bad})"
+        )
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display, drawn by :mod:`simroll.view.notebook` (found through :mod:`simroll._display`)."""
+        return _display_html(self)
+
     def cell(self, stem: str, family: str, delivery: str) -> Cell:
         row = next(r for r in self.rows if r.stem == stem)
         return next(c for c in row.cells if c.family == family and c.delivery == delivery)
@@ -420,8 +435,11 @@ def build_matrix(
     deliveries: Sequence[str] = DELIVERIES,
     fuzz: int | None = None,
     seed: int = 0,
+    progress: Callable[[int], object] | None = None,
 ) -> Matrix:
-    """The safety matrix of a directory of scenario files (or a list of files)."""
+    """The safety matrix of a directory of scenario files (or a list of files). Every file is
+    loaded (and so validated) before the first cell runs; ``progress``, if given, is called with
+    the number of cells decided so far after each one."""
     if isinstance(source, (str, Path)):
         paths, name = pattern_files(source), str(source)
     else:
@@ -433,10 +451,17 @@ def build_matrix(
     for d in deliveries:
         if d not in DELIVERIES:
             raise UsageError(f"unknown delivery model {d!r} (expected one of: {', '.join(DELIVERIES)})")
-    rows = []
-    for p in paths:
-        s = load_scenario(p)
-        rows.append(Row(str(p), s, [decide(s, f, d, fuzz, seed) for d in deliveries for f in fams]))
+    scenarios = [load_scenario(p) for p in paths]
+    rows, done = [], 0
+    for p, s in zip(paths, scenarios):
+        cells = []
+        for d in deliveries:
+            for f in fams:
+                cells.append(decide(s, f, d, fuzz, seed))
+                done += 1
+                if progress is not None:
+                    progress(done)
+        rows.append(Row(str(p), s, cells))
     return Matrix(name, fams, list(deliveries), rows, fuzz)
 
 

@@ -25,7 +25,7 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 
+from simroll._display import html as _display_html
 from simroll._io import atomic_write_text
 from simroll.errors import UsageError
 from simroll.explore.parallel import Executor
@@ -209,7 +210,7 @@ class FuzzResult:
     scenario: Scenario
     seed: int
     found: bool
-    examples: int
+    examples: int  # simulations the budget paid for: up to the first violation, or all (<= max_examples)
     invariant: str | None = None
     schedule: Schedule | None = None
     counterexample: Scenario | None = None
@@ -218,9 +219,24 @@ class FuzzResult:
     search_seconds: float = 0.0  # wall time to the first violation (or of the whole search)
     shrink_seconds: float = 0.0  # wall time from the first violation to the 1-minimal one
     first_violation_after: int | None = None  # simulations run when the first violation showed
+    shrink_runs: int = 0  # simulations run after it, to shrink and minimise
     out: str | None = None
     warnings: list[str] = field(default_factory=list)  # e.g. a corrupted failure store, started afresh
     target: str | None = None  # the invariant searched for (None: any)
+    command: str = ""  # the command that found it, as the written file's header names it ("": fuzz --seed N)
+
+    def __repr__(self) -> str:
+        """One short line (under 1 KB), not the scenario, counterexample and run it holds."""
+        what = f"found={self.invariant!r}" if self.found else "found=None"
+        out = f", out={self.out!r}" if self.out else ""
+        return (
+            f"FuzzResult({self.scenario.name!r}, {what}, examples={self.examples}, seed={self.seed}"
+            f"{', interrupted' if self.interrupted else ''}{out})"
+        )
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display, drawn by :mod:`simroll.view.notebook` (found through :mod:`simroll._display`)."""
+        return _display_html(self)
 
     @property
     def steps(self) -> list[str]:
@@ -244,16 +260,22 @@ class FuzzResult:
             "seed": self.seed,
             "interrupted": self.interrupted,
             "first_violation_after": self.first_violation_after,
+            "shrink_runs": self.shrink_runs,
             "searched_for": self.target,
         }
 
 
 def describe_counterexample(result: RunResult, invariant: str | None) -> list[str]:
-    """Operator steps, injected faults and pinned choices of a run, then its first violation."""
+    """Operator steps, injected faults and pinned choices of a run, in time order, up to its first
+    violation (of ``invariant``, or of any), which comes last: what happens after it is left out."""
     from simroll.check.explain import describe  # a record in words; check sits below search
 
+    violations = [v for v in result.violations if invariant is None or v.invariant == invariant]
+    until = violations[0].event if violations else None
     lines = []
-    for rec in result.trace():
+    for rec in result.trace():  # records are in the order they happened
+        if until is not None and rec["i"] > until:
+            break
         if rec["kind"] == "step":
             lines.append(f"t={rec['t']:.3f}  {describe(rec)}")
         elif rec["kind"] == "fault":
@@ -266,7 +288,6 @@ def describe_counterexample(result: RunResult, invariant: str | None) -> list[st
             else:
                 text = f"the backfill waits {rec['gap']:.3f} s between reading and writing row {rec['row']}"
             lines.append(f"t={rec['t']:.3f}  choice point {rec['at']}: {text}")
-    violations = [v for v in result.violations if invariant is None or v.invariant == invariant]
     if violations:
         v = violations[0]
         lines.append(f"t={v.time:.3f}  VIOLATED {v.invariant}: {v.message}")
@@ -286,6 +307,60 @@ def _violation_type(name: str) -> type[_Violation]:
     if t is None:
         t = _VIOLATION_TYPES[name] = type(f"Violated_{name.replace('-', '_')}", (_Violation,), {})
     return t
+
+
+def deviations(sched: Schedule) -> int:
+    """How many places ``sched`` deviates from the scenario as written: each dropped step, pause,
+    kill, pinned choice, extra fault, and each swap its reordering needs (``simroll verify``'s depth)."""
+    kept = [i for i in range(len(sched.keep)) if sched.keep[i]]
+    n = len(sched.keep) - len(kept) + len(sched.pins) + (sched.fault is not None)
+    n += sum(1 for i in kept if sched.pause[i]) + sum(1 for i in kept if sched.kill[i])
+    return n + _swaps(sched.order)
+
+
+def _swaps(order: tuple[int, ...]) -> int:
+    """Swaps that turn ``order`` back into the plan's order: its length minus its cycles."""
+    seen = [False] * len(order)
+    cycles = 0
+    for k in range(len(order)):
+        if not seen[k]:
+            cycles += 1
+            j = k
+            while not seen[j]:
+                seen[j] = True
+                j = order[j]
+    return len(order) - cycles
+
+
+def _unswaps(order: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
+    """Each order one swap closer to the plan's: for each step out of place, the order in which it
+    goes back to its place (trading places with the step there)."""
+    for slot, idx in enumerate(order):
+        if idx != slot:
+            back = list(order)
+            other = back.index(slot)
+            back[slot], back[other] = slot, idx
+            yield tuple(back)
+
+
+def undo_deviations(s: Schedule) -> Iterator[Schedule]:
+    """Every schedule with one deviation of ``s`` undone (see :func:`deviations`), in a fixed order:
+    the extra fault, each dropped step, each pinned choice, each kill, each pause, each swap."""
+    if s.fault is not None:
+        yield replace(s, fault=None)
+    for i in range(len(s.keep)):
+        if not s.keep[i]:
+            yield replace(s, keep=s.keep[:i] + (True,) + s.keep[i + 1 :])
+    for pin in s.pins:
+        yield replace(s, pins=tuple(p for p in s.pins if p != pin))
+    for i in range(len(s.kill)):
+        if s.keep[i] and s.kill[i]:
+            yield replace(s, kill=s.kill[:i] + (False,) + s.kill[i + 1 :])
+    for i in range(len(s.pause)):
+        if s.keep[i] and s.pause[i]:
+            yield replace(s, pause=s.pause[:i] + (0,) + s.pause[i + 1 :])
+    for order in _unswaps(s.order):
+        yield replace(s, order=order)
 
 
 def minimize(
@@ -328,6 +403,9 @@ def minimize(
                     yield replace(s, pause=s.pause[:i] + (s.pause[i] // 2,) + s.pause[i + 1 :])
         if list(s.order) != sorted(s.order):
             yield replace(s, order=tuple(sorted(s.order)))
+            # then each swap in turn: only the swaps the violation needs stay
+            for order in _unswaps(s.order):
+                yield replace(s, order=order)
 
     # normalise: dropped steps carry no pause or kill
     sched = replace(
@@ -366,6 +444,7 @@ def fuzz(
     method: str = "hypothesis",
     executor: Executor | None = None,
     invariant: str | None = None,
+    opening_sweep: bool = True,
 ) -> FuzzResult:
     """Search ``scenario``'s space for a schedule that violates one of its invariants.
 
@@ -375,7 +454,8 @@ def fuzz(
     names, as ``simroll fuzz`` and the pytest plugin use). A name the scenario does not check is a
     :class:`UsageError`.
 
-    ``method="hypothesis"``: after a random sweep of a tenth of the budget, Hypothesis
+    ``method="hypothesis"``: after a random sweep of a tenth of the budget (none with
+    ``opening_sweep=False``: the quality suite's way to test the guided phase alone), Hypothesis
     generates schedules, steered by each invariant's distance-to-violation score
     (``target()``), and shrinks a failure; ``"random"``: plain random sampling of the same
     space with the same budget (the benchmark's baseline). Either way the failure is then
@@ -405,6 +485,10 @@ def fuzz(
             progress(state["phase"], state["examples"], state["best"])
 
     def test(sched: Schedule, outcome: tuple[list[str], dict[str, float]] | None = None) -> None:
+        if state["failure"] is None and state["examples"] >= max_examples:
+            # the budget is spent (Hypothesis may ask for more than it was allowed, e.g. replaying
+            # its database): the rest of the search generates nothing, and runs nothing
+            hypothesis.reject()
         state["examples"] += 1
         violated, scores = outcome if outcome is not None else _evaluate((scenario, sched))
         if invariant is not None:  # only the invariant searched for counts, and steers
@@ -434,13 +518,14 @@ def fuzz(
         result.first_violation_after = 1
     else:
         try:  # past failures of this scenario first, then a random sweep, then Hypothesis
-            for sched in _saved_failures(database, scenario, points, result.warnings):
+            for sched in _saved_failures(database, scenario, points, result.warnings)[: max_examples - 1]:
                 test(sched)
         except _Violation:
             pass
         # "hypothesis" starts with a short random sweep (a tenth of the budget): a dense bug is then
         # found as fast as by random sampling, and Hypothesis' guided generation gets the rest
-        sweep = max_examples if method == "random" else max(1, max_examples // 10)
+        sweep = max_examples if method == "random" else max(1, max_examples // 10) if opening_sweep else 0
+        sweep = min(sweep, max_examples - state["examples"])  # the budget counts the default run too
         try:
             if state["failure"] is not None:
                 raise _Violation
@@ -449,8 +534,8 @@ def fuzz(
                 scheds = [_random_schedule(scenario, points, seed, i) for i in range(start, min(sweep, start + batch))]
                 for sched, outcome in zip(scheds, executor.map(_evaluate, [(scenario, x) for x in scheds])):
                     test(sched, outcome)
-            if method == "hypothesis" and sweep < max_examples:
-                _run_hypothesis(scenario, points, test, max_examples - sweep, seed, database)
+            if method == "hypothesis" and state["examples"] < max_examples:
+                _run_hypothesis(scenario, points, test, max_examples - state["examples"], seed, database)
         except _Violation:
             pass
         except KeyboardInterrupt:
@@ -470,20 +555,27 @@ def fuzz(
         except KeyboardInterrupt:
             result.interrupted = True
         result.shrink_seconds = time.perf_counter() - t0 - result.search_seconds
-        ce = apply_schedule(scenario, sched)
-        ce = ce.model_copy(
-            update={
-                "expect": f"violates {inv}",
-                "description": f"Counterexample found by simroll fuzz (seed {seed}) from scenario {scenario.name}. "
-                + scenario.description,
-            }
-        )
-        result.found, result.invariant, result.schedule, result.counterexample = True, inv, sched, ce
         if database:
             _save_failure(database, scenario, sched, points, result.warnings)
-        result.result = run_scenario(ce)
-    result.examples = state["examples"]
+        finish_counterexample(result, sched, inv, f"simroll fuzz (seed {seed})")
+    # what the budget paid for: the runs up to the first violation (or all of them); shrinking after
+    result.examples = state["examples"] if result.first_violation_after is None else result.first_violation_after
+    result.shrink_runs = state["examples"] - result.examples
     return result
+
+
+def finish_counterexample(result: FuzzResult, sched: Schedule, inv: str, origin: str) -> None:
+    """Fill ``result`` with the counterexample ``sched`` stands for (every choice pinned,
+    ``expect: violates INV``, a description naming ``origin``) and its checked run."""
+    scenario = result.scenario
+    ce = apply_schedule(scenario, sched).model_copy(
+        update={
+            "expect": f"violates {inv}",
+            "description": f"Counterexample found by {origin} from scenario {scenario.name}. " + scenario.description,
+        }
+    )
+    result.found, result.invariant, result.schedule, result.counterexample = True, inv, sched, ce
+    result.result = run_scenario(ce)
 
 
 def search_target(scenario: Scenario, invariant: str | None = None) -> str | None:
@@ -626,14 +718,19 @@ def _run_hypothesis(
             print_blob=False,
         )(hypothesis.given(_schedules(scenario, points))(lambda sched: test(sched)))
     )
-    wrapped()
+    try:
+        wrapped()
+    except hypothesis.errors.Unsatisfiable:  # every example it asked for was past the budget
+        pass
 
 
 def counterexample_text(fr: FuzzResult, source: str) -> str:
     """The counterexample as a scenario file: a header comment with the steps, then the YAML."""
     assert fr.counterexample is not None
     header = [
-        f"# Counterexample found by `simroll fuzz {source} --seed {fr.seed}`.",
+        f"# Counterexample found by `simroll {fr.command or 'fuzz'} {source}"
+        + ("" if fr.command else f" --seed {fr.seed}")
+        + "`.",
         f"# It violates {fr.invariant}; `simroll run` on this file replays it (trace sha256 {fr.trace_sha256}).",
         "#",
     ]

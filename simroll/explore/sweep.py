@@ -37,6 +37,7 @@ from typing import Any
 
 import yaml
 
+from simroll._display import html as _display_html
 from simroll._io import atomic_write_bytes, atomic_write_text, check_new_file
 from simroll.errors import ScenarioError, UsageError
 from simroll.explore.metrics import METRICS
@@ -310,6 +311,19 @@ class Sweep:
     params: list[SweepParam]
     seeds: list[int]
     cells: list[SweepCell] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        """One short line (under 1 KB), not every cell's runs."""
+        params = [p.key for p in self.params[:6]] + (["..."] if len(self.params) > 6 else [])
+        bad = sum(1 for c in self.cells if c.violated)
+        return (
+            f"Sweep({self.scenario!r}, params={params}, seeds={len(self.seeds)}, cells={len(self.cells)}, "
+            f"violated={bad})"
+        )
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display, drawn by :mod:`simroll.view.notebook` (found through :mod:`simroll._display`)."""
+        return _display_html(self)
 
     def labels(self, cell: SweepCell) -> list[str]:
         return [p.labels[i] for p, i in zip(self.params, cell.values)]

@@ -22,22 +22,33 @@ from simroll.errors import ScenarioError
 from simroll.scenario._messages import is_tag, join, path, short, show
 from simroll.scenario.patterns import MAX_STEPS, add_patterns_schema, expand_patterns
 from simroll.scenario.spec import (
+    SERVICE_PATTERN,
     STEP_ACTIONS,
     STEP_TAGS,
+    VHOST_PATTERN,
+    AddStep,
     BackfillStep,
     ContractStep,
     DisableTriggerStep,
+    DrainStep,
     EnableTriggerStep,
     ExpandStep,
+    HandlerSpec,
     Scenario,
     SetClientStep,
+    SetConfigStep,
+    SetVhostStep,
+    SighupStep,
+    WaitUntilStep,
 )
+from simroll.scenario.sqlspec import check_sql
 
 MAX_BYTES = 1_000_000
 MAX_NODES = 200_000  # after alias expansion
 MAX_DEPTH = 64
 MAX_OPERATIONS = 10_000_000  # client operations, rate x (stop - start)
 MAX_CELLS = 2_000_000  # database rows x columns (initial, expanded and absent ones)
+MAX_ADDED = 10_000  # engines the plan's add steps may bring in, in all
 MAX_SENDS = 10_000  # messages one handled message may send (casts + fanout x engines)
 MAX_INT_DIGITS = 100  # an integer literal longer than this is no count, time or seed (int() of 4,300+ digits raises)
 MAX_VERSION_DIGITS = 9  # digits of one version component: '1.10' yes, a 5,000-digit minor no
@@ -245,6 +256,8 @@ def _message(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
         what = {
             r"^\d+\.\d+(\.\d+)?$": "a version major.minor, e.g. '1.2'",
             r"^[A-Za-z_]\w*\.[A-Za-z_]\w*$": "a location table.column",
+            SERVICE_PATTERN: "a service name (a letter or _, then letters, digits, _ or -; no dot)",
+            VHOST_PATTERN: "a vhost: '/' or a name (a letter or _, then letters, digits, _, . or -)",
         }.get(pattern, f"a string matching {pattern}")
         return f"expected {what}, got {show(err.get('input'))}"
     if msg.startswith("Value error, "):
@@ -317,8 +330,11 @@ def _yaml_error(e: yaml.YAMLError, source: str, text: str) -> ScenarioError:
     return ScenarioError(source, where, f"not valid YAML: {problem}")
 
 
-def load_scenario_text(text: str | bytes, source: str = "<string>") -> Scenario:
-    """Parse and validate a scenario document. Raises :class:`ScenarioError`."""
+def load_scenario_text(text: str | bytes, source: str = "<string>", *, folder: str | Path | None = None) -> Scenario:
+    """Parse and validate a scenario document. Raises :class:`ScenarioError`.
+
+    ``folder``: where a file the scenario names (``database.sql.schema: x.sql``) is read from;
+    :func:`load_scenario` passes the scenario file's folder. Without it such a name is refused."""
     if isinstance(text, bytes):
         if len(text) > MAX_BYTES:
             raise ScenarioError(source, "document", f"{len(text)} bytes, more than the limit of {MAX_BYTES}")
@@ -378,6 +394,12 @@ def load_scenario_text(text: str | bytes, source: str = "<string>") -> Scenario:
     except RecursionError:
         raise ScenarioError(source, "document", "nested too deeply") from None
     _check_references(scenario, source, root)
+    db = scenario.database
+    # the SQL keys: a schema file read from ``folder``, SQLite's statements checked (docs/sql.md)
+    base = None if folder is None else Path(folder)
+    sql = check_sql(db, {n: r.sql for n, r in scenario.releases.items()}, source, base)
+    if sql is not db.sql:
+        scenario = scenario.model_copy(update={"database": db.model_copy(update={"sql": sql})})
     return scenario
 
 
@@ -393,7 +415,7 @@ def load_scenario(path: str | Path) -> Scenario:
         raise ScenarioError(str(p), "file", "is a directory, expected a scenario file") from None
     except OSError as e:
         raise ScenarioError(str(p), "file", f"cannot read: {e.strerror or e}") from None
-    return load_scenario_text(raw, str(p))
+    return load_scenario_text(raw, str(p), folder=p.parent)
 
 
 def _check_references(s: Scenario, source: str, root: yaml.Node) -> None:
@@ -421,6 +443,8 @@ def _check_references(s: Scenario, source: str, root: yaml.Node) -> None:
                 fail(("engines", i, "release"), f"undefined release {e.release!r} (defined: {choices(releases)})")
     elif s.engines.release not in s.releases:
         fail(("engines", "release"), f"undefined release {s.engines.release!r} (defined: {choices(releases)})")
+    service_of = _check_services(s, fail, choices)
+    _check_added(s, engines, service_of, fail, choices)  # engines added by the plan count as defined from here
 
     # every table and column a release, trigger or step names must exist at the start or be expanded
     known_cols = {f"{t}.{c}" for t, cols in s.database.tables.items() for c in cols} | set(s.database.absent)
@@ -450,6 +474,15 @@ def _check_references(s: Scenario, source: str, root: yaml.Node) -> None:
                 check_loc(acc.read, ("releases", rn, "data", fn, "read"))
             for j, loc in enumerate(acc.write):
                 check_loc(loc, ("releases", rn, "data", fn, "write", j))
+        for opt, o in rel.config.items():  # what each config value changes: its own read/write locations
+            for val, v in o.values.items():
+                for fn, acc in v.data.items():
+                    at = ("releases", rn, "config", opt, "values", val, "data", fn)
+                    fields.add(fn)
+                    if acc.read:
+                        check_loc(acc.read, (*at, "read"))
+                    for j, loc in enumerate(acc.write):
+                        check_loc(loc, (*at, "write", j))
         for ep in rel.rpc.endpoints:
             methods.update(ep.methods)
         methods.update(rel.rpc.sends)
@@ -473,38 +506,78 @@ def _check_references(s: Scenario, source: str, root: yaml.Node) -> None:
     if wl.client is not None and wl.client not in s.releases:
         fail(("workload", "client"), f"undefined release {wl.client!r} (defined: {choices(releases)})")
     for m in wl.operations:
-        if m not in methods:
+        if s.route(wl.service or s.default_service(), m)[1] not in methods:
             fail(
                 ("workload", "operations", m),
                 f"method {m!r} is not defined by any release (defined: {choices(sorted(methods))})",
             )
-    for hn, h in wl.handlers.items():
-        if hn not in methods:
-            fail(
-                ("workload", "handlers", hn),
-                f"method {hn!r} is not defined by any release (defined: {choices(sorted(methods))})",
-            )
-        for key, names in (("read", h.read), ("write", h.write)):
-            for j, fn in enumerate(names):
-                if fn not in fields:
-                    fail(
-                        ("workload", "handlers", hn, key, j),
-                        f"field {fn!r} is not in any release's data (fields: {choices(sorted(fields))})",
-                    )
-        for m in list(h.cast) + list(h.fanout):
-            if m not in methods:
+    handler_sets: list[tuple[tuple[Any, ...], dict[str, HandlerSpec]]] = [(("workload", "handlers"), wl.handlers)]
+    handler_sets += [(("releases", rn, "handlers"), r.handlers) for rn, r in s.releases.items() if r.handlers]
+    for where, handlers in handler_sets:
+        for hn, h in handlers.items():
+            if hn not in methods:
                 fail(
-                    ("workload", "handlers", hn, "cast" if m in h.cast else "fanout", m),
-                    f"method {m!r} is not defined by any release (defined: {choices(sorted(methods))})",
+                    (*where, hn),
+                    f"method {hn!r} is not defined by any release (defined: {choices(sorted(methods))})",
                 )
+            for key, names in (("read", h.read), ("write", h.write)):
+                for j, fn in enumerate(names):
+                    if fn not in fields:
+                        fail(
+                            (*where, hn, key, j),
+                            f"field {fn!r} is not in any release's data (fields: {choices(sorted(fields))})",
+                        )
+            for m in list(h.cast) + list(h.fanout):
+                if s.route("", m)[1] not in methods:
+                    fail(
+                        (*where, hn, "cast" if m in h.cast else "fanout", m),
+                        f"method {m!r} is not defined by any release (defined: {choices(sorted(methods))})",
+                    )
+    for rn, r in s.releases.items():  # start-up actions (issue 20)
+        if r.on_start is None:
+            continue
+        writes = sorted(f for f, acc in r.data.items() if acc.write)
+        for j, fn in enumerate(r.on_start.write):
+            if fn not in writes:
+                fail(
+                    ("releases", rn, "on_start", "write", j),
+                    f"field {fn!r} is not one release {rn!r} writes (it writes: {choices(writes) or 'nothing'})",
+                )
+        for key, ms in (("cast", list(r.on_start.cast)), ("call", r.on_start.call)):
+            for m in ms:
+                if s.route("", m)[1] not in methods:
+                    fail(
+                        ("releases", rn, "on_start", key, m),
+                        f"method {m!r} is not defined by any release (defined: {choices(sorted(methods))})",
+                    )
 
     for i, step in enumerate(s.plan):
         a = step.action
-        target = getattr(step, a) if a in ("restart", "stop", "kill", "start") else None
+        target = getattr(step, a) if a in ("restart", "stop", "kill", "start", "remove") else None
         if target is not None and target not in engines:
             fail(("plan", i, a), f"undefined engine {target!r} (defined: {choices(engines)})")
         if step.release is not None and step.release not in s.releases:
             fail(("plan", i, "release"), f"undefined release {step.release!r} (defined: {choices(releases)})")
+        if step.release is not None and target is not None:
+            history = s.service_map()[service_of[target]].releases
+            if history is not None and step.release not in history:
+                fail(
+                    ("plan", i, "release"),
+                    f"release {step.release!r} is not in the history of service {service_of[target]!r}, "
+                    f"which {target} belongs to (releases: {choices(history)})",
+                )
+        if isinstance(step, (SetVhostStep, DrainStep)):
+            vhost = step.set_vhost if isinstance(step, SetVhostStep) else step.drain
+            used = dict.fromkeys([wl.vhost, *(r.vhost for r in s.releases.values())])
+            if vhost not in used:
+                fail(
+                    ("plan", i, a),
+                    f"vhost {vhost!r} is used by no release and not by the clients (vhosts: {choices(used)})",
+                )
+        if isinstance(step, WaitUntilStep):
+            _check_wait_until(s, step, ("plan", i, "wait_until"), engines, fail, choices)
+        if isinstance(step, (SetConfigStep, SighupStep)):
+            _check_config_step(s, step, i, engines, fail, choices)
         if isinstance(step, SetClientStep) and step.set_client not in s.releases:
             fail(("plan", i, "set_client"), f"undefined release {step.set_client!r} (defined: {choices(releases)})")
         if isinstance(step, BackfillStep):
@@ -531,10 +604,19 @@ def _check_references(s: Scenario, source: str, root: yaml.Node) -> None:
                     f"step {idx} does not exist (the plan has {len(s.plan)} steps)",
                 )
     if s.search is not None:
+        claimed: dict[int, int] = {}  # step -> the reorder group that has it (groups permute apart)
         for i, group in enumerate(s.search.reorder):
             for j, idx in enumerate(group):
                 if not 0 <= idx < len(s.plan):
                     fail(("search", "reorder", i, j), f"step {idx} does not exist (the plan has {len(s.plan)} steps)")
+                elif idx in claimed:
+                    owner = "earlier in this group" if claimed[idx] == i else f"in group {claimed[idx]}"
+                    fail(
+                        ("search", "reorder", i, j),
+                        f"step {idx} is already {owner}: reorder groups must not overlap "
+                        "(merge them into one group to let their steps trade places)",
+                    )
+                claimed.setdefault(idx, i)
         for j, victim in enumerate(s.search.kill_engines):
             if victim not in engines:
                 fail(("search", "kill_engines", j), f"undefined engine {victim!r} (defined: {choices(engines)})")
@@ -575,14 +657,145 @@ def _check_references(s: Scenario, source: str, root: yaml.Node) -> None:
             f"{s.database.rows} rows x {len(known_cols)} columns is {cells:,} cells, more than "
             f"the limit of {MAX_CELLS:,}",
         )
-    for hn, h in wl.handlers.items():
-        sends = sum(h.cast.values()) + len(h.fanout) * len(engines)
-        if sends > MAX_SENDS:
+    for where, handlers in handler_sets:
+        for hn, h in handlers.items():
+            sends = sum(h.cast.values()) + len(h.fanout) * len(engines)
+            if sends > MAX_SENDS:
+                fail(
+                    (*where, hn),
+                    f"handling one {hn} sends {sends:,} messages (casts, plus fanout to "
+                    f"{len(engines)} engines), more than the limit of {MAX_SENDS:,}",
+                )
+
+
+def _check_added(
+    s: Scenario,
+    engines: dict[str, None],
+    service_of: dict[str, str],
+    fail: typing.Callable[..., typing.NoReturn],
+    choices: typing.Callable[..., str],
+) -> None:
+    """The plan's ``add`` steps: new names, a defined service whose history has the release. Adds
+    each engine to ``engines`` and ``service_of``."""
+    services = s.service_map()
+    total = 0
+    for i, step in enumerate(s.plan):
+        if not isinstance(step, AddStep):
+            continue
+        svc = step.service or s.default_service()
+        if svc not in services:
+            fail(("plan", i, "service"), f"undefined service {svc!r} (defined: {choices(services)})")
+        if step.release not in s.releases:
+            fail(("plan", i, "release"), f"undefined release {step.release!r} (defined: {choices(s.releases)})")
+        history = services[svc].releases
+        if history is not None and step.release not in history:
             fail(
-                ("workload", "handlers", hn),
-                f"handling one {hn} sends {sends:,} messages (casts, plus fanout to "
-                f"{len(engines)} engines), more than the limit of {MAX_SENDS:,}",
+                ("plan", i, "release"),
+                f"release {step.release!r} is not in the history of service {svc!r} (releases: {choices(history)})",
             )
+        total += step.count or 1
+        if total > MAX_ADDED:
+            fail(("plan", i, "count"), f"the plan adds more than {MAX_ADDED:,} engines")
+        for name in step.names():
+            if name in engines:
+                fail(("plan", i, "add"), f"engine {name!r} is already defined (engines are added once, by a new name)")
+            engines[name] = None
+            service_of[name] = svc
+
+
+def _check_config_step(
+    s: Scenario,
+    step: SetConfigStep | SighupStep,
+    i: int,
+    engines: dict[str, None],
+    fail: typing.Callable[..., typing.NoReturn],
+    choices: typing.Callable[..., str],
+) -> None:
+    """A ``set_config`` names options some release declares, with one of their values, and engines
+    that are defined; a ``sighup`` names defined engines."""
+    names = step.engines if isinstance(step, SetConfigStep) else step.sighup
+    for j, e in enumerate(names if isinstance(names, list) else []):
+        if e not in engines:
+            key = "engines" if isinstance(step, SetConfigStep) else "sighup"
+            fail(("plan", i, key, j), f"undefined engine {e!r} (defined: {choices(engines)})")
+    if not isinstance(step, SetConfigStep):
+        return
+    for opt, val in step.set_config.items():
+        declared = [r.config[opt] for r in s.releases.values() if opt in r.config]
+        if not declared:
+            options = sorted({o for r in s.releases.values() for o in r.config})
+            fail(
+                ("plan", i, "set_config", opt),
+                f"no release declares config option {opt!r} (options: {choices(options) or 'none'})",
+            )
+        values = list(dict.fromkeys(v for o in declared for v in o.values))
+        if val not in values:
+            fail(("plan", i, "set_config", opt), f"{val!r} is not a value of {opt!r} (values: {choices(values)})")
+
+
+def _check_wait_until(
+    s: Scenario,
+    step: WaitUntilStep,
+    where: tuple[Any, ...],
+    engines: dict[str, None],
+    fail: typing.Callable[..., typing.NoReturn],
+    choices: typing.Callable[..., str],
+) -> None:
+    """The names a ``wait_until`` step waits on: a topic, an engine, a release."""
+    c = step.wait_until
+    topics = list(dict.fromkeys(s.topic_of(svc) for svc in s.service_map()))
+    if c.queue_empty is not None and c.queue_empty not in topics:
+        fail((*where, "queue_empty"), f"undefined topic {c.queue_empty!r} (topics: {choices(topics)})")
+    if c.idle is not None and c.idle not in engines:
+        fail((*where, "idle"), f"undefined engine {c.idle!r} (defined: {choices(engines)})")
+    if c.all_on is not None and c.all_on not in s.releases:
+        fail((*where, "all_on"), f"undefined release {c.all_on!r} (defined: {choices(s.releases)})")
+
+
+def _check_services(
+    s: Scenario, fail: typing.Callable[..., typing.NoReturn], choices: typing.Callable[..., str]
+) -> dict[str, str]:
+    """The services: defined where named, one topic each, engines on releases of their history.
+    Returns engine -> its service."""
+    services = s.service_map()
+    names = list(services)
+    if s.services and "topic" in s.bus.model_fields_set:
+        fail(
+            ("bus", "topic"),
+            "with 'services', each service names its own topic (services.NAME.topic); "
+            "bus.topic names the one implicit service of a scenario without them",
+        )
+    topics: dict[str, str] = {}
+    for name, svc in s.services.items():
+        topic = svc.topic or name
+        if topic in topics:
+            fail(
+                ("services", name, "topic"),
+                f"topic {topic!r} is also the topic of service {topics[topic]!r}: each service has its own",
+            )
+        topics[topic] = name
+        for j, rel in enumerate(svc.releases or []):
+            if rel not in s.releases:
+                fail(("services", name, "releases", j), f"undefined release {rel!r} (defined: {choices(s.releases)})")
+    service_of: dict[str, str] = {}
+    where: list[tuple[Any, ...]] = (
+        [("engines", i) for i in range(len(s.engines))] if isinstance(s.engines, list) else []
+    )
+    for k, e in enumerate(s.engine_list()):
+        at = where[k] if where else ("engines",)
+        svc_name = e.service or names[0]
+        if svc_name not in services:
+            fail((*at, "service"), f"undefined service {svc_name!r} (defined: {choices(names)})")
+        history = services[svc_name].releases
+        if history is not None and e.release not in history:
+            fail(
+                (*at, "release"),
+                f"release {e.release!r} is not in the history of service {svc_name!r} (releases: {choices(history)})",
+            )
+        service_of[e.name] = svc_name
+    if s.workload.service is not None and s.workload.service not in services:
+        fail(("workload", "service"), f"undefined service {s.workload.service!r} (defined: {choices(names)})")
+    return service_of
 
 
 def scenario_json_schema() -> dict[str, Any]:

@@ -8,9 +8,11 @@ JSON Schema printed by ``simroll schema``.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeAlias, Union
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -24,11 +26,33 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
+from simroll._display import html as _display_html
+from simroll.scenario.sqlspec import Backend, DatabaseSqlSpec, ReleaseSqlSpec
 from simroll.scenario.versions import VERSION_PATTERN
 
 VersionStr = Annotated[str, StringConstraints(pattern=VERSION_PATTERN)]
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$", max_length=100)]
+# a service name has no dot: ``service.method`` names a method of another service
+SERVICE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
+ServiceName = Annotated[str, StringConstraints(pattern=SERVICE_PATTERN, max_length=100)]
+# a RabbitMQ virtual host: "/" (the default one) or a name
+VHOST_PATTERN = r"^(/|[A-Za-z_][A-Za-z0-9_.\-]*)$"
+VhostName = Annotated[str, StringConstraints(pattern=VHOST_PATTERN, max_length=100)]
+DEFAULT_VHOST = "/"
 Location = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_]\w*\.[A-Za-z_]\w*$")]
+# a named value of a field (an enum member, a key): not the shape of the generated ones (v12, init3)
+_GENERATED = re.compile(r"^(v|init)\d+$")
+
+
+def _named_value(v: str) -> str:
+    if _GENERATED.match(v):
+        raise ValueError(f"{v!r} has the shape of a generated value (v12, init3); name the value otherwise")
+    return v
+
+
+ValueName = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$", max_length=100), AfterValidator(_named_value)
+]
 ParamStr = Annotated[str, StringConstraints(pattern=r"^(\*\*[A-Za-z_]\w*|[A-Za-z_]\w*(\s*=.*)?)$")]
 Seconds = Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
 PositiveSeconds = Annotated[float, Field(gt=0, le=1e9, allow_inf_nan=False)]
@@ -81,6 +105,58 @@ class AccessSpec(_Frozen):
 
     read: Location | None = Field(None, description="Location (table.column) read.")
     write: list[Location] = Field(default_factory=list, description="Locations written.")
+    # issue 20: value domains
+    values: list[ValueName] | None = Field(
+        None,
+        max_length=1000,
+        description="The named values of this field this release knows (an enum's members, a serialised "
+        "field's keys). A read of a named value (one some handler writes with 'set') outside this list is "
+        "an unknown value (see 'unknown'); the field's ordinary values (initial, and written without 'set') "
+        "are known to every release. None: every value is known.",
+    )
+    unknown: Literal["fail", "ignore", "default"] = Field(
+        "fail",
+        description="What this release does when it reads a value it does not know: 'fail' (the handling "
+        "fails, and with it the operation), 'ignore' (skips it and goes on), 'default' (reads it as "
+        "'default'). Each writes an 'unknown_value' record.",
+    )
+    default: ValueName | None = Field(None, description="With unknown: default, the value read instead.")
+
+    @model_validator(mode="after")
+    def _domain(self) -> AccessSpec:
+        if self.unknown == "default" and (self.default is None or self.values is None):
+            raise ValueError("'unknown: default' needs 'values' and a 'default' among them")
+        if self.default is not None and (self.values is None or self.default not in self.values):
+            raise ValueError(f"'default' ({self.default!r}) must be one of 'values' ({self.values})")
+        return self
+
+
+class ConfigValueSpec(_Frozen):
+    """What one value of a config option changes in its release (issue 15)."""
+
+    data: dict[Name, AccessSpec] = Field(
+        default_factory=dict, description="Logical field -> where it is read and written with this value."
+    )
+
+
+class ConfigOptionSpec(_Frozen):
+    """A config option of a release: runtime state, not code (a read-location switch, say)."""
+
+    default: Name = Field(description="The value in force until a set_config step changes it.")
+    values: dict[Name, ConfigValueSpec] = Field(
+        min_length=1, description="Value -> what it changes ({} for nothing: the release's own 'data')."
+    )
+    applies: Literal["restart", "sighup"] = Field(
+        "restart",
+        description="When a set_config change takes effect on an engine: at its next start ('restart'), or "
+        "at the next sighup step or start ('sighup').",
+    )
+
+    @model_validator(mode="after")
+    def _default_is_a_value(self) -> ConfigOptionSpec:
+        if self.default not in self.values:
+            raise ValueError(f"default {self.default!r} is not one of the values ({', '.join(self.values)})")
+        return self
 
 
 class ReleaseSpec(_Frozen):
@@ -93,6 +169,29 @@ class ReleaseSpec(_Frozen):
     )
     service_time: PositiveSeconds = Field(0.1, description="Seconds an engine spends on one message.")
     workers: int = Field(1, ge=1, le=64, description="Messages an engine handles at once.")
+    sql: ReleaseSqlSpec | None = Field(
+        None, description="Its own SQL statements per field (a SQL backend); default: derived from 'data'."
+    )
+    vhost: VhostName = Field(
+        DEFAULT_VHOST,
+        description="RabbitMQ virtual host the engines on this release connect to (Heat's upgrade guide puts "
+        "each release on its own); messages on one vhost are never seen on another. Default: '/'.",
+    )
+    handlers: dict[Name, HandlerSpec] | None = Field(
+        None,
+        description="Method -> what handling it does on this release (new casts and methods, new fields read "
+        "or written); a method it leaves out is handled as workload.handlers says. Default: the workload's.",
+    )
+    config: dict[Name, ConfigOptionSpec] = Field(
+        default_factory=dict,
+        description="Config options -> their values and default (set_config changes them per engine; "
+        "version-skew counts releases, not configurations).",
+    )
+    on_start: StartupSpec | None = Field(
+        None,
+        description="What an engine on this release does when it starts, before it takes any message: "
+        "writes, casts and calls (a resync, re-registering its service record); issue 20.",
+    )
 
 
 # ---------------------------------------------------------------- cluster
@@ -117,7 +216,11 @@ class BusSpec(_Frozen):
         description="Unacknowledged messages a consumer may hold per queue (rabbit_qos_prefetch_count); "
         "0 = unlimited, oslo.messaging's default.",
     )
-    topic: Name = "engine"
+    topic: Name = Field(
+        "engine",
+        description="The topic of the one implicit service of a scenario without 'services' (that service is "
+        "named after it); with 'services', each service names its own topic.",
+    )
     call_timeout: PositiveSeconds = Field(60.0, description="A call expires if not consumed within this time.")
     latency: Seconds = Field(0.0, description="Fixed delivery latency of every message.")
     max_delay: Seconds = Field(0.0, description="Upper bound of the extra delay the search may add to a message.")
@@ -126,6 +229,21 @@ class BusSpec(_Frozen):
 class DatabaseSpec(_Frozen):
     """The shared database at the start of the run."""
 
+    backend: Backend = Field(
+        "location",
+        description="'location': the location model (fastest); 'sqlite': every read, write, schema step, trigger "
+        "and backfill runs as SQL on an embedded in-memory SQLite; 'postgresql', 'mariadb': on that server "
+        "(database.url), for fidelity, not speed (docs/sql.md).",
+    )
+    sql: DatabaseSqlSpec | None = Field(
+        None, description="The user's own SQL (schema, DDL, triggers, backfill); default: derived from the locations."
+    )
+    url: Annotated[str, StringConstraints(max_length=2000)] | None = Field(
+        None,
+        description="With backend postgresql or mariadb: the server's SQLAlchemy URL "
+        "(postgresql+psycopg://user@host:port/db, mysql+pymysql://user@host:port/db); each run works in a "
+        "scratch schema (database) of its own there, dropped at the end.",
+    )
     tables: dict[Name, list[Name]] = Field(description="Table -> columns that exist at the start.")
     rows: int = Field(10, ge=1, le=1_000_000, description="Rows per table (one key space shared by all tables).")
     canonical: dict[Name, Location] = Field(
@@ -146,32 +264,119 @@ class DatabaseSpec(_Frozen):
     )
 
 
+class ServiceSpec(_Frozen):
+    """One service: engines that consume one topic, with their own release history (heat-engine
+    and its workers, nova-conductor and nova-compute, a server and its agents)."""
+
+    topic: Name | None = Field(None, description="RPC topic its engines consume; default: the service's name.")
+    releases: list[Name] | None = Field(
+        None,
+        description="Its release history, oldest first: the releases its engines may run (checked for the "
+        "engines and every start or restart step); default: any release.",
+    )
+
+
 class EngineSpec(_Frozen):
     name: Name
     release: Name
+    service: ServiceName | None = Field(None, description="The service it belongs to; default: the first service.")
+    start: bool = Field(
+        True, description="Start at t=0; false: declared stopped, started later by a 'start' step (a late host)."
+    )
 
 
 class EngineGroupSpec(_Frozen):
     count: int = Field(ge=1, le=10_000)
     release: Name
     prefix: Name = "engine-"
+    service: ServiceName | None = Field(None, description="The service they belong to; default: the first service.")
 
 
 class HandlerSpec(_Frozen):
-    """What handling one RPC method does, in logical fields (the same for every release)."""
+    """What handling one RPC method does, in logical fields (workload.handlers, or a release's own handlers)."""
 
     read: list[Name] = Field(default_factory=list, description="Fields read when the message is taken.")
     write: list[Name] = Field(default_factory=list, description="Fields written when handling completes.")
     cast: dict[Name, Annotated[int, Field(ge=0, le=1000)]] = Field(
-        default_factory=dict, description="Method -> number of casts sent to the topic when handling completes."
+        default_factory=dict,
+        description="Method -> number of casts sent to the topic when handling completes. With 'services', "
+        "'service.method' casts to that service's topic; a bare method goes to the handling engine's service.",
     )
-    fanout: list[Name] = Field(default_factory=list, description="Methods cast to every engine (fanout).")
+    fanout: list[Name] = Field(
+        default_factory=list,
+        description="Methods cast to every running engine of the service (fanout), on the sender's vhost; "
+        "'service.method' as in 'cast'.",
+    )
     depth: int | None = Field(
         None,
         ge=0,
         le=1000,
         description="Casts are sent only while the message is fewer than this many hops from the client "
         "(a traversal of this depth); none: always.",
+    )
+    # issue 20 (the application's failure modes): duplicate requests
+    idempotency_key: Literal["request_id"] | None = Field(
+        None,
+        description="'request_id': the handler records the call's request id (the same in a call and its "
+        "retries) in the database when it takes the message, and a copy whose request id is already recorded "
+        "does no work and replies at once (a 'dedup' record); the record is rolled back if the handling is "
+        "lost or fails. None: every copy does the work.",
+    )
+    set: dict[Name, ValueName] = Field(
+        default_factory=dict,
+        description="Field -> the named value the handler writes there (a status, a resource type), instead "
+        "of a fresh ordinary value; each field must be in 'write'. A release whose 'values' for the field "
+        "lack it does not know it (issue 20).",
+    )
+
+    @model_validator(mode="after")
+    def _set_is_written(self) -> HandlerSpec:
+        extra = [f for f in self.set if f not in self.write]
+        if extra:
+            raise ValueError(f"'set' names {', '.join(extra)}, not in 'write' ({self.write})")
+        return self
+
+
+class StartupSpec(_Frozen):
+    """Start-up actions (a release's ``on_start``), in this order: the writes, the casts, then the calls,
+    one at a time, each awaited; then the engine takes messages (a ``ready`` record)."""
+
+    write: list[Name] = Field(
+        default_factory=list,
+        description="Fields written on the engine's own row (its service record: row = its index among the "
+        "engines, modulo database.rows), where the release writes them.",
+    )
+    set: dict[Name, ValueName] = Field(
+        default_factory=dict, description="Field -> the named value written there (each field must be in 'write')."
+    )
+    cast: dict[Name, Annotated[int, Field(ge=0, le=1000)]] = Field(
+        default_factory=dict,
+        description="Method -> number of casts sent ('service.method' addresses another service), on the own row.",
+    )
+    call: list[Name] = Field(
+        default_factory=list,
+        description="Methods called in turn ('service.method' as in 'cast'); the engine waits for each reply, "
+        "or until bus.call_timeout (a 'timeout' record), before the next, and takes no message meanwhile.",
+    )
+
+    @model_validator(mode="after")
+    def _set_is_written(self) -> StartupSpec:
+        extra = [f for f in self.set if f not in self.write]
+        if extra:
+            raise ValueError(f"'set' names {', '.join(extra)}, not in 'write' ({self.write})")
+        return self
+
+
+# ---------------------------------------------------------------- the caller (issue 20)
+class RetrySpec(_Frozen):
+    """The clients' retry policy: after a call times out (``workload.timeout``), send it again."""
+
+    count: int = Field(ge=1, le=100, description="Retries after the first attempt (attempts = count + 1).")
+    backoff: Seconds = Field(
+        0.0, description="Seconds between giving up on an attempt and sending the next (the first wait)."
+    )
+    multiplier: Annotated[float, Field(ge=1, le=100, allow_inf_nan=False)] = Field(
+        1.0, description="Each further wait is the previous one times this (1: constant, 2: exponential backoff)."
     )
 
 
@@ -189,12 +394,39 @@ class WorkloadSpec(_Frozen):
         min_length=1, description="Entry method -> weight; each operation is a call of one of them."
     )
     kind: Literal["call", "cast"] = Field("call", description="Whether client operations are calls or casts.")
-    handlers: dict[Name, HandlerSpec] = Field(default_factory=dict)
+    service: ServiceName | None = Field(
+        None,
+        description="Service whose topic client operations go to (an operation may also name 'service.method'); "
+        "default: the first service.",
+    )
+    vhost: VhostName = Field(
+        DEFAULT_VHOST, description="Virtual host the clients publish on at the start (a set_vhost step moves them)."
+    )
+    handlers: dict[Name, HandlerSpec] = Field(
+        default_factory=dict,
+        description="Method -> what handling it does, in every service and release (a release's own "
+        "'handlers' override it per method).",
+    )
+    # issue 20: the caller's own timeout and retries
+    timeout: PositiveSeconds | None = Field(
+        None,
+        description="Seconds a client waits for a call's reply before it gives up (oslo.messaging's "
+        "rpc_response_timeout; a 'timeout' record). The message's TTL in the queue stays bus.call_timeout. "
+        "Default: bus.call_timeout (then a 'timeout' record only with 'retry').",
+    )
+    retry: RetrySpec | None = Field(
+        None,
+        description="After a call times out, the client sends it again (a new message whose 'send' record "
+        "names the first attempt in 'retry_of'); the first copy may still be queued, prefetched or handled. "
+        "None: no retries.",
+    )
 
     @model_validator(mode="after")
     def _window(self) -> WorkloadSpec:
         if self.stop < self.start:
             raise ValueError(f"stop ({self.stop}) must not be before start ({self.start})")
+        if self.retry is not None and self.kind != "call":
+            raise ValueError("'retry' needs calls ('kind: call'): a cast has no reply to wait for")
         return self
 
 
@@ -241,7 +473,7 @@ class _StartsNoEngine(_Step):
     @classmethod
     def _no_release(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("release") is not None:
-            raise ValueError("'release' only goes with 'restart' or 'start'")
+            raise ValueError("'release' only goes with 'restart', 'start' or 'add'")
         return data
 
     @property
@@ -349,6 +581,106 @@ class SetClientStep(_StartsNoEngine):
     set_client: Name
 
 
+class SetVhostStep(_StartsNoEngine):
+    """Move the clients to another virtual host: what they send from now on goes there (Heat's
+    upgrade guide: the new release's API on the new vhost). Records ``vhost`` with the depth of every vhost."""
+
+    action: ClassVar[str] = "set_vhost"
+    set_vhost: VhostName = Field(description="Virtual host the clients publish on from now on.")
+
+
+class DrainStep(_StartsNoEngine):
+    """Wait until a virtual host is drained: none of its queues holds a message ready or unacknowledged
+    (``rabbitmqctl list_queues messages`` reads 0). Records ``drained``. A vhost that never drains
+    (nobody consumes it) holds the plan here for good."""
+
+    action: ClassVar[str] = "drain"
+    drain: VhostName = Field(description="Virtual host to wait for.")
+
+
+# ---------------------------------------------------------------- operator steps of issue 15
+class WaitCondition(_Frozen):
+    """What a ``wait_until`` step waits for: every condition it gives holds at the same moment."""
+
+    queue_empty: Name | None = Field(
+        None,
+        description="A topic whose queue holds no message, ready or unacknowledged, on any vhost "
+        "(rabbitmqctl list_queues messages reads 0).",
+    )
+    idle: Name | None = Field(
+        None, description="An engine that handles nothing: no message in flight or prefetched (a stopped one is idle)."
+    )
+    backfill_done: Literal[True] | None = Field(
+        None, description="true: a backfill step has run to its end and no backfill is running."
+    )
+    all_on: Name | None = Field(None, description="A release that every running engine runs (at least one runs).")
+
+    @model_validator(mode="after")
+    def _some(self) -> WaitCondition:
+        if all(getattr(self, k) is None for k in type(self).model_fields):
+            raise ValueError(f"expected at least one condition of: {', '.join(type(self).model_fields)}")
+        return self
+
+    def conditions(self) -> list[tuple[str, Any]]:
+        """(condition, its value) for each condition given, in the documented order."""
+        return [(k, getattr(self, k)) for k in type(self).model_fields if getattr(self, k) is not None]
+
+
+class WaitUntilStep(_StartsNoEngine):
+    """Wait until every condition of ``wait_until`` holds, checking every ``poll`` seconds; records
+    ``waited``. After ``timeout`` seconds it fails instead: it records ``plan_failed``, the rest of the
+    plan is not run, and ``plan-completes`` is violated. Without ``timeout`` it waits for good, and
+    fails only once nothing is left to happen that could make the conditions hold."""
+
+    action: ClassVar[str] = "wait_until"
+    wait_until: WaitCondition = Field(description="The conditions, all of which must hold.")
+    timeout: PositiveSeconds | None = Field(None, description="Seconds after which the step fails; none: no limit.")
+    poll: PositiveSeconds = Field(1.0, description="Seconds between two checks of the conditions.")
+
+
+class AddStep(_StartsEngine):
+    """Add a new engine to the cluster and start it on ``release`` (a host joins; a service scales out).
+    Until its add step runs, the engine does not exist: a step that names it finds no engine (``noop``)."""
+
+    action: ClassVar[str] = "add"
+    add: Name = Field(description="Name of the new engine; with 'count', the prefix of NAME1..NAMEcount.")
+    release: Name
+    count: int | None = Field(None, ge=1, le=10_000, description="Add this many engines (named add+1..add+count).")
+    service: ServiceName | None = Field(None, description="The service it joins; default: the first service.")
+
+    def names(self) -> list[str]:
+        """The engines' names, in order."""
+        return [self.add] if self.count is None else [f"{self.add}{k + 1}" for k in range(self.count)]
+
+
+class RemoveStep(_StartsNoEngine):
+    """Stop an engine for good (see ``how``) and deregister it: no later step starts it again.
+    Records ``removed``."""
+
+    action: ClassVar[str] = "remove"
+    remove: Name = Field(description="Engine to stop (see 'how') and remove from the cluster.")
+    how: Literal["graceful", "kill"] = Field("graceful", description="How 'remove' stops the engine.")
+
+
+class SetConfigStep(_StartsNoEngine):
+    """Change config options on chosen engines (their config files): each change takes effect as its
+    option's 'applies' says -- at the engine's next start, or at the next sighup step. An option the
+    engine's release does not declare waits for a release that does. Records nothing itself; the
+    config in force is in ``start`` and ``config`` records."""
+
+    action: ClassVar[str] = "set_config"
+    set_config: dict[Name, Name] = Field(min_length=1, description="Option -> its new value.")
+    engines: list[Name] | None = Field(None, description="Engines whose config changes; default: every engine.")
+
+
+class SighupStep(_StartsNoEngine):
+    """Send SIGHUP to running engines: each applies its pending changes to 'applies: sighup' options
+    (records ``config`` with the config now in force, when it changed)."""
+
+    action: ClassVar[str] = "sighup"
+    sighup: list[Name] | Literal["all"] = Field(description="Engines to signal, or 'all' (every running engine).")
+
+
 # action -> its step model, in the documented order of actions
 STEP_TYPES: dict[str, type[_Step]] = {
     t.action: t
@@ -365,6 +697,13 @@ STEP_TYPES: dict[str, type[_Step]] = {
         EnableTriggerStep,
         DisableTriggerStep,
         SetClientStep,
+        SetVhostStep,
+        DrainStep,
+        WaitUntilStep,
+        AddStep,
+        RemoveStep,
+        SetConfigStep,
+        SighupStep,
     )
 }
 STEP_ACTIONS = tuple(STEP_TYPES)
@@ -389,6 +728,18 @@ class _NotOneAction(_Frozen):
     enable_trigger: TriggerSpec | None = None
     disable_trigger: TriggerSpec | None = None
     set_client: Name | None = None
+    set_vhost: VhostName | None = None
+    drain: VhostName | None = None
+    wait_until: WaitCondition | None = None
+    timeout: PositiveSeconds | None = None
+    poll: PositiveSeconds | None = None
+    add: Name | None = None
+    count: int | None = None
+    service: ServiceName | None = None
+    remove: Name | None = None
+    set_config: dict[Name, Name] | None = None
+    engines: list[Name] | None = None
+    sighup: list[Name] | Literal["all"] | None = None
 
     @model_validator(mode="after")
     def _one_action(self) -> _NotOneAction:
@@ -426,6 +777,13 @@ if TYPE_CHECKING:
         | EnableTriggerStep
         | DisableTriggerStep
         | SetClientStep
+        | SetVhostStep
+        | DrainStep
+        | WaitUntilStep
+        | AddStep
+        | RemoveStep
+        | SetConfigStep
+        | SighupStep
     )
 else:
     # what validates: the member named by the step's action key; _NotOneAction only ever fails, so it
@@ -511,6 +869,8 @@ class InvariantsSpec(_Frozen):
     no_refused_send: _NoParams | None = _inv("no-refused-send")
     operations_complete: CompleteSpec | None = _inv("operations-complete")
     no_lost_update: _NoParams | None = _inv("no-lost-update")
+    no_duplicate_effect: _NoParams | None = _inv("no-duplicate-effect")
+    plan_completes: _NoParams | None = _inv("plan-completes")
 
     @model_validator(mode="before")
     @classmethod
@@ -594,6 +954,11 @@ class Scenario(_Frozen):
     description: str = ""
     seed: int = Field(0, ge=0, lt=2**63, description="Default seed of the run (overridden by --seed).")
     bus: BusSpec = Field(default_factory=BusSpec)
+    services: dict[ServiceName, ServiceSpec] = Field(
+        default_factory=dict,
+        description="Service name -> its topic and release history. Absent: one service named after bus.topic "
+        "('engine'), which every engine belongs to. The first service is the default of engines and clients.",
+    )
     database: DatabaseSpec
     releases: dict[Name, ReleaseSpec] = Field(min_length=1)
     engines: Annotated[list[EngineSpec], Field(min_length=1)] | EngineGroupSpec
@@ -613,12 +978,79 @@ class Scenario(_Frozen):
     choices: list[ChoiceSpec] = Field(default_factory=list, description="Pinned event-level choices (replay).")
     limits: LimitsSpec = Field(default_factory=LimitsSpec)
 
+    def __repr__(self) -> str:
+        """One short line (under 1 KB): the name, releases, engines, plan and invariants; not every field."""
+        releases = list(self.releases)
+        shown = releases[:6] + ([f"... {len(releases) - 6} more"] if len(releases) > 6 else [])
+        invariants = list(self.invariants.enabled())
+        return (
+            f"Scenario({self.name!r}, releases={shown}, engines={len(self.engine_list())}, "
+            f"plan={len(self.plan)} steps, invariants={invariants}, seed={self.seed})"
+        )
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display, drawn by :mod:`simroll.view.notebook` (found through :mod:`simroll._display`)."""
+        return _display_html(self)
+
     def engine_list(self) -> list[EngineSpec]:
         """Engines in declaration order (a group expands to prefix1..prefixN)."""
         if isinstance(self.engines, EngineGroupSpec):
             g = self.engines
-            return [EngineSpec(name=f"{g.prefix}{i + 1}", release=g.release) for i in range(g.count)]
+            return [EngineSpec(name=f"{g.prefix}{i + 1}", release=g.release, service=g.service) for i in range(g.count)]
         return list(self.engines)
+
+    def added_engines(self) -> list[EngineSpec]:
+        """Engines the plan's ``add`` steps bring in, in plan order (they do not exist before their step)."""
+        return [
+            EngineSpec(name=n, release=step.release, service=step.service)
+            for step in self.plan
+            if isinstance(step, AddStep)
+            for n in step.names()
+        ]
+
+    def service_map(self) -> dict[str, ServiceSpec]:
+        """Service name -> its spec, in order: the declared ones, or the implicit one named after ``bus.topic``."""
+        if self.services:
+            return dict(self.services)
+        return {self.bus.topic: ServiceSpec(topic=self.bus.topic)}
+
+    def topic_of(self, service: str) -> str:
+        """The topic of ``service``."""
+        return self.service_map()[service].topic or service
+
+    def default_service(self) -> str:
+        """The service of an engine or a client that names none: the first."""
+        return next(iter(self.service_map()))
+
+    def route(self, own: str, method: str) -> tuple[str, str]:
+        """(service, method) that ``method`` addresses from a sender of service ``own``: with declared
+        services, ``service.method`` names a method of that service; any other name is a method of ``own``."""
+        if self.services and "." in method:
+            head, rest = method.split(".", 1)
+            if head in self.services:
+                return head, rest
+        return own, method
+
+    def routing_explicit(self) -> bool:
+        """Does the scenario declare services or virtual hosts? Then ``start`` and ``send`` records carry
+        the service (and ``start`` the vhost and the topic queue); a scenario without either writes the
+        records it always did."""
+        return bool(
+            self.services
+            or self.workload.vhost != DEFAULT_VHOST
+            or any(r.vhost != DEFAULT_VHOST for r in self.releases.values())
+            or any(isinstance(s, (SetVhostStep, DrainStep)) for s in self.plan)
+        )
+
+    def vhosts(self) -> list[str]:
+        """Every virtual host the scenario names (releases, clients, plan steps), '/' first, then by name."""
+        named = {self.workload.vhost} | {r.vhost for r in self.releases.values()}
+        named |= {s.set_vhost for s in self.plan if isinstance(s, SetVhostStep)}
+        named |= {s.drain for s in self.plan if isinstance(s, DrainStep)}
+        return sorted(named, key=lambda v: (v != DEFAULT_VHOST, v))
 
 
 DatabaseSpec.model_rebuild()
+ReleaseSpec.model_rebuild()  # its handlers name HandlerSpec, defined below it

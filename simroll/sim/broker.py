@@ -33,7 +33,7 @@ import simpy
 from simpy.events import Event
 
 from simroll.scenario.rpc import Endpoint, SendRule, accepts_version
-from simroll.scenario.spec import BusSpec
+from simroll.scenario.spec import DEFAULT_VHOST, BusSpec
 from simroll.scenario.versions import Version
 from simroll.sim.chooser import DELAY_LEVELS, Chooser
 from simroll.sim.trace import Trace
@@ -68,6 +68,12 @@ class Message:
     redelivered: bool = False
     taken: bool = False  # acknowledged (oslo: before dispatch) or being handled
     expired: bool = False
+    # issue 20: a call's request id (the message id of its first attempt; -1: its own id), whether the
+    # caller has its reply, and whether it gave up waiting (then a reply is late)
+    op: int = -1
+    replied: bool = False
+    gave_up: bool = False
+    waiter: Event | None = None  # succeeds at the reply (an engine's start-up call waits on it)
 
 
 class Subscription:
@@ -99,11 +105,21 @@ class Queue:
         "on_expire",
         "on_drop",
         "picker",
+        "vhost",
         "_pos",
     )
 
-    def __init__(self, name: str, owner: Any = None, *, ttl: float | None = None, auto_delete: bool = False):
+    def __init__(
+        self,
+        name: str,
+        owner: Any = None,
+        *,
+        ttl: float | None = None,
+        auto_delete: bool = False,
+        vhost: str = DEFAULT_VHOST,
+    ):
         self.name = name
+        self.vhost = vhost  # the virtual host it lives on (its name is only unique there)
         self.owner = owner  # the engine of a per-server (fanout) queue; None for a topic queue
         self.held: deque[Message] = deque()  # ready messages, by position
         self.subs: deque[Subscription] = deque()  # consumers with credit, head = next to receive
@@ -311,10 +327,17 @@ def _pos(m: Message) -> int:
     return m.pos
 
 
+def queue_name(vhost: str, name: str) -> str:
+    """A queue's name as the trace writes it: ``name`` on the default vhost '/', else ``vhost/name``."""
+    return name if vhost == DEFAULT_VHOST else f"{vhost}/{name}"
+
+
 class Consumer(Protocol):
     """What the broker needs of a consumer (an engine): where to push, how to wake it."""
 
     name: str
+    topic: str  # the topic of its service
+    vhost: str  # the virtual host it connects to
     backlog: deque[Message]  # delivered (prefetched), not yet taken
     wake: Event | None  # idle workers wait on this
     subs: list[Subscription]  # its subscriptions while it consumes
@@ -343,15 +366,19 @@ class Broker:
         self.latency = bus.latency
         self.max_delay = bus.max_delay
         self.call_timeout = bus.call_timeout
-        self.topic_name = bus.topic
-        self.topic = self._queue(Queue(bus.topic))
-        self.queues: list[Queue] = [self.topic]  # topic queue(s), then the per-server queues
+        self.caller_timeout: float | None = None  # the clients' own timeout (workload.timeout), if set
+        self.topic = self._queue(Queue(bus.topic))  # the default topic queue (of the implicit service)
+        self.queues: list[Queue] = [self.topic]  # topic queues, per-server queues, in the order declared
+        self.topics: dict[str, Queue] = {self.topic.name: self.topic}  # queue name -> topic queue
         self.consumers: list[Consumer] = []  # running engines, in the order they started
-        # version-routed bus: one queue per version, consumed by the engines that listen for it
-        self.routed: dict[Version, Queue] = {}
-        # engine -> its last stop or kill record and the endpoints it listened on then
-        self.last_stop: dict[str, tuple[int, tuple[Endpoint, ...]]] = {}
+        # version-routed bus: one queue per topic queue and version, consumed by the engines that listen for it
+        self.routed: dict[tuple[str, Version], Queue] = {}
+        # engine -> its last stop or kill record, the endpoints it listened on then and its topic queue
+        self.last_stop: dict[str, tuple[int, tuple[Endpoint, ...], str]] = {}
         self._next_msg = 0
+        # per-vhost depth (messages ready or unacknowledged), kept only when the scenario names vhosts
+        self.depth: dict[str, int] | None = None
+        self._drain_waiters: dict[str, Event] = {}
 
     def _queue(self, q: Queue) -> Queue:
         q.on_expire = self._expired
@@ -361,6 +388,8 @@ class Broker:
 
     def _dropped(self, msg: Message) -> None:
         assert msg.queue is not None, "a dropped message was published to a queue"
+        if self.depth is not None:
+            self._gone(msg.queue.vhost)
         self.trace.emit(
             self.env.now,
             "dropped",
@@ -371,19 +400,30 @@ class Broker:
         )
 
     def server_queue(self, owner: Consumer) -> Queue:
-        """The per-server queue of ``owner`` (for fanout casts)."""
+        """The per-server queue of ``owner`` on its vhost (for fanout casts)."""
         # oslo declares its fanout queues auto-delete: one per running server, gone when it stops
-        q = self._queue(Queue(f"{self.topic_name}.{owner.name}", owner, auto_delete=True))
+        name = queue_name(owner.vhost, f"{owner.topic}.{owner.name}")
+        q = self._queue(Queue(name, owner, auto_delete=True, vhost=owner.vhost))
         self.queues.append(q)
         return q
 
-    def _routed(self, version: Version) -> Queue:
-        q = self.routed.get(version)
+    def topic_queue(self, vhost: str, topic: str) -> Queue:
+        """The queue of ``topic`` on ``vhost`` (declared at first use)."""
+        name = queue_name(vhost, topic)
+        q = self.topics.get(name)
         if q is None:
-            q = self.routed[version] = self._queue(Queue(self.topic_name))
+            q = self.topics[name] = self._queue(Queue(name, vhost=vhost))
+            self.queues.append(q)
+        return q
+
+    def _routed(self, base: Queue, version: Version) -> Queue:
+        key = (base.name, version)
+        q = self.routed.get(key)
+        if q is None:
+            q = self.routed[key] = self._queue(Queue(base.name, vhost=base.vhost))
             self.queues.append(q)
             for eng in self.consumers:  # existing consumers of this version, in start order
-                if eng.takes(version):
+                if queue_name(eng.vhost, eng.topic) == base.name and eng.takes(version):
                     eng.subs.append(q.consume(eng, self._deliver_to(eng), self.prefetch, self.env.now))
         return q
 
@@ -404,18 +444,71 @@ class Broker:
 
     # -------------------------------------------------------------- publishing
     def publish(
-        self, sender: str, method: str, rule: SendRule, row: int, call: bool, queue: Queue | None = None, hop: int = 0
-    ) -> None:
+        self,
+        sender: str,
+        method: str,
+        rule: SendRule,
+        row: int,
+        call: bool,
+        queue: Queue | None = None,
+        hop: int = 0,
+        service: str | None = None,
+        retry_of: int | None = None,
+        attempt: int = 1,
+        cause: int | None = None,
+    ) -> Message:
         """Publish a message sent by ``rule`` to ``queue`` (default: the topic), after the bus latency
-        and any extra delay the chooser picks."""
+        and any extra delay the chooser picks. ``service``: the service it is sent to, written in the
+        ``send`` record (a scenario that declares services or vhosts); None writes the record without it.
+        ``retry_of``: a call's retry names its first attempt (written with ``attempt``, caused by ``cause``,
+        the caller's ``timeout`` record)."""
         now = self.env.now
         mid = self._next_msg
         self._next_msg = mid + 1
         q = queue if queue is not None else self.topic
-        rec = self.trace.send(
-            now, engine=sender, msg=mid, method=method, version=_text(rule.version), queue=q.name, call=call, row=row
-        )
+        if retry_of is not None:
+            routed: dict[str, Any] = {} if service is None else {"service": service}
+            rec = self.trace.emit(
+                now,
+                "send",
+                engine=sender,
+                msg=mid,
+                method=method,
+                version=_text(rule.version),
+                queue=q.name,
+                call=call,
+                row=row,
+                **routed,
+                retry_of=retry_of,
+                attempt=attempt,
+                cause=[] if cause is None else [cause],
+            )
+        elif service is None:
+            rec = self.trace.send(
+                now,
+                engine=sender,
+                msg=mid,
+                method=method,
+                version=_text(rule.version),
+                queue=q.name,
+                call=call,
+                row=row,
+            )
+        else:
+            rec = self.trace.emit(
+                now,
+                "send",
+                engine=sender,
+                msg=mid,
+                method=method,
+                version=_text(rule.version),
+                queue=q.name,
+                call=call,
+                row=row,
+                service=service,
+            )
         msg = Message(mid, method, rule.version, rule.args, rule.namespace, row, call, sender, rec, hop)
+        msg.op = mid if retry_of is None else retry_of
         delay = self.latency
         if self.max_delay > 0:
             level = self.chooser.pick("delay", DELAY_LEVELS + 1)
@@ -426,17 +519,22 @@ class Broker:
         if call:
             # oslo.messaging sets the call's timeout as the message's TTL; the caller gives up then too
             msg.expires = msg.deadline = now + self.call_timeout
+            if self.caller_timeout is not None:  # the caller's own timeout, apart from the TTL
+                msg.deadline = now + self.caller_timeout
         if delay > 0:
             arrive = self.arrive
             self.env.timeout(delay).callbacks.append(lambda _ev: arrive(msg, q))
         else:
             self.arrive(msg, q)
+        return msg
 
     def arrive(self, msg: Message, q: Queue) -> None:
         """The broker receives ``msg`` on ``q``: the queue hands it to a consumer or holds it."""
         if self.version_routed and q.owner is None:
             assert msg.version is not None, "a sent message has a version"
-            q = self._routed(msg.version)
+            q = self._routed(q, msg.version)
+        if self.depth is not None:
+            self.depth[q.vhost] = self.depth.get(q.vhost, 0) + 1
         q.publish(msg, self.env.now)
 
     def _deliver_to(self, eng: Consumer) -> Callable[[Message], None]:
@@ -454,6 +552,33 @@ class Broker:
         q = msg.queue
         if msg.sub is not None and q is not None:
             q.ack(msg, self.env.now)
+            if self.depth is not None:
+                self._gone(q.vhost)
+
+    # -------------------------------------------------------------- virtual hosts
+    def watch_vhosts(self, vhosts: list[str]) -> None:
+        """Keep the depth of every vhost (messages ready or unacknowledged in its queues), from now on."""
+        self.depth = dict.fromkeys(vhosts, 0)
+
+    def _gone(self, vhost: str) -> None:
+        """A message left ``vhost`` (acknowledged, expired or dropped): wake a drain waiting for it."""
+        assert self.depth is not None, "depths are kept"
+        n = self.depth[vhost] = self.depth[vhost] - 1
+        if n == 0 and vhost in self._drain_waiters:
+            self._drain_waiters.pop(vhost).succeed()
+
+    def depths(self) -> dict[str, int]:
+        """Messages ready or unacknowledged per vhost, as ``rabbitmqctl list_queues`` would sum them."""
+        return dict(self.depth or {})
+
+    def drained(self, vhost: str) -> Event | None:
+        """None if ``vhost`` holds no message now, else an event that fires when it holds none."""
+        if self.depth is None or self.depth.get(vhost, 0) == 0:
+            return None
+        ev = self._drain_waiters.get(vhost)
+        if ev is None:
+            ev = self._drain_waiters[vhost] = self.env.event()
+        return ev
 
     def requeue_backlog(self, eng: Consumer, cause: int) -> None:
         """A stopping engine hands back what it prefetched and has not taken (a multiple nack):
@@ -497,6 +622,8 @@ class Broker:
 
     def _expired(self, msg: Message) -> None:
         assert msg.queue is not None, "a message expires in the queue it arrived on"
+        if self.depth is not None:
+            self._gone(msg.queue.vhost)
         self.trace.emit(
             self.env.now,
             "expire",
@@ -513,17 +640,19 @@ class Broker:
         now, deliver, pf = self.env.now, self._deliver_to(eng), self.prefetch
         eng.subs = []
         eng.subs.append(eng.server_queue.consume(eng, deliver, pf, now))
+        topic = self.topic_queue(eng.vhost, eng.topic)
         if self.version_routed:
-            for v, q in self.routed.items():
-                if eng.takes(v):
+            for (name, v), q in self.routed.items():
+                if name == topic.name and eng.takes(v):
                     eng.subs.append(q.consume(eng, deliver, pf, now))
         else:
-            eng.subs.append(self.topic.consume(eng, deliver, pf, now))
+            eng.subs.append(topic.consume(eng, deliver, pf, now))
 
     def leave(self, eng: Consumer, rec: int, endpoints: tuple[Endpoint, ...]) -> None:
         """``eng`` stops consuming (``basic.cancel``), by the stop or kill record ``rec``, having listened
         on ``endpoints``; it still holds what was delivered to it."""
-        self.last_stop[eng.name] = (rec, endpoints)
+        self.last_stop[eng.name] = (rec, endpoints, queue_name(eng.vhost, eng.topic))
+        self.trace.meter.work += len(self.consumers)  # C-level scans of the consumers and the rotation
         if eng in self.consumers:
             self.consumers.remove(eng)
         now = self.env.now
@@ -531,16 +660,20 @@ class Broker:
             sub.queue.cancel(sub, now)
 
     def last_stops_accepting(self, m: Message) -> list[int]:
-        """The stop or kill of the last engine that could have taken ``m``."""
+        """The stop or kill of the last engine that could have taken ``m``: its own queue's engine, or
+        one that consumed the topic queue (same service, same vhost) ``m`` was published to."""
         best: int | None = None
         q = m.queue
         owner = q.owner if q is not None else None
-        for name, (rec, endpoints) in self.last_stop.items():
+        self.trace.meter.work += len(self.last_stop)  # the scan below, charged to the run's work budget
+        for name, (rec, endpoints, topic) in self.last_stop.items():
             if owner is not None and owner.name != name:
+                continue
+            if owner is None and q is not None and topic != q.name:
                 continue
             if m.version is not None and accepts_version(endpoints, m.version):
                 best = rec if best is None else max(best, rec)
         return [] if best is None else [best]
 
 
-__all__ = ["Broker", "Consumer", "Message", "Queue", "Subscription"]
+__all__ = ["Broker", "Consumer", "Message", "Queue", "Subscription", "queue_name"]

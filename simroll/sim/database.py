@@ -1,6 +1,11 @@
 """The shared database: which tables and columns exist, the value of every cell, triggers,
 schema changes (expand, contract) and the backfill utility that copies data row by row.
 
+:class:`Database` is the interface every backend implements, with what they share (the
+schema as sets of locations, the enabled triggers, the backfill process, the end-of-run
+records); :class:`LocationDatabase` is the location model, the default and fastest backend;
+:mod:`simroll.sim.sqlite` runs the same calls as SQL.
+
 A cell holds ``(value, record)``: the value and the number of the trace record that wrote
 it, so a read can name the write it saw as its cause.
 """
@@ -16,9 +21,26 @@ from simroll.scenario.spec import BackfillSpec, DatabaseSpec, TriggerSpec
 from simroll.sim.chooser import DELAY_LEVELS, Chooser
 from simroll.sim.trace import Trace
 
+Cell = tuple[Any, int | None]
+_NO_CELL: Cell = (None, None)
+_NO_COLUMN: dict[int, Cell] = {}
+
+
+class WriteRefused(Exception):
+    """The database refused a statement (a trigger raised, a constraint failed); the message is
+    the database's own. The handler's operation fails (a ``write_refused`` record)."""
+
 
 class Database:
-    """The database of one run, from the scenario's initial schema."""
+    """The database of one run, from the scenario's initial schema: what every backend shares.
+
+    A backend implements the storage: :meth:`read`, :meth:`write_field`, :meth:`rewrite`,
+    :meth:`_put`, :meth:`init_data`, :meth:`expand`, :meth:`contract`, :meth:`set_trigger`,
+    :meth:`column_values`; and keeps :attr:`columns` and :attr:`tables` (the locations that
+    exist now) up to date, which the engines test before they touch a location.
+    """
+
+    backend = "abstract"
 
     def __init__(self, env: simpy.Environment, spec: DatabaseSpec, chooser: Chooser, trace: Trace):
         self.env = env
@@ -26,70 +48,81 @@ class Database:
         self.chooser = chooser
         self.trace = trace
         self.rows = spec.rows
-        # existing columns and tables, values per location and row
+        # existing columns and tables
         self.columns: set[str] = set()
         self.tables: set[str] = set()
         for t, cols in spec.tables.items():
             self.tables.add(t)
             for c in cols:
                 self.columns.add(f"{t}.{c}")
-        self.values: dict[str, dict[int, tuple[Any, int]]] = {}
+        # enabled triggers: source location -> target locations, in the order enabled
         self.triggers: dict[str, list[str]] = {}
         for trig in spec.triggers:
-            self.set_trigger(trig, True)
+            self._enable(trig, True)
 
-    def init_data(self, write: Mapping[str, tuple[str, ...]]) -> None:
-        """Initial values of every field, where the scenario declares them or else where the
-        first engine's release writes them (``write``)."""
-        declared = self.spec.initial
-        for fld in sorted(set(write) | set(declared)):
-            locs = [loc for loc in declared.get(fld, write.get(fld, ())) if loc in self.columns]
-            rec = self.trace.emit(0.0, "init", field=fld, locs=locs, rows=self.rows)
-            for loc in locs:
-                self.values[loc] = {r: (f"init{r}", rec) for r in range(self.rows)}
-
-    def set_trigger(self, trig: TriggerSpec, enabled: bool) -> None:
-        """Enable or disable the trigger copying writes of ``trig.from_`` into ``trig.to``."""
+    def _enable(self, trig: TriggerSpec, enabled: bool) -> None:
         targets = self.triggers.setdefault(trig.from_, [])
         if enabled and trig.to not in targets:
             targets.append(trig.to)
         elif not enabled and trig.to in targets:
             targets.remove(trig.to)
 
-    def write(self, loc: str, row: int, value: Any, rec: int) -> list[str]:
-        """Write one cell and fire triggers; returns the trigger targets written."""
-        self.values.setdefault(loc, {})[row] = (value, rec)
-        fired = []
-        for to in self.triggers.get(loc, ()):
-            if to in self.columns:
-                self.values.setdefault(to, {})[row] = (value, rec)
-                fired.append(to)
-        return fired
-
     def missing(self, locs: Iterable[str]) -> list[str]:
         """The locations of ``locs`` that are not columns (now)."""
         cols = self.columns
         return [loc for loc in locs if loc not in cols]
 
-    # -------------------------------------------------------------- schema changes
+    # -------------------------------------------------------------- the storage (each backend's)
+    def init_data(self, write: Mapping[str, tuple[str, ...]]) -> None:
+        """Initial values of every field, where the scenario declares them or else where the
+        first engine's release writes them (``write``)."""
+        raise NotImplementedError
+
+    def set_trigger(self, trig: TriggerSpec, enabled: bool) -> None:
+        """Enable or disable the trigger copying writes of ``trig.from_`` into ``trig.to``."""
+        raise NotImplementedError
+
+    def read(self, loc: str, row: int, sql: str | None = None) -> Cell:
+        """The value of ``loc`` at ``row`` and the record that wrote it; ``sql``: the reader's own statement."""
+        raise NotImplementedError
+
+    def write_field(self, locs: Iterable[str], row: int, value: Any, rec: int, sql: str | None = None) -> list[str]:
+        """Write one field's ``locs`` (with the writer's own statement ``sql``, if it has one), as
+        one statement or savepoint: all or nothing. Returns the locations its triggers wrote;
+        raises :class:`WriteRefused`."""
+        raise NotImplementedError
+
+    def rewrite(self, cols: Mapping[str, Any], row: int, rec: int) -> None:
+        """A whole-row save: put back ``cols`` (location -> value), all or nothing; raises :class:`WriteRefused`."""
+        raise NotImplementedError
+
+    def _put(self, loc: str, row: int, value: Any, rec: int) -> list[str]:
+        """The backfill's write of one cell; returns the trigger targets written."""
+        raise NotImplementedError
+
     def expand(self, items: Iterable[str]) -> None:
         """Add tables and columns (``table`` or ``table.column``)."""
-        for item in items:
-            if "." in item:
-                self.tables.add(item.split(".")[0])
-                self.columns.add(item)
-            else:
-                self.tables.add(item)
+        raise NotImplementedError
 
     def contract(self, items: Iterable[str]) -> None:
         """Drop columns, or whole tables, with their values."""
-        for item in items:
-            drop = [c for c in self.columns if c == item or c.split(".")[0] == item]
-            for c in sorted(drop):
-                self.columns.discard(c)
-                self.values.pop(c, None)
-            if "." not in item:
-                self.tables.discard(item)
+        raise NotImplementedError
+
+    def column_values(self, loc: str, field: str) -> list[Any]:
+        """The values of ``loc`` (which exists), row by row, as ``field`` is read at the end."""
+        raise NotImplementedError
+
+    def backfill_write(self, spec: BackfillSpec, row: int, value: Any, rec: int) -> list[str] | None:
+        """The backfill's copy of ``value`` into ``spec.to`` at ``row``, under its guard; None if
+        it wrote nothing, else the trigger targets written."""
+        if spec.guard == "if-empty" and self.read(spec.to, row)[0] is not None:
+            return None
+        if spec.guard == "if-unchanged" and (spec.from_ not in self.columns or self.read(spec.from_, row)[0] != value):
+            return None
+        return self._put(spec.to, row, value, rec)
+
+    def close(self) -> None:
+        """Release what the backend holds (a connection); the location model holds nothing."""
 
     # -------------------------------------------------------------- the backfill utility
     def backfill(self, spec: BackfillSpec, step_rec: int):
@@ -102,7 +135,7 @@ class Database:
             if missing:
                 emit(env.now, "schema_error", engine="backfill", op="backfill", locs=missing, cause=[step_rec])
                 return
-            value, src = self.values.get(spec.from_, {}).get(row, (None, None))
+            value, src = self.read(spec.from_, row)
             read = emit(
                 env.now,
                 "bf_read",
@@ -124,14 +157,10 @@ class Database:
                 yield env.timeout(gap)
             if value is None or spec.to not in self.columns:
                 continue
-            if spec.guard == "if-empty" and self.values.get(spec.to, {}).get(row, (None, None))[0] is not None:
-                continue
-            if spec.guard == "if-unchanged" and (
-                spec.from_ not in self.columns or self.values.get(spec.from_, {}).get(row, (None, None))[0] != value
-            ):
-                continue
             rec = self.trace.count
-            fired = self.write(spec.to, row, value, rec)
+            fired = self.backfill_write(spec, row, value, rec)
+            if fired is None:
+                continue
             emit(env.now, "bf_write", engine="backfill", row=row, loc=spec.to, value=value, trig=fired, cause=[read])
 
     # -------------------------------------------------------------- the end of the run
@@ -146,15 +175,80 @@ class Database:
     def emit_finals(self, now: float, reads: Collection[Mapping[str, str]]) -> None:
         """A ``final`` record of every canonical location's values (see :meth:`canonical`)."""
         for fld, loc in self.canonical(reads):
-            col = self.values.get(loc, {}) if loc in self.columns else {}
+            exists = loc in self.columns
             self.trace.emit(
                 now,
                 "final",
                 field=fld,
                 loc=loc,
-                exists=loc in self.columns,
-                values=[col.get(r, (None, None))[0] for r in range(self.rows)],
+                exists=exists,
+                values=self.column_values(loc, fld) if exists else [None] * self.rows,
             )
 
 
-__all__ = ["Database"]
+class LocationDatabase(Database):
+    """The location model: cells in dictionaries, triggers one hop, no write ever refused."""
+
+    backend = "location"
+
+    def __init__(self, env: simpy.Environment, spec: DatabaseSpec, chooser: Chooser, trace: Trace):
+        super().__init__(env, spec, chooser, trace)
+        self.values: dict[str, dict[int, Cell]] = {}
+
+    def init_data(self, write: Mapping[str, tuple[str, ...]]) -> None:
+        declared = self.spec.initial
+        for fld in sorted(set(write) | set(declared)):
+            locs = [loc for loc in declared.get(fld, write.get(fld, ())) if loc in self.columns]
+            rec = self.trace.emit(0.0, "init", field=fld, locs=locs, rows=self.rows)
+            for loc in locs:
+                self.values[loc] = {r: (f"init{r}", rec) for r in range(self.rows)}
+
+    def set_trigger(self, trig: TriggerSpec, enabled: bool) -> None:
+        self._enable(trig, enabled)
+
+    def read(self, loc: str, row: int, sql: str | None = None) -> Cell:
+        return self.values.get(loc, _NO_COLUMN).get(row, _NO_CELL)
+
+    def _put(self, loc: str, row: int, value: Any, rec: int) -> list[str]:
+        """Write one cell and fire triggers (one hop); returns the trigger targets written."""
+        self.values.setdefault(loc, {})[row] = (value, rec)
+        fired = []
+        for to in self.triggers.get(loc, ()):
+            if to in self.columns:
+                self.values.setdefault(to, {})[row] = (value, rec)
+                fired.append(to)
+        return fired
+
+    def write_field(self, locs: Iterable[str], row: int, value: Any, rec: int, sql: str | None = None) -> list[str]:
+        fired: list[str] = []
+        for loc in locs:
+            fired += self._put(loc, row, value, rec)
+        return fired
+
+    def rewrite(self, cols: Mapping[str, Any], row: int, rec: int) -> None:
+        for c, v in cols.items():
+            self._put(c, row, v, rec)
+
+    def expand(self, items: Iterable[str]) -> None:
+        for item in items:
+            if "." in item:
+                self.tables.add(item.split(".")[0])
+                self.columns.add(item)
+            else:
+                self.tables.add(item)
+
+    def contract(self, items: Iterable[str]) -> None:
+        for item in items:
+            drop = [c for c in self.columns if c == item or c.split(".")[0] == item]
+            for c in sorted(drop):
+                self.columns.discard(c)
+                self.values.pop(c, None)
+            if "." not in item:
+                self.tables.discard(item)
+
+    def column_values(self, loc: str, field: str) -> list[Any]:
+        col = self.values.get(loc, _NO_COLUMN)
+        return [col.get(r, _NO_CELL)[0] for r in range(self.rows)]
+
+
+__all__ = ["Cell", "Database", "LocationDatabase", "WriteRefused"]

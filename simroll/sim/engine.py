@@ -15,11 +15,11 @@ import simpy
 from simpy.events import Event, Process
 
 from simroll.scenario.rpc import Endpoint, Outcome, SendRule, Signature, accepts_version, choose_send_rule, dispatch
-from simroll.scenario.spec import HandlerSpec, ReleaseSpec, Scenario
+from simroll.scenario.spec import DEFAULT_VHOST, HandlerSpec, ReleaseSpec, Scenario, StartupSpec
 from simroll.scenario.versions import Version
-from simroll.sim.broker import Broker, Message, Queue, Subscription
+from simroll.sim.broker import Broker, Message, Queue, Subscription, queue_name
 from simroll.sim.chooser import Chooser
-from simroll.sim.database import Database
+from simroll.sim.database import Database, WriteRefused
 from simroll.sim.trace import Trace
 
 
@@ -37,8 +37,14 @@ class Release:
     write: dict[str, tuple[str, ...]]  # field -> locations
     known_columns: dict[str, tuple[str, ...]]  # table -> locations this release knows
     update_row: bool
+    read_sql: dict[str, str]  # field -> the release's own SELECT (a SQL backend); empty: derived
+    write_sql: dict[str, str]  # field -> its own write statement(s)
     service_time: float
     workers: int
+    vhost: str = DEFAULT_VHOST
+    # field -> (the named values it knows, what it does with another: fail/ignore/default, the default)
+    domains: dict[str, tuple[frozenset[str], str, str | None]] = field(default_factory=dict)
+    on_start: StartupSpec | None = None  # start-up actions (issue 20)
 
     @classmethod
     def compile(cls, name: str, spec: ReleaseSpec) -> Release:
@@ -85,8 +91,15 @@ class Release:
             write={f: tuple(a.write) for f, a in spec.data.items() if a.write},
             known_columns={t: tuple(c) for t, c in known.items()},
             update_row=spec.update == "row",
+            read_sql=dict(spec.sql.read) if spec.sql else {},
+            write_sql=dict(spec.sql.write) if spec.sql else {},
             service_time=spec.service_time,
             workers=spec.workers,
+            vhost=spec.vhost,
+            domains={
+                f: (frozenset(a.values), a.unknown, a.default) for f, a in spec.data.items() if a.values is not None
+            },
+            on_start=spec.on_start,
         )
 
 
@@ -100,6 +113,9 @@ class Engine:
 
     name: str
     index: int
+    service: str = ""  # the service it belongs to
+    topic: str = ""  # that service's topic
+    vhost: str = DEFAULT_VHOST  # the vhost of the release it runs (or will first run)
     server_queue: Queue = field(init=False)  # set by the cluster, which asks the broker for it
     release: Release | None = None  # None until it first starts
     state: str = STOPPED
@@ -109,10 +125,16 @@ class Engine:
     subs: list[Subscription] = field(default_factory=list)  # its consumers on the broker's queues
     inflight: dict[int, Message] = field(default_factory=dict)  # worker slot -> message being handled
     wake: Event | None = None  # idle workers wait on this
-    cap: Version | None = None
+    cap: Version | None = None  # the cap of its sends to its own service
+    # another service -> the cap of its sends there, resolved at its first send there after a start or set_cap
+    caps: dict[str, Version | None] = field(default_factory=dict)
     accepts: dict[Version, bool] = field(default_factory=dict)
     outcomes: dict[tuple[str, Version, frozenset[str], str | None], Outcome] = field(default_factory=dict)
     stopped_event: Event | None = None
+    member: bool = True  # False until an add step adds it, and after a remove step
+    removed: bool = False  # a remove step took it out of the cluster for good
+    config: dict[str, str] | None = None  # the config in force (None: its release declares no option)
+    pending: dict[str, str] = field(default_factory=dict)  # set_config's values, in force from the next start
 
     @property
     def running(self) -> bool:
@@ -143,38 +165,76 @@ class Cluster:
         self.db = db
         self.chooser = chooser
         self.trace = trace
+        self.scenario = scenario
         self.releases = {n: Release.compile(n, r) for n, r in scenario.releases.items()}
+        # services and vhosts: a scenario that declares neither has one service (named after bus.topic)
+        # on '/', and writes its records as it always did
+        self.explicit = scenario.routing_explicit()
+        self.services = list(scenario.service_map())
         self.engines: dict[str, Engine] = {}
+        self.members: dict[str, list[Engine]] = {svc: [] for svc in self.services}  # service -> its engines
+        default = scenario.default_service()
         for i, e in enumerate(scenario.engine_list()):
-            eng = Engine(name=e.name, index=i)
+            svc = e.service or default
+            eng = Engine(name=e.name, index=i, service=svc, topic=scenario.topic_of(svc))
+            eng.vhost = self.releases[e.release].vhost
             eng.server_queue = broker.server_queue(eng)
             self.engines[e.name] = eng
+            self.members[svc].append(eng)
+        for e in scenario.added_engines():  # engines the plan adds: not members until their add step
+            svc = e.service or default
+            eng = Engine(name=e.name, index=len(self.engines), service=svc, topic=scenario.topic_of(svc))
+            eng.vhost = self.releases[e.release].vhost
+            eng.server_queue = broker.server_queue(eng)
+            eng.member = False
+            self.engines[e.name] = eng
+            self.members[svc].append(eng)
+        self.client_service = scenario.workload.service or default
+        self.client_vhost = scenario.workload.vhost
+        if self.explicit:
+            broker.watch_vhosts(scenario.vhosts())
+        self._routes: dict[tuple[str, str], tuple[str, str]] = {}  # (own service, name) -> (service, method)
+        self._client_caps: dict[str, Version | None] = {}  # service -> the clients' cap (declared services)
+        self._client_caps_of: tuple[Release, int] | None = None  # the client release and cap setting they are for
+        self._cap_setting = 0  # counts set_cap steps
         self.handlers = scenario.workload.handlers
+        # release -> its handlers: its own per method, the workload's for the rest (issue 15)
+        self.handlers_of: dict[str, dict[str, HandlerSpec]] = {
+            n: {**self.handlers, **r.handlers} if r.handlers else self.handlers for n, r in scenario.releases.items()
+        }
         self.rows = scenario.database.rows
         self.cap_override: Version | str | None = None
         self.cap_overridden = False
         self._next_value = 0
-        # implemented version -> engines started and not yet stopped: `cap: auto` is the lowest
-        # key, kept up to date at each start and stop so that resolving a cap is O(releases), not O(engines)
-        self._started: dict[Version, int] = {}
+        self._variants: dict[tuple[str, tuple[tuple[str, str], ...]], Release] = {}  # (release, config) -> compiled
+        self.claims: dict[int, tuple[int, int]] = {}  # request id -> (message, recv record) that recorded it
+        # the named values some handler writes ('set'): only these can be unknown to a release's domain
+        self.named = {v for hs in self.handlers_of.values() for h in hs.values() for v in h.set.values()}
+        # service -> implemented version -> its engines started and not yet stopped: `cap: auto` is the
+        # lowest key, kept up to date at each start and stop so that resolving a cap is O(releases), not O(engines)
+        self._started: dict[str, dict[Version, int]] = {svc: {} for svc in self.services}
 
-    def _count(self, rel: Release, delta: int) -> None:
-        n = self._started.get(rel.implemented, 0) + delta
+    def _count(self, eng: Engine, rel: Release, delta: int) -> None:
+        started = self._started[eng.service]
+        n = started.get(rel.implemented, 0) + delta
         if n:
-            self._started[rel.implemented] = n
+            started[rel.implemented] = n
         else:
-            del self._started[rel.implemented]
+            del started[rel.implemented]
 
     # -------------------------------------------------------------- caps and sending
-    def resolve_cap(self, cap: Version | str | None) -> Version | None:
-        """The version cap in force for a release whose own cap is ``cap`` (see ``set_cap``).
+    def resolve_cap(self, cap: Version | str | None, service: str | None = None) -> Version | None:
+        """The version cap in force for sends to ``service`` (default: the clients') by a release whose
+        own cap is ``cap`` (see ``set_cap``); ``auto`` is the lowest version the running engines of that
+        service implement (Nova's ``upgrade_levels compute=auto``, per service).
 
         ``set_cap`` changes the pin of the releases that have one (``upgrade_levels`` is a setting
         of releases that support it); a release that declares no cap stays unpinned."""
         if self.cap_overridden and cap is not None:
             cap = self.cap_override
         if cap == "auto":
-            return min(self._started) if self._started else None
+            started = self._started[self.client_service if service is None else service]
+            return min(started) if started else None
         assert not isinstance(cap, str), "the only named cap is 'auto'"
         return cap
 
@@ -182,10 +242,12 @@ class Cluster:
         """The operator's ``set_cap``: the cap of every engine whose release declares one becomes ``cap``."""
         self.cap_overridden = True
         self.cap_override = cap
+        self._cap_setting += 1
         for eng in self.engines.values():
             if eng.state != STOPPED:
                 assert eng.release is not None, "a started engine has a release"
-                eng.cap = self.resolve_cap(eng.release.cap)
+                eng.cap = self.resolve_cap(eng.release.cap, eng.service)
+                eng.caps = {}
 
     def send(
         self,
@@ -197,48 +259,195 @@ class Cluster:
         call: bool,
         queue: Queue | None = None,
         hop: int = 0,
-    ) -> None:
-        """Send ``method`` as ``rel`` under ``cap``: publish it, or record why it cannot be sent."""
+        retry_of: int | None = None,
+        attempt: int = 1,
+        cause: int | None = None,
+    ) -> Message | None:
+        """Send ``method`` as ``rel`` under ``cap``: publish it (returns the message), or record why it
+        cannot be sent (returns None). ``retry_of``, ``attempt``, ``cause``: a client's retry of a call.
+
+        ``sender`` is an engine or the clients; ``cap`` is its cap for its own service. With declared
+        services or vhosts, a message without ``queue`` goes to the topic queue of the service it
+        addresses (``service.method``, else the sender's service) on the sender's vhost."""
+        service = None
+        if self.explicit:
+            if queue is None:
+                own, vhost = (
+                    (self.client_service, self.client_vhost)
+                    if sender not in self.engines
+                    else (self.engines[sender].service, self.engines[sender].vhost)
+                )
+                service, method = self.route(own, method)
+                if service != own:
+                    cap = self._cap_to(sender, rel, service)
+                queue = self.broker.topic_queue(vhost, self.scenario.topic_of(service))
+            else:
+                assert queue.owner is not None, "a message given its queue goes to an engine's own queue"
+                service = queue.owner.service
         rules = rel.send_rules.get(method)
         if not rules:
             self.trace.emit(
                 self.env.now, "send_error", engine=sender, method=method, error=f"release {rel.name} has no {method}"
             )
-            return
+            return None
         rule = choose_send_rule(rules, cap)
         if rule is None:
             self.trace.emit(
                 self.env.now, "send_error", engine=sender, method=method, error=f"RPCVersionCapError (cap {cap})"
             )
-            return
-        self.broker.publish(sender, method, rule, row, call, queue, hop)
+            return None
+        return self.broker.publish(sender, method, rule, row, call, queue, hop, service, retry_of, attempt, cause)
+
+    def route(self, own: str, name: str) -> tuple[str, str]:
+        """(service, method) that ``name`` addresses from a sender of service ``own`` (cached)."""
+        key = (own, name)
+        r = self._routes.get(key)
+        if r is None:
+            r = self._routes[key] = self.scenario.route(own, name)
+        return r
+
+    def _cap_to(self, sender: str, rel: Release, service: str) -> Version | None:
+        """The cap of ``sender``'s sends to another ``service``, resolved at its first send there after
+        it started (the clients: after a set_client) or a set_cap, and kept until then (Nova caches
+        ``upgrade_levels=auto`` the same way, until a restart or SIGHUP)."""
+        eng = self.engines.get(sender)
+        if eng is not None:
+            caps = eng.caps
+        else:
+            if self._client_caps_of != (rel, self._cap_setting):
+                self._client_caps_of = (rel, self._cap_setting)
+                self._client_caps = {}
+            caps = self._client_caps
+        if service not in caps:
+            caps[service] = self.resolve_cap(rel.cap, service)
+        return caps[service]
+
+    def set_client_vhost(self, vhost: str, cause: int) -> None:
+        """The operator's ``set_vhost``: the clients publish on ``vhost`` from now on. Records ``vhost``
+        with the depth of every vhost at that moment."""
+        self.client_vhost = vhost
+        self.trace.emit(self.env.now, "vhost", clients=vhost, depth=self.broker.depths(), cause=[cause])
+
+    def drain(self, vhost: str, cause: int):  # noqa: ANN201 - a SimPy process body
+        """The operator's ``drain``: wait until ``vhost`` holds no message, then record ``drained``."""
+        ev = self.broker.drained(vhost)
+        if ev is not None:
+            yield ev
+        self.trace.emit(self.env.now, "drained", vhost=vhost, cause=[cause])
 
     # -------------------------------------------------------------- lifecycle
     def start(self, eng: Engine, rel: Release, cause: int | None) -> None:
         """Start ``eng`` on ``rel``: its workers, then it consumes."""
+        if not eng.member:
+            why = "start: engine was removed" if eng.removed else "start: engine is not added yet"
+            self.trace.emit(self.env.now, "noop", engine=eng.name, why=why, cause=_causes(cause))
+            return
         if eng.state != STOPPED:
             self.trace.emit(
                 self.env.now, "noop", engine=eng.name, why=f"start: engine is {eng.state}", cause=_causes(cause)
             )
             return
+        config: dict[str, Any] = {}
+        if self.scenario.releases[rel.name].config:  # a start applies every pending config change
+            rel, eng.config = self._configured(eng, rel.name, sighup=False)
+            config = {"config": eng.config}
+        else:
+            eng.config = None
         eng.release = rel
         eng.state = RUNNING
-        self._count(rel, +1)
+        self._count(eng, rel, +1)
         eng.generation += 1
         eng.accepts = {}
         eng.outcomes = {}
         eng.stopped_event = self.env.event()
-        eng.cap = self.resolve_cap(rel.cap)
-        self.trace.emit(
-            self.env.now,
-            "start",
-            engine=eng.name,
-            release=rel.name,
-            workers=rel.workers,
-            cap=None if eng.cap is None else str(eng.cap),
-            cause=_causes(cause),
-        )
+        eng.cap = self.resolve_cap(rel.cap, eng.service)
+        eng.caps = {}
+        if rel.vhost != eng.vhost:  # it connects to another vhost: its own queue is declared there
+            eng.vhost = rel.vhost
+            eng.server_queue = self.broker.server_queue(eng)
+        cap = None if eng.cap is None else str(eng.cap)
+        if self.explicit:
+            start_rec = self.trace.emit(
+                self.env.now,
+                "start",
+                engine=eng.name,
+                release=rel.name,
+                workers=rel.workers,
+                cap=cap,
+                service=eng.service,
+                vhost=eng.vhost,
+                queue=queue_name(eng.vhost, eng.topic),
+                **config,
+                cause=_causes(cause),
+            )
+        else:
+            start_rec = self.trace.emit(
+                self.env.now,
+                "start",
+                engine=eng.name,
+                release=rel.name,
+                workers=rel.workers,
+                cap=cap,
+                **config,
+                cause=_causes(cause),
+            )
+        if rel.on_start is not None:  # its start-up actions first; then it takes messages
+            eng.subs = []
+            eng.procs = [self.env.process(self._on_start(eng, rel, rel.on_start, eng.generation, start_rec))]
+            return
         eng.procs = [self.env.process(self._worker(eng, rel, slot, eng.generation)) for slot in range(rel.workers)]
+        self.broker.join(eng)
+
+    def _on_start(self, eng: Engine, rel: Release, spec: StartupSpec, generation: int, start_rec: int):  # noqa: ANN202
+        """An engine's start-up actions (``on_start``): writes on its own row, casts, then each call
+        awaited; then, unless it was stopped or killed meanwhile, a ``ready`` record, and it takes messages."""
+        env, emit, db = self.env, self.trace.emit, self.db
+        row = eng.index % self.rows
+        try:
+            for fld in spec.write:
+                locs = rel.write.get(fld)
+                if not locs:
+                    continue
+                missing = db.missing(locs)
+                if missing:
+                    emit(env.now, "schema_error", engine=eng.name, op="write", locs=missing, cause=[start_rec])
+                    continue
+                value = spec.set.get(fld)
+                if value is None:
+                    value = f"v{self._next_value}"
+                    self._next_value += 1
+                rec = self.trace.count
+                try:
+                    fired = db.write_field(locs, row, value, rec, rel.write_sql.get(fld) if rel.write_sql else None)
+                except WriteRefused as e:
+                    emit(env.now, "write_refused", engine=eng.name, op="write", field=fld, row=row, error=str(e))
+                    continue
+                self.trace.write(
+                    env.now, engine=eng.name, msg=-1, field=fld, row=row, value=value, locs=list(locs), trig=fired
+                )
+            for method, n in spec.cast.items():
+                for _ in range(n):
+                    self.send(eng.name, rel, eng.cap, method, row, call=False)
+            for method in spec.call:
+                msg = self.send(eng.name, rel, eng.cap, method, row, call=True)
+                if msg is None:
+                    continue
+                assert msg.expires is not None, "a call has a TTL"
+                msg.deadline = msg.expires  # an engine waits bus.call_timeout (the clients' timeout is theirs)
+                msg.waiter = env.event()
+                yield msg.waiter | env.timeout(msg.expires - env.now)
+                if not msg.replied:
+                    msg.gave_up = True
+                    emit(env.now, "timeout", engine=eng.name, msg=msg.id, attempt=1, cause=[msg.send_rec])
+        except simpy.Interrupt:
+            return  # killed while starting
+        if eng.generation != generation:
+            return
+        if eng.state == STOPPING:  # stopped while starting: it never took a message
+            self._stopped(eng, rel)
+            return
+        emit(env.now, "ready", engine=eng.name, cause=[start_rec])
+        eng.procs = [env.process(self._worker(eng, rel, slot, generation)) for slot in range(rel.workers)]
         self.broker.join(eng)
 
     def stop(self, eng: Engine, cause: int | None = None) -> Event | None:
@@ -268,7 +477,7 @@ class Cluster:
 
     def _stopped(self, eng: Engine, rel: Release) -> None:
         eng.state = STOPPED
-        self._count(rel, -1)
+        self._count(eng, rel, -1)
         self.trace.emit(self.env.now, "stopped", engine=eng.name, release=rel.name)
         if eng.stopped_event is not None and not eng.stopped_event.triggered:
             eng.stopped_event.succeed()
@@ -286,7 +495,7 @@ class Cluster:
         )
         self.broker.leave(eng, kill_rec, eng.release.endpoints)
         eng.state = STOPPED
-        self._count(eng.release, -1)
+        self._count(eng, eng.release, -1)
         eng.generation += 1  # workers of the old generation never resume
         for p in eng.procs:
             if p.is_alive:
@@ -294,6 +503,9 @@ class Cluster:
         eng.procs = []
         eng.wake = None
         inflight, eng.inflight = eng.inflight, {}
+        if self.claims:  # a handling killed mid-way rolls back the request id it recorded
+            for slot in sorted(inflight):
+                self._unclaim(inflight[slot])
         if not self.broker.ack_after:  # acknowledged before dispatch: the broker has forgotten them
             for slot in sorted(inflight):
                 msg = inflight[slot]
@@ -301,6 +513,69 @@ class Cluster:
         self.broker.close(eng, kill_rec)  # the rest was unacked: back to its place in its queue
         if eng.stopped_event is not None and not eng.stopped_event.triggered:
             eng.stopped_event.succeed()
+
+    # -------------------------------------------------------------- configuration (issue 15)
+    def _configured(self, eng: Engine, release: str, sighup: bool) -> tuple[Release, dict[str, str]]:
+        """The release ``release`` compiled for ``eng``'s config, and that config: at a start every
+        pending value (of an option the release declares, and one of its values); at a sighup only
+        those of 'applies: sighup' options, the rest as in force."""
+        spec = self.scenario.releases[release]
+        now = eng.config or {}
+        config: dict[str, str] = {}
+        for opt, o in spec.config.items():
+            want = eng.pending.get(opt)
+            if want is not None and want in o.values and (not sighup or o.applies == "sighup"):
+                config[opt] = want
+            else:
+                config[opt] = now.get(opt, o.default) if sighup else o.default
+        key = (release, tuple(config.items()))
+        rel = self._variants.get(key)
+        if rel is None:
+            data = dict(spec.data)
+            for opt, o in spec.config.items():
+                data.update(o.values[config[opt]].data)
+            rel = self._variants[key] = Release.compile(release, spec.model_copy(update={"data": data}))
+        return rel, config
+
+    def set_config(self, values: dict[str, str], engines: list[str] | None) -> None:
+        """The operator's ``set_config``: the engines' pending config (in force from their next start,
+        or sighup for 'applies: sighup' options)."""
+        for name in engines if engines is not None else list(self.engines):
+            self.engines[name].pending.update(values)
+
+    def sighup(self, engines: list[str] | None, cause: int) -> None:
+        """The operator's ``sighup``: each running engine named (all, if None) applies its pending changes
+        to 'applies: sighup' options; records ``config`` for each whose config changed."""
+        targets = [self.engines[n] for n in engines] if engines is not None else list(self.engines.values())
+        self.trace.meter.work += len(targets)
+        for eng in targets:
+            if eng.state != RUNNING or eng.release is None or eng.config is None:
+                continue
+            rel, config = self._configured(eng, eng.release.name, sighup=True)
+            if config != eng.config:
+                eng.config = config
+                eng.release = rel  # its workers take it up at their next message
+                self.trace.emit(
+                    self.env.now, "config", engine=eng.name, release=rel.name, config=config, cause=[cause]
+                )
+
+    def add(self, eng: Engine, rel: Release, cause: int) -> None:
+        """The operator's ``add``: ``eng`` joins the cluster and starts on ``rel``."""
+        if eng.member or eng.removed:
+            why = "add: engine was removed" if eng.removed else "add: engine is a member"
+            self.trace.emit(self.env.now, "noop", engine=eng.name, why=why, cause=[cause])
+            return
+        eng.member = True
+        self.start(eng, rel, cause)
+
+    def remove(self, eng: Engine, cause: int) -> None:
+        """The operator's ``remove``, once ``eng`` has stopped: it leaves the cluster for good (records ``removed``)."""
+        if not eng.member:
+            self.trace.emit(self.env.now, "noop", engine=eng.name, why="remove: engine is not a member", cause=[cause])
+            return
+        eng.member = False
+        eng.removed = True
+        self.trace.emit(self.env.now, "removed", engine=eng.name, cause=[cause])
 
     def reads_at_end(self) -> list[dict[str, str]]:
         """Where the releases that count at the end read each field: those of the engines running
@@ -314,7 +589,7 @@ class Cluster:
         env, trace, emit = self.env, self.trace, self.trace.emit
         ack = self.broker.ack
         ack_after = self.broker.ack_after
-        handlers = self.handlers
+        handlers = self.handlers_of[rel.name]
         backlog = eng.backlog
         outcomes = eng.outcomes
         try:
@@ -329,6 +604,8 @@ class Cluster:
                 # a late call is handled, and its caller may have given up (recorded as ``late``)
                 msg = backlog.popleft()
                 msg.taken = True
+                if eng.release is not rel and eng.release is not None:  # a sighup changed its config
+                    rel = eng.release
                 if not ack_after:
                     ack(msg)  # oslo.messaging's RPC server acknowledges here, before dispatching
                 eng.inflight[slot] = msg
@@ -356,36 +633,68 @@ class Cluster:
                         call=msg.call,
                         cause=[recv, msg.send_rec],
                     )
+                    msg.replied = True  # a call gets the error as its reply
+                    if msg.waiter is not None and not msg.waiter.triggered:
+                        msg.waiter.succeed()
                     continue
                 handler = handlers.get(msg.method)
                 snapshot = None
                 ok = True
-                if handler is not None and (handler.read or handler.write):
+                keyed = handler is not None and handler.idempotency_key is not None
+                dup = keyed and self._duplicate(eng, msg, recv)  # its request id is recorded: no work
+                if not dup and handler is not None and (handler.read or handler.write):
                     ok, snapshot = self._reads(eng, rel, handler, msg, recv)
-                if ok:
+                if ok and not dup:
                     yield env.timeout(rel.service_time)
                     if handler is not None:
-                        self._writes_and_casts(eng, rel, handler, msg, snapshot)
+                        ok = self._writes_and_casts(eng, rel, handler, msg, snapshot)
+                if keyed and not ok:
+                    self._unclaim(msg)  # the handling failed: its transaction, and the request id, roll back
                 del eng.inflight[slot]
                 if ack_after:
                     ack(msg)
-                trace.done(env.now, engine=eng.name, msg=msg.id, ok=ok)
-                if msg.deadline is not None and env.now > msg.deadline:
-                    # the caller timed out before the reply: the work was done for nobody
+                msg.replied = True
+                if msg.waiter is not None and not msg.waiter.triggered:
+                    msg.waiter.succeed()
+                if msg.deadline is not None and (env.now > msg.deadline or msg.gave_up):
+                    # the caller timed out before the reply: the work was done for nobody (written
+                    # just before the done, so that a reader knows it when the handling ends)
                     emit(env.now, "late", engine=eng.name, msg=msg.id, deadline=msg.deadline, cause=[msg.send_rec])
+                trace.done(env.now, engine=eng.name, msg=msg.id, ok=ok)
         except simpy.Interrupt:
             return
         if eng.state == STOPPING and eng.generation == generation and not eng.inflight:
             if not any(p.is_alive and p is not env.active_process for p in eng.procs):
                 self._stopped(eng, rel)
 
+    # -------------------------------------------------------------- idempotency keys (issue 20)
+    def _duplicate(self, eng: Engine, msg: Message, recv: int) -> bool:
+        """A handler with an idempotency key takes ``msg``: record its request id (``msg.op``), as an
+        INSERT into a table with a unique key would, or, if a copy of the request already holds it,
+        write ``dedup`` and return True (the copy does no work and replies at once)."""
+        first = self.claims.get(msg.op)
+        if first is None:
+            self.claims[msg.op] = (msg.id, recv)
+            return False
+        self.trace.emit(
+            self.env.now, "dedup", engine=eng.name, msg=msg.id, key=msg.op, first=first[0], cause=[recv, first[1]]
+        )
+        return True
+
+    def _unclaim(self, msg: Message) -> None:
+        """The handling of ``msg`` failed or was lost: its request id is no longer recorded."""
+        first = self.claims.get(msg.op)
+        if first is not None and first[0] == msg.id:
+            del self.claims[msg.op]
+
     def _reads(
         self, eng: Engine, rel: Release, handler: HandlerSpec, msg: Message, recv: int
     ) -> tuple[bool, dict[str, Any] | None]:
         """Reads at the start of handling; returns (ok, row snapshot for row-style updates)."""
         now, emit, row = self.env.now, self.trace.emit, msg.row
-        columns, values = self.db.columns, self.db.values
+        columns, read, read_sql = self.db.columns, self.db.read, rel.read_sql
         snapshot: dict[str, Any] | None = None
+        defaulted: dict[str, str | None] | None = None  # location -> the default read instead
         for fld in handler.read:
             loc = rel.read.get(fld)
             if loc is None:
@@ -393,8 +702,8 @@ class Cluster:
             if loc not in columns:
                 emit(now, "schema_error", engine=eng.name, msg=msg.id, op="read", locs=[loc], cause=[recv])
                 return False, None
-            value, src = values.get(loc, {}).get(row, (None, None))
-            self.trace.read(
+            value, src = read(loc, row, read_sql.get(fld)) if read_sql else read(loc, row)
+            rd = self.trace.read(
                 now,
                 engine=eng.name,
                 msg=msg.id,
@@ -404,18 +713,42 @@ class Cluster:
                 value=value,
                 cause=[recv] if src is None else [recv, src],
             )
+            if rel.domains and value in self.named and fld in rel.domains:
+                known, unknown, default = rel.domains[fld]
+                if value not in known:  # a value this release does not know (issue 20)
+                    emit(
+                        now,
+                        "unknown_value",
+                        engine=eng.name,
+                        msg=msg.id,
+                        field=fld,
+                        row=row,
+                        value=value,
+                        release=rel.name,
+                        action=unknown,
+                        cause=[rd] if src is None else [rd, src],  # the read, and the write of the value
+                    )
+                    if unknown == "fail":
+                        return False, None
+                    if unknown == "default":  # a whole-row save writes back what it read: the default
+                        defaulted = {} if defaulted is None else defaulted
+                        defaulted[loc] = default
         if rel.update_row and handler.write:
             snapshot = {}
             for fld in handler.write:
                 for loc in rel.write.get(fld, ()):
                     for col in rel.known_columns.get(loc.split(".")[0], ()):
                         if col in columns and col not in snapshot:
-                            snapshot[col] = values.get(col, {}).get(row, (None, None))[0]
+                            snapshot[col] = read(col, row)[0]
+            if defaulted:
+                snapshot.update((c, v) for c, v in defaulted.items() if c in snapshot)
         return True, snapshot
 
     def _writes_and_casts(
         self, eng: Engine, rel: Release, handler: HandlerSpec, msg: Message, snapshot: dict[str, Any] | None
-    ) -> None:
+    ) -> bool:
+        """Writes at the end of handling, then casts; False if the database refused a write
+        (recorded as ``write_refused``: the handling fails and sends nothing)."""
         now, emit, row, db = self.env.now, self.trace.emit, msg.row, self.db
         written: set[str] = set()
         for fld in handler.write:
@@ -426,13 +759,19 @@ class Cluster:
             if missing:
                 emit(now, "schema_error", engine=eng.name, msg=msg.id, op="write", locs=missing)
                 continue
-            value = f"v{self._next_value}"
-            self._next_value += 1
+            named = handler.set.get(fld) if handler.set else None
+            if named is not None:
+                value = named  # a named value (issue 20): a release whose domain lacks it cannot read it
+            else:
+                value = f"v{self._next_value}"
+                self._next_value += 1
             rec = self.trace.count
-            fired: list[str] = []
-            for loc in locs:
-                fired += db.write(loc, row, value, rec)
-                written.add(loc)
+            try:
+                fired = db.write_field(locs, row, value, rec, rel.write_sql.get(fld) if rel.write_sql else None)
+            except WriteRefused as e:
+                emit(now, "write_refused", engine=eng.name, msg=msg.id, op="write", field=fld, row=row, error=str(e))
+                return False
+            written.update(locs)
             self.trace.write(
                 now, engine=eng.name, msg=msg.id, field=fld, row=row, value=value, locs=list(locs), trig=fired
             )
@@ -440,19 +779,40 @@ class Cluster:
             stale = {c: v for c, v in snapshot.items() if c not in written and c in db.columns}
             if stale:
                 rec = self.trace.count
-                for c, v in stale.items():
-                    db.write(c, row, v, rec)
+                try:
+                    db.rewrite(stale, row, rec)
+                except WriteRefused as e:
+                    emit(
+                        now,
+                        "write_refused",
+                        engine=eng.name,
+                        msg=msg.id,
+                        op="rewrite",
+                        field=None,
+                        row=row,
+                        error=str(e),
+                    )
+                    return False
                 emit(now, "rewrite", engine=eng.name, msg=msg.id, row=row, cols=stale)
         if handler.depth is not None and msg.hop >= handler.depth:
-            return
+            return True
         rng, hop = self.chooser.rng, msg.hop + 1
         for method, n in handler.cast.items():
             for _ in range(n):
                 self.send(eng.name, rel, eng.cap, method, rng.randrange(self.rows), call=False, hop=hop)
         for method in handler.fanout:
+            self.trace.meter.work += len(self.engines)  # the scan below, charged to the run's work budget
+            if self.explicit:  # to the running engines of the service it names, on the sender's vhost
+                service, bare = self.route(eng.service, method)
+                cap = eng.cap if service == eng.service else self._cap_to(eng.name, rel, service)
+                for other in self.members[service]:
+                    if other.state == RUNNING and other.vhost == eng.vhost:
+                        self.send(eng.name, rel, cap, bare, row, call=False, queue=other.server_queue, hop=hop)
+                continue
             for other in self.engines.values():
                 if other.state == RUNNING:
                     self.send(eng.name, rel, eng.cap, method, row, call=False, queue=other.server_queue, hop=hop)
+        return True
 
 
 __all__ = ["Cluster", "Engine", "Release", "RUNNING", "STOPPED", "STOPPING"]

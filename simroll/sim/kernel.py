@@ -22,27 +22,42 @@ import simpy
 from simpy.core import Infinity
 
 from simroll.scenario.spec import (
+    AddStep,
     BackfillStep,
     ContractStep,
     DisableTriggerStep,
+    DrainStep,
     EnableTriggerStep,
     ExpandStep,
     KillStep,
+    RemoveStep,
     RestartStep,
     Scenario,
     SetCapStep,
     SetClientStep,
+    SetConfigStep,
+    SetVhostStep,
+    SighupStep,
     StartStep,
     StepSpec,
     StopStep,
     WaitStep,
+    WaitUntilStep,
 )
 from simroll.scenario.versions import Version
 from simroll.sim.broker import Broker, Message
 from simroll.sim.chooser import Chooser
-from simroll.sim.database import Database
+from simroll.sim.conditions import Backfills, wait_until
 from simroll.sim.engine import STOPPED, Cluster, Release
+from simroll.sim.sql import open_database
 from simroll.sim.trace import Trace
+
+WORK_PER_EVENT = 16
+"""The work budget of a run: at most this many units of work (:class:`~simroll.sim.trace.Meter`) per
+event ``max_events`` allows. Records cost nothing from it; it bounds what per-engine loops (caps,
+fanout, stops, kills, the checks' scans) do besides writing records, so no input spends long between
+two records: a run stops at ``max_events`` records or ``WORK_PER_EVENT * max_events`` units, whichever
+comes first (``end_reason`` then says which, like every limit)."""
 
 
 class Simulation:
@@ -54,7 +69,7 @@ class Simulation:
         self.trace = trace
         self.env = simpy.Environment()
         self.broker = Broker(self.env, scenario.bus, chooser, trace)
-        self.db = Database(self.env, scenario.database, chooser, trace)
+        self.db = open_database(self.env, scenario, chooser, trace)
         self.cluster = Cluster(self.env, scenario, self.broker, self.db, chooser, trace)
         self.engines = self.cluster.engines
         self.releases = self.cluster.releases
@@ -66,6 +81,7 @@ class Simulation:
             if f.at_step is not None:
                 self._step_faults.setdefault(f.at_step, []).append(f.kill)
         self.end_reason = "quiescent"
+        self.backfills = Backfills()  # for wait_until's backfill_done
 
     def _initial_release_name(self) -> str:
         return next(iter(self._initial.values()))
@@ -77,28 +93,46 @@ class Simulation:
         limits = self.scenario.limits
         trace.emit(0.0, "begin", scenario=self.scenario.name, delivery=self.scenario.bus.delivery)
         self.db.init_data(self.releases[self._initial_release_name()].write)
+        late = {e.name for e in self.scenario.engine_list() if not e.start}  # started later by a start step
         for name, rel in self._initial.items():
+            if name in late:
+                continue
             self.cluster.start(self.engines[name], self.releases[rel], cause=None)
         self.client_cap = self.cluster.resolve_cap(self.client.cap)
+        self.broker.caller_timeout = self.scenario.workload.timeout
         env.process(self._workload())
         env.process(self._operator())
         for f in self.scenario.faults:
             if f.at is not None:
                 env.process(self._fault_at(f.at, f.kill))
         max_time, max_events = limits.max_time, limits.max_events
+        max_work = WORK_PER_EVENT * max_events
+        meter = trace.meter
         peek, step = env.peek, env.step
         while True:
             at = peek()  # the time of the next event; Infinity when none is left
             if at == Infinity:
-                break
+                break  # quiescent, unless the operator stopped at a limit (it set end_reason)
             if at > max_time:
-                self.end_reason = f"limit: simulated time reached max_time={max_time:g} s"
+                if self.end_reason == "quiescent":
+                    self.end_reason = f"limit: simulated time reached max_time={max_time:g} s"
                 break
-            if trace.count > max_events:
-                self.end_reason = f"limit: trace reached max_events={max_events} events"
+            if trace.count > max_events or meter.work > max_work:
+                self.end_reason = self._over_limits() or self.end_reason
                 break
             step()
         self._finish()
+        self.db.close()  # a SQL backend's connection, and a server's scratch schema
+
+    def _over_limits(self) -> str | None:
+        """The end reason if the trace has passed ``max_events`` or the work its budget, else None."""
+        max_events = self.scenario.limits.max_events
+        if self.trace.count > max_events:
+            return f"limit: trace reached max_events={max_events} events"
+        max_work = WORK_PER_EVENT * max_events
+        if self.trace.meter.work > max_work:
+            return f"limit: work reached {max_work} units ({WORK_PER_EVENT} per event of max_events={max_events})"
+        return None
 
     def _finish(self) -> None:
         now = self.env.now
@@ -155,7 +189,46 @@ class Simulation:
                     if x < acc:
                         method = m
                         break
-            self.cluster.send("client", self.client, self.client_cap, method, rng.randrange(rows), call=call)
+            msg = self.cluster.send("client", self.client, self.client_cap, method, rng.randrange(rows), call=call)
+            if msg is not None and call and (wl.timeout is not None or wl.retry is not None):
+                env.process(self._caller(msg, 1))
+
+    def _caller(self, msg: Message, attempt: int):
+        """The client waits for the reply to call ``msg`` (attempt number ``attempt``) until its timeout;
+        without one it gives up (a ``timeout`` record) and, while ``workload.retry`` allows, sends the
+        call again after the backoff, naming the first attempt (``retry_of``)."""
+        env, wl = self.env, self.scenario.workload
+        assert msg.deadline is not None, "a call has a deadline"
+        yield env.timeout(msg.deadline - env.now)
+        if not msg.replied:  # a reply at the deadline itself is in time: let what is due now run first
+            yield env.timeout(0)
+        if msg.replied:
+            return
+        msg.gave_up = True  # a reply from now on is late
+        retry = wl.retry
+        more = retry is not None and attempt <= retry.count
+        wait = retry.backoff * retry.multiplier ** (attempt - 1) if retry is not None and more else 0.0
+        then: dict[str, float] = {"retry_at": env.now + wait} if more else {}
+        rec = self.trace.emit(
+            env.now, "timeout", engine="client", msg=msg.id, attempt=attempt, **then, cause=[msg.send_rec]
+        )
+        if not more:
+            return
+        if wait > 0:
+            yield env.timeout(wait)
+        again = self.cluster.send(
+            "client",
+            self.client,
+            self.client_cap,
+            msg.method,
+            msg.row,
+            call=True,
+            retry_of=msg.op,
+            attempt=attempt + 1,
+            cause=rec,
+        )
+        if again is not None:
+            yield from self._caller(again, attempt + 1)
 
     def _fault_at(self, at: float, engine: str):
         yield self.env.timeout(at)
@@ -167,11 +240,18 @@ class Simulation:
         for i, step in enumerate(self.scenario.plan):
             if step.after > 0:
                 yield env.timeout(step.after)
+            # steps at one instant run without returning to the run loop: check its limits here too,
+            # or a plan of thousands of steps would run to its end past them
+            over = self._over_limits()
+            if over is not None:
+                self.end_reason = over
+                return
             rec = emit(env.now, "step", index=i, action=step.action, detail=_step_detail(step))
             for name in self._step_faults.get(i, ()):
                 fault = emit(env.now, "fault", action="kill", engine=name, cause=[rec])
                 self.cluster.kill(self.engines[name], fault)
-            yield from self._do_step(step, rec)
+            if (yield from self._do_step(step, rec)) is False:
+                return  # a plan failure (a wait_until that timed out): the rest of the plan is not run
         emit(env.now, "plan_done")
 
     def _do_step(self, step: StepSpec, rec: int):
@@ -198,8 +278,12 @@ class Simulation:
             case ContractStep():
                 self.db.contract(step.contract)
             case BackfillStep():
+                self.backfills.running += 1
                 yield from self.db.backfill(step.backfill, rec)
+                self.backfills.running -= 1
+                self.backfills.done += 1
             case SetCapStep():
+                self.trace.meter.work += 2 * len(engines)  # every engine's cap, then the caps record
                 cap = step.set_cap
                 cluster.override_cap(None if cap == "none" else ("auto" if cap == "auto" else Version.parse(cap)))
                 self.client_cap = cluster.resolve_cap(self.client.cap)
@@ -218,6 +302,32 @@ class Simulation:
             case SetClientStep():
                 self.client = releases[step.set_client]
                 self.client_cap = cluster.resolve_cap(self.client.cap)
+            case SetVhostStep():
+                cluster.set_client_vhost(step.set_vhost, rec)
+            case DrainStep():
+                yield from cluster.drain(step.drain, rec)
+            case WaitUntilStep():
+                return (yield from wait_until(env, self.trace, cluster, step, rec, self.backfills))
+            case SetConfigStep():
+                cluster.set_config(step.set_config, step.engines)
+            case SighupStep():
+                cluster.sighup(None if step.sighup == "all" else step.sighup, rec)
+            case AddStep():
+                for name in step.names():
+                    cluster.add(engines[name], releases[step.release], rec)
+            case RemoveStep():
+                eng = engines[step.remove]
+                if not eng.member:  # not added yet, or removed already: nothing to stop
+                    cluster.remove(eng, rec)
+                elif step.how == "kill":
+                    cluster.kill(eng, rec)
+                    cluster.remove(eng, rec)
+                else:
+                    ev = cluster.stop(eng, rec)
+                    if ev is not None:
+                        yield ev
+                    cluster.remove(eng, rec)
+        return None
 
 
 def _step_detail(step: StepSpec) -> dict[str, Any]:

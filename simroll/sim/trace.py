@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Callable
 from typing import IO, Any
@@ -107,20 +108,44 @@ def _opt_str(x: Any) -> str:
     return "null" if x is None else _str(x)
 
 
+class Meter:
+    """Units of work a run does besides writing records: the iterations of the per-engine loops of
+    operator steps (``set_cap``, fanout, stops and kills) and of the checks (the idle scan of
+    ``bounded-imbalance``, ...). The run's limits charge it (:data:`simroll.sim.kernel.WORK_PER_EVENT`),
+    so that no input can spend long between two records."""
+
+    __slots__ = ("work",)
+
+    def __init__(self) -> None:
+        self.work = 0
+
+
+HASH_BATCH = 256  # lines hashed at once: one sha256 update per batch, not per record
+
+
 class Trace:
     """Numbers, serialises, hashes and dispatches records as the simulation emits them.
 
     ``keep``: hold every record in :attr:`records` (needed for causal chains and plots).
     ``stream``: a text file the JSON Lines are written to as they come.
+    ``hashed``: compute :attr:`sha256` (default). A trace neither hashed, kept nor streamed (the inner
+    runs of a search, which read only the verdicts) makes no JSON line at all, and no record of a kind
+    nobody subscribes to: it only numbers them, so every record keeps its number.
     Subscribers (the invariant checkers) get each record of the kinds they asked for.
+    :attr:`meter` counts the work done besides writing records (see :class:`Meter`).
     """
 
-    def __init__(self, keep: bool = True, stream: IO[str] | None = None):
+    def __init__(self, keep: bool = True, stream: IO[str] | None = None, hashed: bool = True):
         self.records: list[Record] | None = [] if keep else None
         self._stream = stream
         self._sha = hashlib.sha256()
+        self._hashed = hashed
+        self._lines = hashed or stream is not None  # make the JSON line of each record
+        self._lean = not self._lines and not keep  # records only for their subscribers
+        self._pending: list[str] = []  # lines not yet hashed
         self._subscribers: dict[str, list[Callable[[Record], None]]] = {}
         self.count = 0
+        self.meter = Meter()
 
     def subscribe(self, kinds: tuple[str, ...], fn: Callable[[Record], None]) -> None:
         for k in kinds:
@@ -128,17 +153,27 @@ class Trace:
 
     def emit(self, t: float, kind: str, **fields: Any) -> int:
         """Append one record; returns its number."""
+        if self._lean and kind not in self._subscribers:
+            i = self.count
+            self.count = i + 1
+            return i
         return self._append({"i": self.count, "t": t, "kind": kind, **fields}, None)
 
     def _append(self, rec: Record, line: str | None) -> int:
         """Number, hash, write, keep and dispatch ``rec``; ``line`` is its JSON line if already made."""
         i = rec["i"]
         self.count = i + 1
-        if line is None:
-            line = _encode(rec) + "\n"
-        self._sha.update(line.encode())
-        if self._stream is not None:
-            self._stream.write(line)
+        if self._lines:
+            if line is None:
+                line = _encode(rec) + "\n"
+            if self._hashed:
+                pending = self._pending
+                pending.append(line)
+                if len(pending) >= HASH_BATCH:
+                    self._sha.update("".join(pending).encode())
+                    pending.clear()
+            if self._stream is not None:
+                self._stream.write(line)
         if self.records is not None:
             self.records.append(rec)
         subs = self._subscribers.get(rec["kind"])
@@ -158,6 +193,9 @@ class Trace:
         self, t: float, *, engine: str, msg: int, method: str, version: str, queue: str, call: bool, row: int
     ) -> int:
         i = self.count
+        if self._lean and "send" not in self._subscribers:  # wanted by nobody: numbered only
+            self.count = i + 1
+            return i
         rec = {
             "i": i,
             "t": t,
@@ -170,43 +208,59 @@ class Trace:
             "call": call,
             "row": row,
         }
-        try:
-            line = (
-                f'{{"i":{i},"t":{_num(t)},"kind":"send","engine":{_str(engine)},"msg":{_int(msg)},'
-                f'"method":{_str(method)},"version":{_str(version)},"queue":{_str(queue)},'
-                f'"call":{_bool(call)},"row":{_int(row)}}}\n'
-            )
-        except TypeError:
-            line = None
+        line = None
+        if self._lines:
+            try:
+                line = (
+                    f'{{"i":{i},"t":{_num(t)},"kind":"send","engine":{_str(engine)},"msg":{_int(msg)},'
+                    f'"method":{_str(method)},"version":{_str(version)},"queue":{_str(queue)},'
+                    f'"call":{_bool(call)},"row":{_int(row)}}}\n'
+                )
+            except TypeError:
+                pass  # a value of another type: the encoder makes the line
         return self._append(rec, line)
 
     def recv(self, t: float, *, engine: str, msg: int, wait: float, cause: list[int]) -> int:
         i = self.count
+        if self._lean and "recv" not in self._subscribers:  # wanted by nobody: numbered only
+            self.count = i + 1
+            return i
         rec = {"i": i, "t": t, "kind": "recv", "engine": engine, "msg": msg, "wait": wait, "cause": cause}
-        try:
-            line = (
-                f'{{"i":{i},"t":{_num(t)},"kind":"recv","engine":{_str(engine)},"msg":{_int(msg)},'
-                f'"wait":{_num(wait)},"cause":{_ints(cause)}}}\n'
-            )
-        except TypeError:
-            line = None
+        line = None
+        if self._lines:
+            try:
+                line = (
+                    f'{{"i":{i},"t":{_num(t)},"kind":"recv","engine":{_str(engine)},"msg":{_int(msg)},'
+                    f'"wait":{_num(wait)},"cause":{_ints(cause)}}}\n'
+                )
+            except TypeError:
+                pass  # a value of another type: the encoder makes the line
         return self._append(rec, line)
 
     def done(self, t: float, *, engine: str, msg: int, ok: bool) -> int:
         i = self.count
+        if self._lean and "done" not in self._subscribers:  # wanted by nobody: numbered only
+            self.count = i + 1
+            return i
         rec = {"i": i, "t": t, "kind": "done", "engine": engine, "msg": msg, "ok": ok}
-        try:
-            line = (
-                f'{{"i":{i},"t":{_num(t)},"kind":"done","engine":{_str(engine)},"msg":{_int(msg)},"ok":{_bool(ok)}}}\n'
-            )
-        except TypeError:
-            line = None
+        line = None
+        if self._lines:
+            try:
+                line = (
+                    f'{{"i":{i},"t":{_num(t)},"kind":"done","engine":{_str(engine)},"msg":{_int(msg)},'
+                    f'"ok":{_bool(ok)}}}\n'
+                )
+            except TypeError:
+                pass  # a value of another type: the encoder makes the line
         return self._append(rec, line)
 
     def read(
         self, t: float, *, engine: str, msg: int, field: str, row: int, loc: str, value: str | None, cause: list[int]
     ) -> int:
         i = self.count
+        if self._lean and "read" not in self._subscribers:  # wanted by nobody: numbered only
+            self.count = i + 1
+            return i
         rec = {
             "i": i,
             "t": t,
@@ -219,20 +273,25 @@ class Trace:
             "value": value,
             "cause": cause,
         }
-        try:
-            line = (
-                f'{{"i":{i},"t":{_num(t)},"kind":"read","engine":{_str(engine)},"msg":{_int(msg)},'
-                f'"field":{_str(field)},"row":{_int(row)},"loc":{_str(loc)},'
-                f'"value":{_opt_str(value)},"cause":{_ints(cause)}}}\n'
-            )
-        except TypeError:
-            line = None
+        line = None
+        if self._lines:
+            try:
+                line = (
+                    f'{{"i":{i},"t":{_num(t)},"kind":"read","engine":{_str(engine)},"msg":{_int(msg)},'
+                    f'"field":{_str(field)},"row":{_int(row)},"loc":{_str(loc)},'
+                    f'"value":{_opt_str(value)},"cause":{_ints(cause)}}}\n'
+                )
+            except TypeError:
+                pass  # a value of another type: the encoder makes the line
         return self._append(rec, line)
 
     def write(
         self, t: float, *, engine: str, msg: int, field: str, row: int, value: str, locs: list[str], trig: list[str]
     ) -> int:
         i = self.count
+        if self._lean and "write" not in self._subscribers:  # wanted by nobody: numbered only
+            self.count = i + 1
+            return i
         rec = {
             "i": i,
             "t": t,
@@ -245,26 +304,205 @@ class Trace:
             "locs": locs,
             "trig": trig,
         }
-        try:
-            line = (
-                f'{{"i":{i},"t":{_num(t)},"kind":"write","engine":{_str(engine)},"msg":{_int(msg)},'
-                f'"field":{_str(field)},"row":{_int(row)},"value":{_str(value)},'
-                f'"locs":{_strs(locs)},"trig":{_strs(trig)}}}\n'
-            )
-        except TypeError:
-            line = None
+        line = None
+        if self._lines:
+            try:
+                line = (
+                    f'{{"i":{i},"t":{_num(t)},"kind":"write","engine":{_str(engine)},"msg":{_int(msg)},'
+                    f'"field":{_str(field)},"row":{_int(row)},"value":{_str(value)},'
+                    f'"locs":{_strs(locs)},"trig":{_strs(trig)}}}\n'
+                )
+            except TypeError:
+                pass  # a value of another type: the encoder makes the line
         return self._append(rec, line)
 
     @property
     def sha256(self) -> str:
+        """The sha256 of the JSON Lines text so far (a trace made with ``hashed=False`` has none)."""
+        if not self._hashed:
+            raise ValueError("this trace was not hashed (Trace(hashed=False))")
+        if self._pending:
+            self._sha.update("".join(self._pending).encode())
+            self._pending.clear()
         return self._sha.hexdigest()
+
+
+# ------------------------------------------------------------------ reading a trace back
+# What each kind of record holds, as the simulator writes it (tests/test_hostile.py checks this table
+# against every emit() call in simroll/sim, so a new kind or field cannot be forgotten here). A trace
+# read back is checked against it, so a corrupted or hand-edited file is refused with its line
+# instead of failing deep inside a plot. Keys not listed are allowed (they are not read).
+
+
+def _is_int(x: Any) -> bool:
+    return type(x) is int  # not bool
+
+
+def _is_num(x: Any) -> bool:
+    return (type(x) is float or type(x) is int) and math.isfinite(x)  # json.loads reads NaN and Infinity
+
+
+def _is_str(x: Any) -> bool:
+    return type(x) is str
+
+
+def _is_opt_str(x: Any) -> bool:
+    return x is None or type(x) is str
+
+
+def _is_bool(x: Any) -> bool:
+    return type(x) is bool
+
+
+def _is_strs(x: Any) -> bool:
+    return type(x) is list and all(type(v) is str for v in x)
+
+
+def _is_opt_strs(x: Any) -> bool:
+    return type(x) is list and all(v is None or type(v) is str for v in x)
+
+
+def _is_ints(x: Any) -> bool:
+    return type(x) is list and all(type(v) is int for v in x)
+
+
+def _is_dict(x: Any) -> bool:
+    return type(x) is dict
+
+
+_Check = tuple[Callable[[Any], bool], str]
+_INT: _Check = (_is_int, "an integer")
+_NUM: _Check = (_is_num, "a finite number")
+_STR: _Check = (_is_str, "a string")
+_OPT_STR: _Check = (_is_opt_str, "a string or null")
+_BOOL: _Check = (_is_bool, "true or false")
+_STRS: _Check = (_is_strs, "a list of strings")
+_OPT_STRS: _Check = (_is_opt_strs, "a list of strings or nulls")
+_INTS: _Check = (_is_ints, "a list of integers")
+_DICT: _Check = (_is_dict, "an object")
+
+# kind -> (required fields, optional fields), each field -> what its value must be
+_SCHEMA: dict[str, tuple[dict[str, _Check], dict[str, _Check]]] = {
+    "begin": ({}, {"scenario": _STR, "delivery": _STR}),
+    "bf_read": ({"engine": _STR, "row": _INT, "loc": _STR, "value": _OPT_STR}, {}),
+    "bf_write": ({"engine": _STR, "row": _INT, "loc": _STR, "value": _OPT_STR, "trig": _STRS}, {}),
+    "caps": ({"caps": _DICT, "client": _OPT_STR}, {}),
+    "config": ({"engine": _STR, "release": _STR, "config": _DICT}, {}),
+    "choice": (
+        {"at": _INT, "what": _STR},
+        {"msg": _INT, "to": _STR, "default": _STR, "delay": _NUM, "row": _INT, "gap": _NUM},
+    ),
+    "done": ({"engine": _STR, "msg": _INT, "ok": _BOOL}, {}),
+    "dedup": ({"engine": _STR, "msg": _INT, "key": _INT, "first": _INT}, {}),
+    "drained": ({"vhost": _STR}, {}),
+    "dropped": ({"msg": _INT, "queue": _STR, "why": _STR}, {}),
+    "end": ({"reason": _STR, "points": _INT}, {}),
+    "expire": ({"msg": _INT, "queue": _STR, "expired_at": _NUM}, {}),
+    "fault": ({"action": _STR, "engine": _STR}, {}),
+    "final": ({"field": _STR, "loc": _STR, "exists": _BOOL, "values": _OPT_STRS}, {}),
+    "init": ({"field": _STR, "locs": _STRS, "rows": _INT}, {}),
+    "kill": ({"engine": _STR, "inflight": _INTS}, {}),
+    "late": ({"engine": _STR, "msg": _INT, "deadline": _NUM}, {}),
+    "left": ({"msg": _INT, "queue": _STR, "version": _STR}, {}),
+    "lost": ({"engine": _STR, "msg": _INT}, {}),
+    "noop": ({"engine": _STR, "why": _STR}, {}),
+    "plan_done": ({}, {}),
+    "plan_failed": ({"why": _STR, "unmet": _STRS}, {}),
+    "ready": ({"engine": _STR}, {}),
+    "read": (
+        {"engine": _STR, "msg": _INT, "field": _STR, "row": _INT, "loc": _STR, "value": _OPT_STR},
+        {},
+    ),
+    "recv": ({"engine": _STR, "msg": _INT, "wait": _NUM}, {}),
+    "reject": (
+        {"engine": _STR, "msg": _INT, "error": _STR, "method": _STR, "version": _STR, "call": _BOOL},
+        {},
+    ),
+    "removed": ({"engine": _STR}, {}),
+    "requeue": ({"engine": _STR, "msg": _INT}, {}),
+    "rewrite": ({"engine": _STR, "msg": _INT, "row": _INT, "cols": _DICT}, {}),
+    "schema_error": ({"engine": _STR, "op": _STR, "locs": _STRS}, {"msg": _INT}),
+    "send": (
+        {"engine": _STR, "msg": _INT, "method": _STR, "version": _STR, "queue": _STR, "call": _BOOL, "row": _INT},
+        {"service": _STR, "retry_of": _INT, "attempt": _INT},
+    ),
+    "send_error": ({"engine": _STR, "method": _STR, "error": _STR}, {}),
+    "start": (
+        {"engine": _STR, "release": _STR, "workers": _INT, "cap": _OPT_STR},
+        {"service": _STR, "vhost": _STR, "queue": _STR, "config": _DICT},
+    ),
+    "step": ({"index": _INT, "action": _STR, "detail": _DICT}, {}),
+    "stop": ({"engine": _STR, "inflight": _INTS}, {}),
+    "stopped": ({"engine": _STR, "release": _STR}, {}),
+    "timeout": ({"engine": _STR, "msg": _INT, "attempt": _INT}, {"retry_at": _NUM}),
+    "unknown_value": (
+        {"engine": _STR, "msg": _INT, "field": _STR, "row": _INT, "value": _STR, "release": _STR, "action": _STR},
+        {},
+    ),
+    "vhost": ({"clients": _STR, "depth": _DICT}, {}),
+    "waited": ({"waited": _NUM}, {}),
+    "write": (
+        {
+            "engine": _STR,
+            "msg": _INT,
+            "field": _STR,
+            "row": _INT,
+            "value": _OPT_STR,
+            "locs": _STRS,
+            "trig": _STRS,
+        },
+        {},
+    ),
+    "write_refused": ({"engine": _STR, "op": _STR, "field": _OPT_STR, "row": _INT, "error": _STR}, {"msg": _INT}),
+}
+# every kind may say which earlier records it depends on
+_FIELDS = {
+    kind: ([(k, *c) for k, c in req.items()], [(k, *c) for k, c in opt.items()] + [("cause", *_INTS)])
+    for kind, (req, opt) in _SCHEMA.items()
+}
+
+
+def _shown(x: Any) -> str:
+    text = json.dumps(x, ensure_ascii=True, allow_nan=True)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _record_error(rec: Any, expected_i: int, last_t: float) -> str | None:
+    """What is wrong with ``rec`` as record number ``expected_i`` after a record at ``last_t``; None if nothing."""
+    if not isinstance(rec, dict) or not {"i", "t", "kind"} <= rec.keys() or not _is_int(rec["i"]):
+        return f"not a simroll trace record (expected an object with i={expected_i}, t and kind)"
+    if rec["i"] != expected_i:
+        return f"not a simroll trace record (expected an object with i={expected_i}, t and kind)"
+    t, kind = rec["t"], rec["kind"]
+    if not _is_num(t) or t < 0:
+        return f"t is {_shown(t)}, expected a finite number of seconds >= 0"
+    if t < last_t:
+        return f"t={t!r} is earlier than the previous record's t={last_t!r} (expected times that never decrease)"
+    fields = _FIELDS.get(kind) if type(kind) is str else None
+    if fields is None:
+        return f"unknown record kind {_shown(kind)} (expected one of: {', '.join(sorted(_SCHEMA))})"
+    required, optional = fields
+    for key, ok, what in required:
+        if key not in rec:
+            return f"a {kind!r} record without {key!r} (expected {what})"
+        if not ok(rec[key]):
+            return f"{key!r} of a {kind!r} record is {_shown(rec[key])}, expected {what}"
+    for key, ok, what in optional:
+        if key in rec and not ok(rec[key]):
+            return f"{key!r} of a {kind!r} record is {_shown(rec[key])}, expected {what}"
+    for c in rec.get("cause", ()):
+        if not 0 <= c < expected_i:
+            return f"cause {c} of record {expected_i} is not an earlier record (expected numbers below {expected_i})"
+    return None
 
 
 def read_trace(path: str | os.PathLike[str]) -> list[Record]:
     """Load a JSON Lines trace written by ``simroll run --trace`` (or ``run_scenario(trace_path=...)``).
 
-    Raises :class:`~simroll.errors.UsageError` naming the file, and the line for a line that is
-    not JSON or not the next record (``i`` counting from 0, with ``t`` and ``kind``).
+    Every record is checked: ``i`` counting from 0, ``t`` a finite number that never decreases,
+    a known ``kind`` with its own fields present and of the right type, and ``cause`` naming
+    earlier records only. Raises :class:`~simroll.errors.UsageError` naming the file, the line
+    and what was expected.
     """
     try:
         raw = read_input(path, MAX_TRACE_BYTES)  # a regular file only: a FIFO or a device never hangs
@@ -277,19 +515,20 @@ def read_trace(path: str | os.PathLike[str]) -> list[Record]:
     except UnicodeDecodeError:
         raise UsageError(f"{path}: not UTF-8 text") from None
     records: list[Record] = []
+    last_t: float = 0.0
     # split on newlines only: a value may hold U+2028 and friends, which str.splitlines would cut at
     for n, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
             rec = json.loads(line)
-        except ValueError as e:  # a JSONDecodeError, or a number too long to convert
-            why = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
+        except (ValueError, RecursionError) as e:  # a JSONDecodeError, a number too long, nesting too deep
+            why = e.msg if isinstance(e, json.JSONDecodeError) else str(e) or type(e).__name__
             raise UsageError(f"{path}: line {n}: not JSON ({why})") from None
-        if not isinstance(rec, dict) or not {"i", "t", "kind"} <= set(rec) or rec["i"] != len(records):
-            raise UsageError(
-                f"{path}: line {n}: not a simroll trace record (expected an object with i={len(records)}, t and kind)"
-            )
+        problem = _record_error(rec, len(records), last_t)
+        if problem is not None:
+            raise UsageError(f"{path}: line {n}: {problem}")
+        last_t = rec["t"]
         records.append(rec)
     if not records:
         raise UsageError(f"{path}: empty trace")

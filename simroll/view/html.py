@@ -15,37 +15,50 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simroll._io import atomic_write_bytes, check_new_file
-from simroll.check.explain import describe, step_text
-from simroll.check.history import chain_records
+from simroll.check.explain import Explanation, Link, describe, explain, step_text
 from simroll.errors import UsageError
 from simroll.scenario.load import dump_scenario
-from simroll.sim.trace import Record
-from simroll.view.plots import availability, explaining_plots, figure_bytes
+from simroll.view.plots import availability, explaining_plots, figure_bytes, plot_order
 from simroll.view.report import VACUOUS_WHY
 
 if TYPE_CHECKING:
     from simroll.run import RunResult
 
 _CSS = """
-.simroll { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; font-size: 14px;
-  color: #1d1d1d; max-width: 1400px; }
-.simroll h1 { font-size: 22px; margin: 0 0 4px 0; } .simroll h2 { font-size: 17px; margin: 22px 0 6px 0; }
-.simroll h3 { font-size: 15px; margin: 14px 0 4px 0; }
-.simroll table { border-collapse: collapse; margin: 4px 0 8px 0; }
-.simroll td, .simroll th { border: 1px solid #d0d0d0; padding: 3px 8px; text-align: left; vertical-align: top; }
-.simroll th { background: #f3f3f3; }
-.simroll .ok { color: #1a7f37; font-weight: 600; } .simroll .bad { color: #c62828; font-weight: 600; }
-.simroll .badge { display: inline-block; padding: 2px 10px; border-radius: 10px; color: white; font-weight: 600; }
-.simroll .badge.ok { background: #1a7f37; color: white; } .simroll .badge.bad { background: #c62828; color: white; }
-.simroll .vac { color: #9a6700; font-weight: 600; } .simroll .badge.vac { background: #9a6700; color: white; }
-.simroll code, .simroll .mono { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace;
+div.simroll { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; font-size: 14px;
+  color: #1d1d1d; max-width: 1400px; line-height: 1.4; }
+div.simroll h1 { font-size: 20px; margin: 0 0 6px 0; } div.simroll h2 { font-size: 16px; margin: 18px 0 6px 0; }
+div.simroll h3 { font-size: 14px; margin: 12px 0 4px 0; }
+div.simroll table { border-collapse: collapse; margin: 4px 0 8px 0; border: none; font-size: 13px; }
+div.simroll td, div.simroll th { border: 1px solid #d0d0d0; padding: 3px 8px; text-align: left;
+  vertical-align: top; white-space: normal; }
+div.simroll th { background: #f3f3f3; font-weight: 600; }
+div.simroll tr:nth-child(odd), div.simroll tr:hover { background: transparent; }
+div.simroll td.num { text-align: right; font-variant-numeric: tabular-nums; }
+div.simroll td.ev, div.simroll td.role { text-align: left; }
+div.simroll td.role { color: #c62828; white-space: nowrap; }
+div.simroll .ok { color: #1a7f37; font-weight: 600; } div.simroll .bad { color: #c62828; font-weight: 600; }
+div.simroll td.ok { background: #e6f4ea; } div.simroll td.bad { background: #fdecea; }
+div.simroll td.na { color: #888; text-align: center; }
+div.simroll .badge { display: inline-block; padding: 2px 10px; border-radius: 10px; color: white; font-weight: 600;
+  font-size: 13px; vertical-align: middle; }
+div.simroll .badge.ok { background: #1a7f37; color: white; }
+div.simroll .badge.bad { background: #c62828; color: white; }
+div.simroll .vac { color: #9a6700; font-weight: 600; } div.simroll .badge.vac { background: #9a6700; color: white; }
+div.simroll .badge.info { background: #44617b; color: white; }
+div.simroll code, div.simroll .mono { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace;
   font-size: 12.5px; }
-.simroll tr.hit td { background: #fdecea; font-weight: 600; }
-.simroll .msg { margin: 4px 0; padding: 6px 10px; border-left: 4px solid #c62828; background: #fff6f5; }
-.simroll figure { margin: 10px 0 18px 0; } .simroll figure img, .simroll figure svg { max-width: 100%; height: auto; }
-.simroll figcaption { color: #555; font-size: 13px; }
-.simroll pre { background: #f7f7f7; padding: 8px; overflow-x: auto; }
+div.simroll tr.hit td { background: #fdecea; font-weight: 600; }
+div.simroll .why { margin: 4px 0; padding: 6px 10px; border-left: 4px solid #c62828; background: #fff6f5; }
+div.simroll .msg { margin: 4px 0; color: #444; }
+div.simroll .more, div.simroll .warn { color: #666; font-style: italic; }
+div.simroll figure { margin: 10px 0 18px 0; }
+div.simroll figure img, div.simroll figure svg { max-width: 100%; height: auto; }
+div.simroll figcaption { color: #555; font-size: 13px; }
+div.simroll pre { background: #f7f7f7; padding: 8px; overflow-x: auto; text-align: left; }
 """
+# the CSS as a tag inside a fragment: a notebook loads no stylesheet of ours
+STYLE = f"<style>{_CSS}</style>"
 
 _CAPTIONS = {
     "release_timeline": "Which release each engine runs when; graceful stops, kills, operator steps and "
@@ -60,35 +73,36 @@ _CAPTIONS = {
 }
 
 
-def _chain(result: RunResult, v) -> tuple[list[Record], bool]:
-    """The records behind ``v`` -- its causal chains, the records it names as causes, itself -- in trace
-    order (as the sequence diagram highlights them), and whether a happens-before path links them."""
-    if result.records is None and result.trace_path is None:
-        return [], False
-    return chain_records(result.trace(), v), bool(result.chains(v))
-
-
-def _chain_rows(chain: list[Record], hit: int, max_rows: int) -> str:
-    shown: list[Record | None] = list(chain)
+def chain_table(why: Explanation, hit: int, max_rows: int) -> str:
+    """The chain of an explanation as an HTML table (time, record, role, event), the violating record
+    (``hit``) highlighted, the middle elided past ``max_rows``."""
+    chain = list(why.chain)
+    shown: list[Link | None] = list(chain)
     if len(chain) > max_rows:
         shown = [*chain[:2], None, *chain[-(max_rows - 3) :]]
     rows = []
-    for r in shown:
-        if r is None:
-            rows.append(f'<tr><td colspan="3">... {len(chain) - max_rows + 1} more events ...</td></tr>')
+    for link in shown:
+        if link is None:
+            rows.append(f'<tr><td colspan="4">... {len(chain) - max_rows + 1} more events ...</td></tr>')
             continue
+        r = link.rec
         cls = ' class="hit"' if r["i"] == hit else ""
         rows.append(
             f'<tr{cls}><td class="mono">{r["t"]:.3f}</td><td class="mono">#{r["i"]}</td>'
-            f"<td>{escape(describe(r))}</td></tr>"
+            f'<td class="role">{escape(link.role)}</td><td class="ev">{escape(link.text)}</td></tr>'
         )
-    return "<table><tr><th>t (s)</th><th>record</th><th>event</th></tr>" + "".join(rows) + "</table>"
+    return (
+        '<table class="chain"><tr><th>t (s)</th><th>record</th><th>role</th><th>event</th></tr>'
+        + "".join(rows)
+        + "</table>"
+    )
 
 
-def summary_html(result: RunResult, max_violations: int = 3, max_chain: int = 14) -> str:
-    """An HTML fragment: verdict, key figures, the invariants, and each violation with its causal chain.
+def summary_html(result: RunResult, max_violations: int = 3, max_chain: int = 14, style: bool = True) -> str:
+    """An HTML fragment: verdict, key figures, the invariants, and each violation with its why and chain.
 
-    This is what Jupyter shows for a :class:`RunResult`; the report page starts with it.
+    This is what Jupyter shows for a :class:`RunResult` (with its CSS inside: ``style``); the report
+    page starts with it (its CSS in the page's head).
     """
     s = result.scenario
     vacuous = list(getattr(result, "vacuous", []))
@@ -99,7 +113,7 @@ def summary_html(result: RunResult, max_violations: int = 3, max_chain: int = 14
     else:
         verdict = '<span class="badge ok">every invariant held</span>'
 
-    out = [f'<div class="simroll"><h1>simroll: {escape(s.name)} {verdict}</h1>']
+    out = [f'<div class="simroll">{STYLE if style else ""}<h1>simroll: {escape(s.name)} {verdict}</h1>']
     if s.description:
         out.append(f"<p>{escape(s.description)}</p>")
     figures = [
@@ -140,17 +154,14 @@ def summary_html(result: RunResult, max_violations: int = 3, max_chain: int = 14
         for v in inv.violations[:max_violations]:
             where = f" [{escape(', '.join(v.engines))}]" if v.engines else ""
             subject = f" ({escape(v.subject)})" if v.subject else ""
-            out.append(
-                f"<h3>at t={v.time:.3f} s, record #{v.event}{where}{subject}</h3>"
-                f'<div class="msg">{escape(v.message)}</div>'
-            )
-            chain, linked = _chain(result, v)
-            if linked:
-                out.append(f"<p>Causal chain: {len(chain)} events that lead to it</p>")
-            elif len(chain) > 1:
-                out.append("<p>No chain of events links these records (they are concurrent): the records behind it</p>")
-            if len(chain) > 1:
-                out.append(_chain_rows(chain, v.event, max_chain))
+            out.append(f"<h3>at t={v.time:.3f} s, record #{v.event}{where}{subject}</h3>")
+            why = explain(result.trace(), v) if result.records is not None or result.trace_path is not None else None
+            if why is not None:
+                out.append(f'<p class="why"><b>why:</b> {escape(why.why)}</p>')
+            out.append(f'<div class="msg">{escape(v.message)}</div>')
+            if why is not None and why.chain:
+                out.append(f"<p>Causal chain: {len(why.chain)} events, in time order</p>")
+                out.append(chain_table(why, v.event, max_chain))
         if inv.count > max_violations:
             out.append(f"<p>... and {inv.count - max_violations} more {escape(inv.name)} violations.</p>")
     out.append("</div>")
@@ -220,7 +231,7 @@ def steps_html(result: RunResult) -> str:
     """The operator's steps as they happened (time, number, what), as an HTML table."""
     rows = [
         f'<tr><td class="mono">{r["t"]:.3f}</td><td>{r.get("index", "fault")}</td>'
-        f"<td>{escape(step_text(r) if r['kind'] == 'step' else describe(r))}</td></tr>"
+        f'<td class="ev">{escape(step_text(r) if r["kind"] == "step" else describe(r))}</td></tr>'
         for r in result.trace()
         if r["kind"] in ("step", "fault")
     ]
@@ -244,7 +255,7 @@ def report_html(result: RunResult, plots: bool = True, fmt: str = "png") -> str:
         raise UsageError(f"format {fmt!r}: expected png or svg")
     s = result.scenario
     body = [
-        summary_html(result).removesuffix("</div>"),
+        summary_html(result, style=False).removesuffix("</div>"),
         coverage_html(result),
         "<h2>Operator steps</h2>",
         steps_html(result),
@@ -252,8 +263,9 @@ def report_html(result: RunResult, plots: bool = True, fmt: str = "png") -> str:
     if plots:
         body.append("<h2>Plots</h2>")
         figs = explaining_plots(result)
-        figs.setdefault("availability", availability(result))
-        for name, fig in figs.items():
+        figs["availability"] = availability(result)
+        order = plot_order(result)  # most relevant to the first violation first
+        for name, fig in sorted(figs.items(), key=lambda kv: order.index(kv[0])):
             body.append(
                 f'<figure id="{name}">{_embed(fig, fmt)}<figcaption>{escape(_CAPTIONS[name])}</figcaption></figure>'
             )
@@ -283,4 +295,4 @@ def write_html(
     return atomic_write_bytes(path, report_html(result, plots=plots, fmt=fmt).encode("utf-8"), overwrite=overwrite)
 
 
-__all__ = ["coverage_html", "report_html", "steps_html", "summary_html", "write_html"]
+__all__ = ["STYLE", "chain_table", "coverage_html", "report_html", "steps_html", "summary_html", "write_html"]

@@ -4,11 +4,28 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from simroll.check.explain import describe, format_record
-from simroll.sim.trace import Record
+from simroll.check.explain import Explanation, Link, describe, explain, format_record
 
 if TYPE_CHECKING:
     from simroll.run import RunResult
+
+
+def chain_lines(why: Explanation, max_chain: int = 12) -> list[str]:
+    """The chain of an explanation as report lines: time, record, role, event; the middle elided
+    when longer than ``max_chain``."""
+    chain = list(why.chain)
+    shown: list[Link | None] = (
+        list(chain) if len(chain) <= max_chain else [*chain[:2], None, *chain[-(max_chain - 3) :]]
+    )
+    width = max((len(link.role) for link in chain), default=0)
+    out = [f"  causal chain ({len(chain)} events):"]
+    for link in shown:
+        if link is None:
+            out.append(f"    ... {len(chain) - max_chain + 1} more")
+            continue
+        r = link.rec
+        out.append(f"    t={r['t']:9.3f}  #{r['i']:<6} {link.role:<{width}}  {link.text}")
+    return out
 
 
 def format_text(result: RunResult, max_violations: int = 3, max_chain: int = 12) -> str:
@@ -40,28 +57,21 @@ def format_text(result: RunResult, max_violations: int = 3, max_chain: int = 12)
         lines.append(f"  {inv.name:<{width}}  {status}")
     lines += _availability_lines(getattr(result, "availability", None))
     lines += _coverage_lines(getattr(result, "coverage", None), len(s.plan))
+    have_trace = result.records is not None or result.trace_path is not None
     for inv in result.invariants:
         for v in inv.violations[:max_violations]:
+            why = explain(result.trace(), v) if have_trace else None
             lines += [
                 "",
                 f"{v.invariant} violated at t={v.time:.3f}"
                 + (f" [{', '.join(v.engines)}]" if v.engines else "")
                 + (f" ({v.subject})" if v.subject else ""),
-                f"  {v.message}",
             ]
-            chains = result.chains(v) if result.records is not None or result.trace_path else []
-            if chains:
-                # the shortest chain in full; the other chains by the record they start from
-                chain = chains[0]
-                lines.append(f"  causal chain ({len(chain)} events, the shortest of {len(chains)}):")
-                shown: list[Record | None] = (
-                    list(chain) if len(chain) <= max_chain else [*chain[:2], None, *chain[-(max_chain - 3) :]]
-                )
-                for rec in shown:
-                    lines.append("    ..." if rec is None else f"    {format_record(rec)}")
-                starts = {c[0]["i"]: c[0] for c in chains[1:] if c[0]["i"] not in {r["i"] for r in chain}}
-                for rec in starts.values():
-                    lines.append(f"    also after: {format_record(rec)}")
+            if why is not None:
+                lines.append(f"  why: {why.why}")
+            lines.append(f"  {v.message}")
+            if why is not None and why.chain:
+                lines += chain_lines(why, max_chain)
             elif v.causes:
                 lines.append(f"  related records: {', '.join(f'#{c}' for c in v.causes)}")
         if inv.count > max_violations:
@@ -89,6 +99,7 @@ VACUOUS_WHY: dict[str, str] = {
     "no-refused-send": "nothing was sent",
     "operations-complete": "no client operation",
     "no-lost-update": "no handler read and then wrote the same field of a row",
+    "no-duplicate-effect": "no call was retried",
 }
 
 
@@ -145,4 +156,4 @@ def _coverage_lines(cov: dict[str, Any] | None, plan_steps: int) -> list[str]:
     return lines
 
 
-__all__ = ["VACUOUS_WHY", "describe", "format_record", "format_text"]
+__all__ = ["VACUOUS_WHY", "chain_lines", "describe", "format_record", "format_text"]

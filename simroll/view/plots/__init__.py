@@ -35,6 +35,7 @@ from simroll.view.plots.files import (
     check_plots_dir,
     explaining_plots,
     figure_bytes,
+    plot_order,
     plot_paths,
     write_plots,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "field_history",
     "field_values",
     "figure_bytes",
+    "plot_order",
     "load_table",
     "queue_depth",
     "queue_table",

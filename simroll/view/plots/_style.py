@@ -30,9 +30,18 @@ def release_colors(releases: Sequence[str]) -> dict[str, Any]:
     return {r: cmap(k % cmap.N) for k, r in enumerate(releases)}
 
 
+# a legend to the right of its axes, outside them: it never covers data (constrained layout makes room)
+LEGEND_OUTSIDE: dict[str, Any] = {
+    "loc": "upper left",
+    "bbox_to_anchor": (1.01, 1.0),
+    "borderaxespad": 0.0,
+    "fontsize": 8,
+}
+
+
 def legend_outside(ax, **kw) -> None:
     """The legend to the right of the axes, outside them."""
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8, **kw)
+    ax.legend(**LEGEND_OUTSIDE, **kw)
 
 
 def mark_violations(ax, run: RunHistory, label: bool = True, within: tuple[float, float] | None = None) -> None:

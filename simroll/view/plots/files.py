@@ -32,19 +32,54 @@ def figure_bytes(fig: Figure, fmt: str = "png", dpi: int = 110) -> bytes:
     return buf.getvalue()
 
 
-def explaining_plots(source: Source) -> dict[str, Figure]:
-    """The plots that explain a result, by name: always the release timeline, queue depth, engine
-    load and sequence diagram; the field values too when a write was lost."""
+DATA_INVARIANTS = ("no-lost-write", "no-lost-update")
+
+# the plots in order of relevance to the first violation's invariant: what shows its cause first
+RELEVANCE: dict[str, tuple[str, ...]] = {
+    # a field's value: where it lived and who wrote it, then the chain of events
+    "no-lost-write": ("field_values", "sequence_diagram", "release_timeline", "queue_depth", "engine_load"),
+    "no-lost-update": ("field_values", "sequence_diagram", "release_timeline", "queue_depth", "engine_load"),
+    # a message: where it waited, then who ran what when
+    "no-stranded-message": ("queue_depth", "release_timeline", "sequence_diagram", "engine_load"),
+    "no-incompatible-delivery": ("sequence_diagram", "release_timeline", "queue_depth", "engine_load"),
+    "no-refused-send": ("sequence_diagram", "release_timeline", "queue_depth", "engine_load"),
+    "bounded-imbalance": ("queue_depth", "engine_load", "release_timeline", "sequence_diagram"),
+    "operations-complete": ("availability", "queue_depth", "sequence_diagram", "release_timeline", "engine_load"),
+    # releases and schema: who ran what when
+    "version-skew": ("release_timeline", "sequence_diagram", "queue_depth", "engine_load"),
+    "schema-compatible": ("release_timeline", "sequence_diagram", "queue_depth", "engine_load"),
+}
+DEFAULT_ORDER = ("release_timeline", "queue_depth", "engine_load", "sequence_diagram")
+
+
+def plot_order(source: Source) -> tuple[str, ...]:
+    """The names of the plots that explain ``source``, most relevant to its first violation first
+    (:data:`RELEVANCE`; with no violation, :data:`DEFAULT_ORDER`), then ``availability``, which
+    every report shows (first for ``operations-complete``)."""
     run = run_history(source)
-    out = {
-        "release_timeline": release_timeline(run),
-        "queue_depth": queue_depth(run),
-        "engine_load": engine_load(run),
-        "sequence_diagram": sequence_diagram(run),
+    order = RELEVANCE.get(run.violations[0].invariant, DEFAULT_ORDER) if run.violations else DEFAULT_ORDER
+    rest = [n for n in DEFAULT_ORDER if n not in order]
+    if any(v.invariant in DATA_INVARIANTS for v in run.violations) and "field_values" not in order:
+        rest.append("field_values")  # a lost write, though not the first violation
+    full = (*order, *rest)
+    return full if "availability" in full else (*full, "availability")
+
+
+def explaining_plots(source: Source) -> dict[str, Figure]:
+    """The plots that explain a result, by name, most relevant first (:func:`plot_order`): the release
+    timeline, queue depth, engine load and sequence diagram, and the field values when a write or an
+    update was lost (of the first such violation's field and row). Not the availability plot, which
+    :func:`simroll.view.plots.availability` draws."""
+    run = run_history(source)
+    data = next((v for v in run.violations if v.invariant in DATA_INVARIANTS), None)
+    draw = {
+        "release_timeline": lambda: release_timeline(run),
+        "queue_depth": lambda: queue_depth(run),
+        "engine_load": lambda: engine_load(run),
+        "sequence_diagram": lambda: sequence_diagram(run),
+        "field_values": lambda: field_values(run, data.subject if data is not None else None),
     }
-    if any(v.invariant == "no-lost-write" for v in run.violations):
-        out["field_values"] = field_values(run)
-    return out
+    return {name: draw[name]() for name in plot_order(run) if name in draw and (name != "field_values" or data)}
 
 
 def plot_paths(out_dir: str | os.PathLike[str], fmt: str = "png") -> list[Path]:
@@ -79,4 +114,13 @@ def write_plots(
     return paths
 
 
-__all__ = ["PLOT_NAMES", "check_plots_dir", "explaining_plots", "figure_bytes", "plot_paths", "write_plots"]
+__all__ = [
+    "PLOT_NAMES",
+    "RELEVANCE",
+    "check_plots_dir",
+    "explaining_plots",
+    "figure_bytes",
+    "plot_order",
+    "plot_paths",
+    "write_plots",
+]

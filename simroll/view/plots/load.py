@@ -7,7 +7,7 @@ import numpy as np  # matplotlib's own dependency
 from matplotlib.figure import Figure
 
 from simroll.check.history import Source, load_table, run_history, version_key
-from simroll.view.plots._style import RC, engine_colors, mark_violations
+from simroll.view.plots._style import LEGEND_OUTSIDE, RC, engine_colors, mark_violations
 
 
 def engine_load(source: Source, bins: int = 60) -> Figure:
@@ -44,8 +44,6 @@ def engine_load(source: Source, bins: int = 60) -> Figure:
         ax.set_ylabel("engine (mean utilisation)")
         ax.set_title(f"Per-engine load - {run.subtitle}")
         mark_violations(ax, run)
-        if run.violations:
-            ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
         versions = sorted({v for e in engines for v in tab["taken"][e]}, key=version_key)
         vcolors = engine_colors(versions)
         left = [0] * n
@@ -62,8 +60,11 @@ def engine_load(source: Source, bins: int = 60) -> Figure:
         axb.set_title("Messages taken, by version")
         axb.set_xlim(0, max(left + [1]) * 1.45)
         axb.grid(axis="x", alpha=0.3)
-        if versions:
-            axb.legend(loc="lower right", fontsize=8)
+        # one legend, outside the axes (right of the bars): the versions and the violation marks
+        handles, labels = axb.get_legend_handles_labels()
+        marks, mark_labels = ax.get_legend_handles_labels()
+        if handles or marks:
+            axb.legend(handles + marks, labels + mark_labels, **LEGEND_OUTSIDE)
     return fig
 
 

@@ -10,7 +10,7 @@ from simroll.check.explain import step_text
 from simroll.check.history import Source, run_history, sequence_records
 from simroll.check.invariants import Violation
 from simroll.sim.trace import Record
-from simroll.view.plots._style import CHAIN_COLOR, RC
+from simroll.view.plots._style import CHAIN_COLOR, LEGEND_OUTSIDE, RC
 
 _BUS, _DB, _OP, _BF, _CLIENT = "bus", "database", "operator", "backfill", "client"
 
@@ -176,7 +176,7 @@ def sequence_diagram(
                     label=f"the violation ({v.invariant})",
                 )
             )
-        ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.95)
+        ax.legend(handles=handles, **LEGEND_OUTSIDE)  # outside the axes: it never covers an arrow
         for s in ("right", "bottom"):
             ax.spines[s].set_visible(False)
     return fig

@@ -1,0 +1,512 @@
+"""The application's own failure modes (issue 20): a caller's timeout and retries, idempotency
+keys, and ``no-duplicate-effect``, on hand-built traces and on small runs worked out by hand."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import kinds, scenario
+
+from simroll import ScenarioError, run_scenario, scenario_json_schema
+from simroll.check.invariants import NoDuplicateEffect
+
+# one engine, one call at t=1 (periodic, rate 1, stop 1.5), handled for 3 s; the client waits 2 s
+ONE_CALL = """
+name: t
+seed: 1
+bus: {delivery: oslo, call_timeout: 60}
+database:
+  tables: {servers: [id, host]}
+  rows: 4
+releases:
+  r1:
+    rpc:
+      endpoints:
+        - version: "1.0"
+          methods: {create: [name]}
+    data:
+      server: {write: [servers.host]}
+    service_time: 3.0
+engines: [{name: e1, release: r1}]
+workload:
+  rate: 1.0
+  arrivals: periodic
+  stop: 1.5
+  operations: {create: 1}
+  timeout: 2
+  retry: {count: 1, backoff: 0.5}
+  handlers:
+    create: {write: [server]}
+invariants:
+  no-duplicate-effect: {}
+"""
+
+
+def _run(**overrides):
+    return run_scenario(scenario(ONE_CALL, **overrides))
+
+
+# ============================================================================ the checker
+class T:
+    """A hand-built trace: ``tr(t, kind, **keys)`` appends a record numbered from 0 and returns its number."""
+
+    def __init__(self) -> None:
+        self.recs: list[dict] = []
+
+    def __call__(self, t: float, kind: str, **keys) -> int:
+        self.recs.append({"i": len(self.recs), "t": t, "kind": kind, **keys})
+        return len(self.recs) - 1
+
+    def send(self, t, msg, engine="client", call=True, **retry):
+        return self(
+            t, "send", engine=engine, msg=msg, method="create", version="1.0", queue="engine", call=call, row=0, **retry
+        )
+
+    def done(self, t, engine, msg, ok=True):
+        return self(t, "done", engine=engine, msg=msg, ok=ok)
+
+
+def feed(recs):
+    c = NoDuplicateEffect()
+    for r in recs:
+        if r["kind"] in c.kinds:
+            c.observe(r)
+    return c
+
+
+def test_a_call_and_its_retry_both_applied_is_a_violation():
+    tr = T()
+    s0 = tr.send(0.0, 0)  # #0: the first attempt of operation m0
+    tr(2.0, "timeout", engine="client", msg=0, attempt=1, retry_at=2.5)  # #1
+    s1 = tr.send(2.5, 1, retry_of=0, attempt=2)  # #2: its retry
+    d0 = tr.done(3.0, "e1", 0)  # #3: the first copy was handled after all
+    d1 = tr.done(4.0, "e2", 1)  # #4: and so is the retry: applied twice
+    c = feed(tr.recs)
+    assert c.count == 1 and c.checked == 1 and not c.vacuous
+    v = c.violations[0]
+    assert (v.event, v.time, v.subject, v.engines) == (d1, 4.0, "m1", ("e1", "e2"))
+    assert v.causes == (s0, s1, d0)
+    assert "operation m0 (create) was applied twice: attempt m0 by e1 at t=3.000 and attempt m1 by e2" in v.message
+
+
+def test_a_retry_skipped_by_its_idempotency_key_holds():
+    tr = T()
+    tr.send(0.0, 0)
+    tr.send(2.5, 1, retry_of=0, attempt=2)
+    tr.done(3.0, "e1", 0)
+    tr(4.0, "dedup", engine="e2", msg=1, key=0, first=0, cause=[])
+    tr.done(4.0, "e2", 1)  # replied, but did no work
+    c = feed(tr.recs)
+    assert c.count == 0 and c.checked == 1 and not c.vacuous
+
+
+def test_boundary_a_failed_or_lost_first_copy_leaves_one_application():
+    tr = T()
+    tr.send(0.0, 0)
+    tr.send(0.5, 1)  # another operation
+    tr.send(2.5, 2, retry_of=0, attempt=2)
+    tr.send(2.6, 3, retry_of=1, attempt=2)
+    tr.done(3.0, "e1", 0, ok=False)  # m0's handling failed: not applied
+    tr.done(4.0, "e2", 2)  # its retry applies it: once
+    tr(1.0, "lost", engine="e3", msg=1)  # m1 was lost with its engine
+    tr.done(5.0, "e2", 3)  # its retry applies it: once
+    c = feed(tr.recs)
+    assert c.count == 0 and c.checked == 2
+
+
+def test_the_third_attempt_counts_against_the_first():
+    tr = T()
+    tr.send(0.0, 0)
+    tr.send(2.5, 1, retry_of=0, attempt=2)
+    tr.send(5.0, 2, retry_of=0, attempt=3)  # both retries name the first attempt
+    tr.done(5.5, "e1", 0)
+    tr.done(6.0, "e1", 2)
+    c = feed(tr.recs)
+    assert c.count == 1 and c.checked == 1  # one operation, retried twice
+    assert c.violations[0].subject == "m2"
+    assert c.score() >= 1e6 + 2  # two attempts beyond the first
+
+
+def test_no_retry_is_vacuous_and_casts_do_not_count():
+    tr = T()
+    tr.send(0.0, 0)
+    tr.done(1.0, "e1", 0)
+    tr.send(1.0, 1, engine="e1", call=False)  # an engine's cast
+    tr.done(2.0, "e2", 1)
+    tr.send(3.0, 2, call=False)  # a client cast
+    tr.done(4.0, "e2", 2)
+    c = feed(tr.recs)
+    assert c.count == 0 and c.checked == 0 and c.vacuous
+
+
+# ============================================================================ the simulation
+def test_a_timed_out_call_is_retried_and_both_copies_are_handled():
+    res = _run()
+    # m0 sent at 1, taken at once, done at 4; the client gives up at 1 + 2 = 3 and retries at 3.5
+    (t0, t1) = kinds(res, "timeout")
+    assert (t0["t"], t0["msg"], t0["attempt"], t0["retry_at"]) == (3.0, 0, 1, 3.5)
+    sends = kinds(res, "send")
+    assert [(s["t"], s["msg"], s.get("retry_of"), s.get("attempt")) for s in sends] == [
+        (1.0, 0, None, None),
+        (3.5, 1, 0, 2),
+    ]
+    assert sends[1]["cause"] == [t0["i"]]
+    # m1 waits for e1 until 4, is done at 7; its caller gave up at 3.5 + 2 = 5.5, with no retry left
+    assert (t1["t"], t1["msg"], t1["attempt"]) == (5.5, 1, 2) and "retry_at" not in t1
+    assert [(r["t"], r["msg"]) for r in kinds(res, "late")] == [(4.0, 0), (7.0, 1)]
+    assert [(r["t"], r["msg"]) for r in kinds(res, "write")] == [(4.0, 0), (7.0, 1)]
+    assert not kinds(res, "expire")  # the TTL (60 s) is not the caller's timeout
+    assert res.violated == ["no-duplicate-effect"]
+
+
+def test_an_idempotency_key_skips_the_retry():
+    res = _run(
+        workload=scenario(ONE_CALL).workload.model_dump(by_alias=True)
+        | {"handlers": {"create": {"write": ["server"], "idempotency_key": "request_id"}}}
+    )
+    (d,) = kinds(res, "dedup")
+    assert (d["t"], d["engine"], d["msg"], d["key"], d["first"]) == (4.0, "e1", 1, 0, 0)
+    assert [(r["t"], r["msg"]) for r in kinds(res, "write")] == [(4.0, 0)]  # the work, once
+    # the skipped copy replies at once, at 4 < 5.5: in time, so only the first attempt timed out
+    assert [r["msg"] for r in kinds(res, "timeout")] == [0]
+    assert [(r["t"], r["msg"], r["ok"]) for r in kinds(res, "done")] == [(4.0, 0, True), (4.0, 1, True)]
+    assert res.violated == [] and not res.invariants[0].vacuous
+
+
+def test_a_kill_rolls_back_the_request_id_so_the_retry_does_the_work():
+    wl = scenario(ONE_CALL).workload.model_dump(by_alias=True)
+    wl["handlers"] = {"create": {"write": ["server"], "idempotency_key": "request_id"}}
+    res = _run(
+        engines=[{"name": "e1", "release": "r1"}, {"name": "e2", "release": "r1"}],
+        workload=wl,
+        faults=[{"kill": "e1", "at": 2}],
+        releases={
+            "r1": {
+                "rpc": {"endpoints": [{"version": "1.0", "methods": {"create": ["name"]}}]},
+                "data": {"server": {"write": ["servers.host"]}},
+                "service_time": 1.5,
+            }
+        },
+    )
+    # m0 goes to e1 (first in the rotation), which is killed at 2 before its done at 2.5: lost
+    assert [(r["t"], r["msg"]) for r in kinds(res, "lost")] == [(2.0, 0)]
+    # the client gives up at 3 and retries at 3.5 on e2, which does the work (done at 5 < 5.5)
+    assert not kinds(res, "dedup")
+    assert [(r["t"], r["engine"], r["msg"]) for r in kinds(res, "write")] == [(5.0, "e2", 1)]
+    assert res.violated == []
+
+
+def test_a_timeout_without_retry_gives_up_once():
+    wl = scenario(ONE_CALL).workload.model_dump(by_alias=True)
+    del wl["retry"]
+    res = _run(workload=wl)
+    (t,) = kinds(res, "timeout")
+    assert (t["t"], t["msg"], t["attempt"]) == (3.0, 0, 1) and "retry_at" not in t
+    assert len(kinds(res, "send")) == 1
+    assert [r["msg"] for r in kinds(res, "late")] == [0]
+    assert res.invariants[0].vacuous  # nothing was retried
+
+
+def test_a_reply_at_the_deadline_is_in_time():
+    releases = {
+        "r1": {
+            "rpc": {"endpoints": [{"version": "1.0", "methods": {"create": ["name"]}}]},
+            "data": {"server": {"write": ["servers.host"]}},
+            "service_time": 2.0,  # done at 1 + 2 = 3, the caller's deadline
+        }
+    }
+    res = _run(releases=releases)
+    assert not kinds(res, "timeout") and not kinds(res, "late") and len(kinds(res, "send")) == 1
+
+
+# ============================================================================ the format
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("kind", "cast", "'retry' needs calls ('kind: call')"),
+        ("retry", {"count": 0}, "workload.retry.count"),
+        ("retry", {"count": 1, "multiplier": 0.5}, "workload.retry.multiplier"),
+        ("timeout", 0, "workload.timeout"),
+    ],
+)
+def test_bad_timeouts_and_retries_are_refused(key, value, message):
+    wl = scenario(ONE_CALL).workload.model_dump(by_alias=True)
+    wl[key] = value
+    with pytest.raises(ScenarioError) as exc:
+        scenario(ONE_CALL, workload=wl)
+    assert message in str(exc.value)
+
+
+def test_an_unknown_idempotency_key_is_refused():
+    wl = scenario(ONE_CALL).workload.model_dump(by_alias=True)
+    wl["handlers"] = {"create": {"write": ["server"], "idempotency_key": "row"}}
+    with pytest.raises(ScenarioError) as exc:
+        scenario(ONE_CALL, workload=wl)
+    assert "workload.handlers.create.idempotency_key" in str(exc.value) and "request_id" in str(exc.value)
+
+
+def test_schema_describes_timeouts_retries_and_idempotency():
+    defs = scenario_json_schema()["$defs"]
+    wl = defs["WorkloadSpec"]["properties"]
+    assert "rpc_response_timeout" in str(wl["timeout"]) and "retry_of" in str(wl["retry"])
+    assert set(defs["RetrySpec"]["properties"]) == {"count", "backoff", "multiplier"}
+    assert "request id" in str(defs["HandlerSpec"]["properties"]["idempotency_key"])
+    assert "no-duplicate-effect" in defs["InvariantsSpec"]["properties"]
+    access = defs["AccessSpec"]["properties"]
+    assert "named values" in str(access["values"]) and "'fail'" in str(access["unknown"]) and "default" in access
+    assert "named value" in str(defs["HandlerSpec"]["properties"]["set"])
+
+
+# ============================================================================ value domains
+# e1 runs new, e2 runs old; calls at t=1 (to e1, first in the rotation) and t=2 (to e2), row 0.
+# new writes the named value X into status; old knows only A.
+DOMAINS = """
+name: t
+seed: 1
+bus: {delivery: oslo}
+database:
+  tables: {stack: [id, status, other]}
+  rows: 1
+releases:
+  old:
+    rpc:
+      endpoints:
+        - version: "1.0"
+          methods: {op: [x]}
+    data:
+      status: {read: stack.status, write: [stack.status], values: [A], unknown: fail}
+      other: {read: stack.other, write: [stack.other]}
+    service_time: 0.5
+  new:
+    rpc:
+      endpoints:
+        - version: "1.0"
+          methods: {op: [x]}
+    data:
+      status: {read: stack.status, write: [stack.status], values: [A, X]}
+      other: {read: stack.other, write: [stack.other]}
+    handlers:
+      op: {read: [status], write: [status], set: {status: X}}
+    service_time: 0.5
+engines: [{name: e1, release: new}, {name: e2, release: old}]
+workload:
+  rate: 1.0
+  arrivals: periodic
+  stop: 2.5
+  operations: {op: 1}
+  handlers:
+    op: {read: [status], write: [status]}
+invariants:
+  operations-complete: {}
+  no-lost-write: {}
+"""
+
+
+def _domains(old_status=None, old_handlers=None, update="columns"):
+    s = scenario(DOMAINS)
+    releases = s.model_dump(by_alias=True, exclude_none=True)["releases"]
+    if old_status is not None:
+        releases["old"]["data"]["status"] = old_status
+    if old_handlers is not None:
+        releases["old"]["handlers"] = old_handlers
+    releases["old"]["update"] = update
+    return run_scenario(scenario(DOMAINS, releases=releases))
+
+
+def test_a_value_the_release_does_not_know_fails_the_operation():
+    res = _domains()
+    # m0 on e1 (new) reads init0 -- an ordinary value, known to every release -- and writes X at 1.5
+    assert [(w["t"], w["engine"], w["value"]) for w in kinds(res, "write")] == [(1.5, "e1", "X")]
+    (u,) = kinds(res, "unknown_value")
+    assert (u["t"], u["engine"], u["msg"], u["field"], u["row"], u["value"], u["release"], u["action"]) == (
+        2.0,
+        "e2",
+        1,
+        "status",
+        0,
+        "X",
+        "old",
+        "fail",
+    )
+    (write_x,) = kinds(res, "write")
+    assert write_x["i"] in u["cause"]  # its chain leads to the write of the value
+    assert [(d["msg"], d["ok"]) for d in kinds(res, "done")] == [(0, True), (1, False)]
+    assert res.violated == ["operations-complete"]
+    (v,) = res.violations
+    assert "e2 runs old, which does not know the value 'X' of status[0]" in v.message
+    assert u["i"] in v.causes and write_x["i"] in v.causes
+
+
+def test_an_ignored_unknown_value_is_recorded_and_the_handling_goes_on():
+    res = _domains(old_status={"read": "stack.status", "write": ["stack.status"], "values": ["A"], "unknown": "ignore"})
+    (u,) = kinds(res, "unknown_value")
+    assert (u["msg"], u["action"]) == (1, "ignore")
+    assert [(d["msg"], d["ok"]) for d in kinds(res, "done")] == [(0, True), (1, True)]
+    assert [w["value"] for w in kinds(res, "write")] == ["X", "v0"]  # old writes an ordinary value at 2.5
+    assert res.violated == []
+
+
+def test_a_defaulted_value_is_saved_back_by_a_whole_row_update():
+    # old reads status as A and, saving the whole row after writing 'other', puts A over X
+    res = _domains(
+        old_status={
+            "read": "stack.status",
+            "write": ["stack.status"],
+            "values": ["A"],
+            "unknown": "default",
+            "default": "A",
+        },
+        old_handlers={"op": {"read": ["status"], "write": ["other"]}},
+        update="row",
+    )
+    (u,) = kinds(res, "unknown_value")
+    assert (u["msg"], u["action"]) == (1, "default")
+    (rw,) = kinds(res, "rewrite")
+    assert (rw["t"], rw["engine"], rw["cols"]["stack.status"]) == (2.5, "e2", "A")
+    assert "no-lost-write" in res.violated and "operations-complete" not in res.violated
+
+
+def test_without_a_domain_every_value_is_known():
+    res = _domains(old_status={"read": "stack.status", "write": ["stack.status"]})
+    assert not kinds(res, "unknown_value") and res.violated == []
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        ({"read": "stack.status", "unknown": "default"}, "'unknown: default' needs 'values' and a 'default'"),
+        ({"read": "stack.status", "values": ["A"], "default": "B"}, "'default' ('B') must be one of 'values'"),
+        ({"read": "stack.status", "values": ["v3"]}, "'v3' has the shape of a generated value"),
+        ({"read": "stack.status", "unknown": "crash"}, "releases.old.data.status.unknown"),
+    ],
+)
+def test_bad_domains_are_refused(status, message):
+    releases = scenario(DOMAINS).model_dump(by_alias=True, exclude_none=True)["releases"]
+    releases["old"]["data"]["status"] = status
+    with pytest.raises(ScenarioError) as exc:
+        scenario(DOMAINS, releases=releases)
+    assert message in str(exc.value)
+
+
+def test_set_must_name_a_written_field():
+    wl = scenario(DOMAINS).workload.model_dump(by_alias=True)
+    wl["handlers"] = {"op": {"read": ["status"], "set": {"status": "X"}}}
+    with pytest.raises(ScenarioError) as exc:
+        scenario(DOMAINS, workload=wl)
+    assert "'set' names status, not in 'write'" in str(exc.value)
+
+
+# ============================================================================ start-up actions
+# a1 (agent) starts at 0: it writes its record (row = its index 1), calls server.get, which s1
+# handles for 1 s, and only then takes messages; a client cast to the agent is sent at 0.5.
+STARTUP = """
+name: t
+seed: 1
+bus: {delivery: oslo, call_timeout: 5}
+services:
+  server: {}
+  agent: {}
+database:
+  tables: {agents: [id, hb]}
+  rows: 4
+releases:
+  srv:
+    rpc:
+      endpoints:
+        - version: "1.0"
+          methods: {get: [x]}
+    service_time: 1.0
+  ag:
+    rpc:
+      endpoints:
+        - version: "1.0"
+          methods: {work: [x]}
+      sends:
+        get: [{version: "1.0", args: [x]}]
+    data:
+      rec: {write: [agents.hb]}
+    on_start: {write: [rec], call: [server.get]}
+    service_time: 0.1
+engines:
+  - {name: s1, release: srv, service: server}
+  - {name: a1, release: ag, service: agent}
+workload:
+  rate: 2.0
+  arrivals: periodic
+  stop: 0.6
+  kind: cast
+  client: ag
+  service: agent
+  operations: {work: 1}
+invariants:
+  no-incompatible-delivery: {}
+"""
+
+
+def _startup(**overrides):
+    return run_scenario(scenario(STARTUP, **overrides))
+
+
+def test_start_up_actions_run_before_the_engine_takes_messages():
+    res = _startup()
+    a1 = [r for r in res.records if r.get("engine") == "a1"]
+    assert [(r["t"], r["kind"]) for r in a1] == [
+        (0.0, "start"),
+        (0.0, "write"),  # its record, on its own row
+        (0.0, "send"),  # the start-up call
+        (1.0, "ready"),  # the reply came at 1.0 (s1's service time)
+        (1.0, "recv"),  # the cast sent at 0.5 waited for it
+        (1.1, "done"),
+    ]
+    start, write, call, ready, recv, _ = a1
+    assert (write["row"], write["msg"], write["field"]) == (1, -1, "rec")
+    assert (call["method"], call["call"], call["service"]) == ("get", True, "server")
+    assert ready["cause"] == [start["i"]] and recv["wait"] == 0.5
+    done_get = [r for r in kinds(res, "done") if r["msg"] == call["msg"]]
+    assert [(d["t"], d["engine"]) for d in done_get] == [(1.0, "s1")]
+
+
+def test_a_start_up_call_nobody_answers_times_out_and_the_engine_starts_anyway():
+    res = _startup(engines=[{"name": "a1", "release": "ag", "service": "agent"}])  # no server engine
+    a1 = [r for r in res.records if r.get("engine") == "a1"]
+    # the call waits in the server queue; a1 gives up at bus.call_timeout (5 s) and takes messages then
+    assert [(r["t"], r["kind"]) for r in a1] == [
+        (0.0, "start"),
+        (0.0, "write"),
+        (0.0, "send"),
+        (5.0, "timeout"),
+        (5.0, "ready"),
+        (5.0, "recv"),
+        (5.1, "done"),
+    ]
+    assert (a1[3]["msg"], a1[3]["attempt"], a1[3]["cause"]) == (a1[2]["msg"], 1, [a1[2]["i"]])
+
+
+def test_a_kill_during_start_up_leaves_the_engine_stopped_without_ready():
+    res = _startup(faults=[{"kill": "a1", "at": 0.5}])
+    kinds_a1 = [r["kind"] for r in res.records if r.get("engine") == "a1"]
+    assert kinds_a1 == ["start", "write", "send", "fault", "kill"]
+    assert not [r for r in kinds(res, "ready") if r["engine"] == "a1"]
+    assert not [r for r in kinds(res, "recv") if r["engine"] == "a1"]
+
+
+def test_a_graceful_stop_during_start_up_waits_for_the_start_up_then_stops():
+    res = _startup(plan=[{"after": 0.5, "stop": "a1"}])
+    a1 = [(r["t"], r["kind"]) for r in res.records if r.get("engine") == "a1"]
+    assert a1 == [(0.0, "start"), (0.0, "write"), (0.0, "send"), (0.5, "stop"), (1.0, "stopped")]
+
+
+@pytest.mark.parametrize(
+    ("on_start", "message"),
+    [
+        ({"write": ["nope"]}, "field 'nope' is not one release 'ag' writes (it writes: rec)"),
+        ({"call": ["server.nope"]}, "method 'server.nope' is not defined by any release"),
+        ({"cast": {"nope": 1}}, "method 'nope' is not defined by any release"),
+        ({"write": ["rec"], "set": {"other": "X"}}, "'set' names other, not in 'write'"),
+    ],
+)
+def test_bad_start_up_actions_are_refused(on_start, message):
+    releases = scenario(STARTUP).model_dump(by_alias=True, exclude_none=True)["releases"]
+    releases["ag"]["on_start"] = on_start
+    with pytest.raises(ScenarioError) as exc:
+        scenario(STARTUP, releases=releases)
+    assert message in str(exc.value)

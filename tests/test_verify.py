@@ -1,0 +1,229 @@
+"""`simroll verify`: every schedule up to K deviations, breadth-first, with state pruning."""
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+from conftest import SCENARIOS
+
+from simroll import load_scenario, load_scenario_text, run_scenario
+from simroll.cli import main
+from simroll.explore.parallel import make_executor
+from simroll.explore.search import Schedule, apply_schedule, deviations, undo_deviations
+from simroll.explore.verify import _plan_variants, verify
+from simroll.scenario.load import dump_scenario
+
+BUGS = {  # founding fuzz target -> (invariant, the fewest deviations that break it)
+    "fuzz_add_column_one_release": ("no-lost-write", 1),  # drop the step that makes old engines safe
+    "fuzz_early_contract": ("schema-compatible", 1),  # swap the contract before the last restart
+    "fuzz_last_legacy": ("no-stranded-message", 2),  # kill the last legacy engine, at the right moment
+}
+
+
+def _tiny(tmp_path, safe: bool = False, stop: int = 6, after: int = 4):
+    """fuzz_backfill_race made small: 2 rows, ``stop`` s of traffic, the utility at ``after``
+    (6 and 4: 36 consumer picks and 2 backfill gaps; 3 and 2: 20 and 2)."""
+    text = (SCENARIOS / "fuzz_backfill_race.yaml").read_text()
+    for old, new in [
+        ("rows: 12", "rows: 2"),
+        ("stop: 60", f"stop: {stop}"),
+        ("after: 56", f"after: {after}"),
+        ("rate: 2.0", "rate: 1.0"),
+        ("name: fuzz_backfill_race", "name: tiny_backfill_" + ("safe" if safe else "race")),
+    ] + ([("max_gap: 2.0}", "max_gap: 2.0, guard: if-unchanged}")] if safe else []):
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp_path / ("tiny_safe.yaml" if safe else "tiny_race.yaml")
+    path.write_text(text)
+    return path
+
+
+def _replays(vr) -> None:
+    """The counterexample, written as YAML and read back, replays the same trace and fails."""
+    fr = vr.example
+    replay = load_scenario_text(dump_scenario(fr.counterexample), "ce.yaml")
+    again = run_scenario(replay)
+    assert again.trace_sha256 == fr.trace_sha256
+    assert vr.invariant in again.violated
+
+
+def _one_minimal(scenario, sched, invariant) -> None:
+    for smaller in undo_deviations(sched):
+        assert invariant not in run_scenario(apply_schedule(scenario, smaller)).violated, smaller
+
+
+# ------------------------------------------------------------------ the space
+def test_plan_variants_are_counted_by_deviation():
+    # fuzz_last_legacy: 3 steps, drop_steps, 16 pause levels, step 2 (a stop) may become a kill.
+    # one deviation: per step drop or one of 16 pauses (17), plus the kill of step 2: 17 + 17 + 18
+    s = load_scenario(SCENARIOS / "fuzz_last_legacy.yaml")
+    assert len(list(_plan_variants(s, 1))) == 52
+    # two: one deviation on each of two steps (17*17 + 17*18 + 17*18), or pause and kill on step 2 (16)
+    assert len(list(_plan_variants(s, 2))) == 901 + 16
+    assert all(deviations(x) == 2 for x in _plan_variants(s, 2))
+    assert list(_plan_variants(s, 0)) == [Schedule.default(3)]
+
+
+def test_a_reorder_costs_its_swaps_and_each_swap_can_be_undone():
+    s = Schedule.default(3)
+    assert deviations(Schedule((1, 0, 2), s.keep, s.pause, s.kill)) == 1
+    rotated = Schedule((1, 2, 0), s.keep, s.pause, s.kill)  # a 3-cycle: two swaps
+    assert deviations(rotated) == 2
+    # undoing one swap puts one misplaced step back in its slot, trading with the step there:
+    # step 0 (at slot 2) -> (0, 2, 1); step 1 (at slot 0) -> (2, 1, 0); step 2 (at slot 1) -> (1, 0, 2)
+    assert [x.order for x in undo_deviations(rotated)] == [(0, 2, 1), (2, 1, 0), (1, 0, 2)]
+    assert all(deviations(x) == 1 for x in undo_deviations(rotated))
+    # fuzz_early_contract reorders its 4 steps: 6 single swaps among the 74 one-deviation variants
+    ec = load_scenario(SCENARIOS / "fuzz_early_contract.yaml")
+    ones = list(_plan_variants(ec, 1))
+    assert len(ones) == 4 * 17 + 6
+    assert sum(x.order != (0, 1, 2, 3) for x in ones) == 6
+
+
+# ------------------------------------------------------------------ the founding bugs
+@pytest.mark.parametrize("name", sorted(BUGS))
+def test_verify_finds_each_founding_bug_at_its_minimal_depth(name):
+    invariant, depth = BUGS[name]
+    scenario = load_scenario(SCENARIOS / f"{name}.yaml")
+    if depth > 1:  # nothing shorter breaks it
+        below = verify(scenario, depth=depth - 1)
+        assert below.verified and not below.found
+    vr = verify(scenario, depth=depth)
+    assert vr.found and vr.invariant == invariant
+    assert len(vr.levels) - 1 == depth and deviations(vr.example.schedule) == depth
+    _one_minimal(scenario, vr.example.schedule, invariant)
+    _replays(vr)
+
+
+@pytest.mark.slow
+def test_verify_finds_the_backfill_race_with_one_gap():
+    scenario = load_scenario(SCENARIOS / "fuzz_backfill_race.yaml")
+    vr = verify(scenario, depth=1)
+    assert vr.found and vr.invariant == "no-lost-write"
+    assert [p[0] for p in vr.example.schedule.pins] == ["backfill_gap"] and deviations(vr.example.schedule) == 1
+    _replays(vr)
+
+
+def test_a_tiny_backfill_race_is_found_by_one_gap_and_replays(tmp_path):
+    scenario = load_scenario(_tiny(tmp_path))
+    assert run_scenario(scenario).ok
+    vr = verify(scenario, depth=2)
+    assert vr.found and vr.invariant == "no-lost-write" and vr.levels[0] == 1
+    sched = vr.example.schedule
+    assert deviations(sched) == 1 and sched.pins[0][0] == "backfill_gap"
+    _one_minimal(scenario, sched, "no-lost-write")
+    _replays(vr)
+    # the same schedule without pruning: it comes first in the same order
+    assert verify(scenario, depth=2, prune=False).example.schedule == sched
+
+
+def test_a_bug_that_needs_two_deviations_is_found_at_depth_2_with_or_without_pruning(tmp_path):
+    # a gap of at most 0.4 s: no single gap loses a write; a later start (a pause) and one gap do
+    path = _tiny(tmp_path)
+    path.write_text(path.read_text().replace("max_gap: 2.0}", "max_gap: 0.4}"))
+    scenario = load_scenario(path)
+    assert verify(scenario, depth=1).verified
+    pruned, full = verify(scenario, depth=2), verify(scenario, depth=2, prune=False)
+    assert pruned.found and full.found and pruned.example.schedule == full.example.schedule
+    sched = pruned.example.schedule
+    assert deviations(sched) == 2 and sched.pause[0] > 0 and [p[0] for p in sched.pins] == ["backfill_gap"]
+    assert pruned.schedules < full.schedules
+    _one_minimal(scenario, sched, "no-lost-write")
+    _replays(pruned)
+
+
+def test_a_safe_design_verifies_and_pruning_changes_only_the_cost(tmp_path):
+    scenario = load_scenario(_tiny(tmp_path, safe=True, stop=3, after=2))
+    pruned = verify(scenario, depth=2)
+    full = verify(scenario, depth=2, prune=False)
+    assert pruned.verified and full.verified and not pruned.found and not full.found
+    # depth 0 and 1 are never pruned: 1 + 17 plan variants + 20 consumer picks x 2 + 2 gaps x 8
+    assert pruned.levels[:2] == full.levels[:2] == [1, 73]
+    assert pruned.schedules < full.schedules and pruned.pruned > 0
+    assert pruned.states is not None and pruned.states > 0 and full.states is None
+    assert pruned.summary().startswith(
+        f"verified: {pruned.schedules} schedules up to depth 2, {pruned.states} distinct"
+    )
+    assert pruned.summary().endswith("every invariant held")
+
+
+def test_the_result_does_not_depend_on_the_number_of_workers(tmp_path):
+    scenario = load_scenario(_tiny(tmp_path, safe=True, stop=3, after=2))
+    one = verify(scenario, depth=1)
+    with make_executor(2) as ex:
+        two = verify(scenario, depth=1, executor=ex)
+    assert (two.schedules, two.states, two.levels, two.pruned) == (one.schedules, one.states, one.levels, one.pruned)
+
+
+def test_stop_interrupts_and_says_so(tmp_path):
+    scenario = load_scenario(_tiny(tmp_path, safe=True))
+    calls = []
+    vr = verify(scenario, depth=2, stop=lambda: len(calls) > 3 or calls.append(1) is not None)
+    assert vr.interrupted and not vr.verified and vr.schedules == 4
+    assert vr.summary().startswith("interrupted: 4 schedules, depth 0 complete")
+
+
+# ------------------------------------------------------------------ the digest
+_DIGESTS = """
+import sys
+from simroll.scenario.load import load_scenario
+from simroll.explore.verify import _run
+from simroll.explore.search import Schedule
+s = load_scenario(sys.argv[1])
+print(" ".join(p[4].hex() for p in _run((s, Schedule.default(1), -1, True, None))[2]))
+"""
+
+
+def test_digests_do_not_depend_on_the_hash_seed(tmp_path):
+    path = str(_tiny(tmp_path))
+    out = []
+    for seed in ("0", "12345"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        out.append(subprocess.run([sys.executable, "-c", _DIGESTS, path], env=env, capture_output=True, text=True))
+    assert out[0].returncode == 0, out[0].stderr
+    digests = out[0].stdout.split()
+    assert len(digests) == 38 and len(set(digests)) == 38  # every choice point of the plain run: a new state
+    assert out[1].stdout == out[0].stdout
+
+
+def test_a_deviation_changes_the_state_and_a_run_meets_itself(tmp_path):
+    from simroll.explore.verify import _run
+
+    s = load_scenario(_tiny(tmp_path))
+    plain = _run((s, Schedule.default(1), -1, True, None))[2]
+    assert plain == _run((s, Schedule.default(1), -1, True, None))[2]
+    # the first consumer pick taken the other way: the next point's state differs from the plain run's
+    pos = plain[0][0]
+    other = _run((s, replace(Schedule.default(1), pins=(("consumer", 0, 1),)), pos, True, None))[2]
+    assert other[0][0] == plain[1][0] and other[0][4] != plain[1][4]
+
+
+# ------------------------------------------------------------------ the command
+def test_cli_verify_verified_exits_0(tmp_path, capsys):
+    code = main(["verify", str(_tiny(tmp_path, safe=True, stop=3, after=2)), "--depth", "1"])
+    out = capsys.readouterr().out
+    assert code == 0
+    # 1 + 73 schedules; the states are the plain run's 22 choice points (the extended run)
+    assert out.strip() == "verified: 74 schedules up to depth 1, 22 distinct states, every invariant held"
+
+
+def test_cli_verify_found_exits_1_and_writes_a_replayable_file(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = main(["verify", str(_tiny(tmp_path)), "--depth", "2", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert data["found"] and not data["verified"] and data["invariant"] == "no-lost-write"
+    assert data["out"] == os.path.join(".simroll", "counterexamples", "tiny_race.yaml")
+    text = (tmp_path / data["out"]).read_text()
+    assert text.startswith("# Counterexample found by `simroll verify --depth 2 ")
+    assert run_scenario(load_scenario(tmp_path / data["out"])).trace_sha256 == data["trace_sha256"]
+
+
+def test_cli_verify_refuses_a_bad_depth(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["verify", str(_tiny(tmp_path)), "--depth", "0"])
+    assert e.value.code == 2
+    assert "--depth" in capsys.readouterr().err
