@@ -22,6 +22,12 @@ Commands run with this interpreter (``sys.executable``) and the current ``PYTHON
 the directory given by ``--cwd`` (default: the repository root), so
 ``cd /old/tree && PYTHONPATH=. python /path/to/bench/startup.py --cwd .`` measures another tree.
 
+Bytecode: as an installed package has it, cached. The children write and read their ``.pyc``
+files in a private temporary ``PYTHONPYCACHEPREFIX`` (the tree is not touched), filled by one
+untimed run of each command, even where the environment sets ``PYTHONDONTWRITEBYTECODE`` (as
+these sessions do: every process would then compile simroll's sources again, ~0.1 s of CPU).
+``--no-bytecode-cache`` measures that way instead (the environment as it is).
+
 A benchmark, not a test: it prints figures and asserts nothing about time.
 """
 
@@ -57,11 +63,11 @@ def commands(cwd: Path, empty: Path, script: list[str]) -> dict[str, tuple[list[
     }
 
 
-def once(argv: list[str], cwd: Path) -> tuple[float, float, int]:
+def once(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, float, int]:
     """(wall seconds, child CPU seconds, exit status) of one process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -82,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         help="how to start the CLI (default: the simroll script next to this python, else "
         "python -c 'from simroll.cli import main; main()')",
     )
+    p.add_argument(
+        "--no-bytecode-cache",
+        action="store_true",
+        help="run the children in this environment as it is (default: a private, warmed .pyc cache)",
+    )
     args = p.parse_args(argv)
     runs = args.runs or (2 if args.quick else 7)
     cwd = Path(args.cwd).resolve()
@@ -91,15 +102,20 @@ def main(argv: list[str] | None = None) -> int:
         exe = Path(sys.executable).parent / "simroll"
         script = [str(exe)] if exe.exists() else [sys.executable, "-c", "from simroll.cli import main; main()"]
     with tempfile.TemporaryDirectory(prefix="simroll-startup-") as tmp:
-        empty = Path(tmp)
+        empty = Path(tmp) / "empty"
+        empty.mkdir()
+        env = None
+        if not args.no_bytecode_cache:
+            env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+            env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
         cmds = commands(cwd, empty, script)
         walls: dict[str, list[float]] = {k: [] for k in cmds}
         cpus: dict[str, list[float]] = {k: [] for k in cmds}
         for cmd, where in cmds.values():  # warm the file cache and the bytecode once, untimed
-            once(cmd, where)
+            once(cmd, where, env)
         for _ in range(runs):
             for k, (cmd, where) in cmds.items():
-                wall, cpu, _status = once(cmd, where)
+                wall, cpu, _status = once(cmd, where, env)
                 walls[k].append(wall)
                 cpus[k].append(cpu)
                 for leftover in (empty / ".pytest_cache", empty / "__pycache__"):
@@ -141,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
         "cwd": str(cwd),
         "load_average": [round(x, 2) for x in os.getloadavg()],
+        "bytecode": "as the environment has it" if args.no_bytecode_cache else "cached (private, warmed)",
         "note": "whole processes, wall time (min and median) and child CPU time, on a shared 2-core machine",
     }
     if args.json:
@@ -148,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(
         f"start-up, {runs} runs of each, whole processes, on a shared 2-core machine "
-        f"(load average {info['load_average']})"
+        f"(load average {info['load_average']}; bytecode {info['bytecode']})"
     )
     print(f"  {'command':22} {'min s':>7} {'median s':>9} {'CPU min s':>10} {'target':>7}")
     for r in rows:

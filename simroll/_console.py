@@ -18,9 +18,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from simroll.explore.parallel import Executor
+if TYPE_CHECKING:
+    from simroll.explore.parallel import Executor as _Executor
+else:  # the runners (and multiprocessing) load only when a command runs many simulations
+    _Executor = object
 
 COLOR_MODES = ("auto", "always", "never")
 PLAIN_EVERY = 5.0  # seconds between two plain progress lines (not a terminal)
@@ -84,9 +87,14 @@ def paint(text: str, on: bool = True) -> str:
     return "\n".join(out)
 
 
-def _figures(done: int, total: int | None, unit: str, elapsed: float, eta: bool) -> str:
+def _amount(x: float) -> str:
+    """A count as it is (``3``), an amount of simulated time to a tenth (``12.5``)."""
+    return f"{x:.1f}" if isinstance(x, float) else str(x)
+
+
+def _figures(done: float, total: float | None, unit: str, elapsed: float, eta: bool) -> str:
     rate = done / elapsed if elapsed > 0 else 0.0
-    text = f"{done} of {total} {unit}" if total else f"{done} {unit}"
+    text = f"{_amount(done)} of {_amount(total)} {unit}" if total else f"{_amount(done)} {unit}"
     if total:
         text += f" ({100 * min(done, total) / total:.0f}%)"
     text += f", {rate:.1f} {unit}/s"
@@ -102,33 +110,39 @@ class Progress:
     ``total=None`` counts without a total (no percentage, no time left). ``eta=False`` leaves
     the time left out (a search that stops at the first violation has only an upper bound).
     ``label`` names the work in the plain lines (``simroll: sweep: 3 of 40 runs ...``); a
-    ``phase`` given to ``update`` replaces it (``simroll: searching: ...``).
+    ``phase`` given to ``update`` replaces it (``simroll: searching: ...``). Amounts may be
+    counts (``int``) or amounts such as simulated seconds (``float``, shown to a tenth). Nothing
+    is shown before ``after`` seconds (of ``clock``): a short run writes nothing.
     """
 
     def __init__(
         self,
-        total: int | None,
+        total: float | None,
         unit: str = "runs",
         label: str = "",
         stream: IO[str] | None = None,
         tty: bool | None = None,
         clock: Callable[[], float] = time.monotonic,
+        after: float = 0.0,
     ):
         self.total, self.unit, self.label = total, unit, label
         self.stream = sys.stderr if stream is None else stream
         self.tty = is_terminal(self.stream) if tty is None else tty
         self._clock = clock
         self._t0 = clock()
+        self._after = after
         self._last: float | None = None
         self._bar: Any = None
         self._lock = threading.Lock()
 
-    def update(self, done: int, phase: str | None = None, note: str = "", eta: bool = True) -> None:
+    def update(self, done: float, phase: str | None = None, note: str = "", eta: bool = True) -> None:
         with self._lock:
             now = self._clock()
             if self._last is not None and now - self._last < (TTY_EVERY if self.tty else PLAIN_EVERY):
                 return
-            if self._last is None and not self.tty and done < 2 and self.total != done:
+            if now - self._t0 < self._after:
+                return
+            if self._last is None and not self.tty and not self._after and done < 2 and self.total != done:
                 return  # the first plain line once the work is under way: a rate from two runs, not one
             self._last = now
             figures = _figures(done, self.total, self.unit, now - self._t0, eta)
@@ -139,7 +153,7 @@ class Progress:
                 line = f"simroll: {label}: {figures}" + (f" | {note}" if note else "")
                 print(line, file=self.stream, flush=True)
 
-    def _draw(self, done: int, label: str, figures: str, note: str) -> None:
+    def _draw(self, done: float, label: str, figures: str, note: str) -> None:
         if self._bar is None:
             from tqdm import tqdm  # type: ignore[import-untyped]  # no stubs; only on a terminal: 70 ms to import
 
@@ -164,6 +178,33 @@ class Progress:
             if self._bar is not None:
                 self._bar.close()
                 self._bar = None
+
+
+class RunProgress(Progress):
+    """Progress of one long simulation (``simroll run``) in simulated seconds: called as
+    ``progress(t, records)`` (the ``progress`` hook of :func:`simroll.run.run_scenario`). Nothing is
+    shown before ``after`` seconds (default 2 on a terminal, 5 elsewhere): a short run adds nothing."""
+
+    def __init__(
+        self,
+        total: float | None,
+        label: str,
+        stream: IO[str] | None = None,
+        tty: bool | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        after: float | None = None,
+    ):
+        super().__init__(total, unit="sim s", label=label, stream=stream, tty=tty, clock=clock)
+        self._after = (2.0 if self.tty else PLAIN_EVERY) if after is None else after
+
+    def __call__(self, t: float, records: int) -> None:
+        self.update(float(t), note=f"{records:,} trace records")
+
+    def __enter__(self) -> RunProgress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 class Ticker:
@@ -212,8 +253,9 @@ class Ticker:
             print("\r\x1b[K", end="", file=self.stream, flush=True)
 
 
-class CountingExecutor(Executor):
-    """An executor (``simroll.explore.parallel``) that reports progress as it goes: ``map`` runs
+class CountingExecutor(_Executor):
+    """An executor (``simroll.explore.parallel``; one for the type checker, duck-typed at run time
+    so ``simroll run`` does not load the runners) that reports progress as it goes: ``map`` runs
     the items in batches of a few per worker and calls ``progress.update`` after each batch. The
     results, in input order, are those of the wrapped executor."""
 

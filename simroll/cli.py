@@ -18,6 +18,7 @@ from simroll.errors import SimrollError, UsageError
 from simroll.explore.metrics import METRICS
 
 if TYPE_CHECKING:
+    from simroll._console import RunProgress
     from simroll.run import RunResult
     from simroll.scenario.spec import Scenario
 
@@ -30,12 +31,19 @@ FUZZ_BUDGET = 200  # simulations a search may run, by default: `simroll fuzz` an
 
 
 def _with_limits(s: Scenario, args: argparse.Namespace) -> Scenario:
-    update = {}
-    if getattr(args, "max_time", None) is not None:
-        update["max_time"] = args.max_time
-    if getattr(args, "max_events", None) is not None:
-        update["max_events"] = args.max_events
-    return s.model_copy(update={"limits": s.limits.model_copy(update=update)}) if update else s
+    """``s`` with ``--max-time`` / ``--max-events``, held to the bounds the scenario file has."""
+    from pydantic import ValidationError
+
+    limits = s.limits
+    for flag, key in (("--max-time", "max_time"), ("--max-events", "max_events")):
+        value = getattr(args, key, None)
+        if value is None:
+            continue
+        try:
+            limits = type(limits).model_validate({**limits.model_dump(), key: value})
+        except ValidationError as e:
+            raise UsageError(f"{flag} {value}: {e.errors()[0]['msg'].lower()}") from None
+    return s if limits is s.limits else s.model_copy(update={"limits": limits})
 
 
 def _check_new_file(path: str | None, overwrite: bool, flag: str) -> None:
@@ -86,11 +94,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         from simroll.view.plots import check_plots_dir
 
         check_plots_dir(args.plots, args.format, args.force)
-    from simroll._console import Ticker
-
-    with Ticker(f"run {args.scenario}"):  # a long run says it is alive (stderr, every few seconds)
-        result = run_scenario(scenario, seed=args.seed, trace_path=args.trace, overwrite=args.force)
-        again = run_scenario(scenario, seed=args.seed) if args.check_determinism else None
+    # a long run shows how far it is, on stderr (nothing for a run of a second or two)
+    with _run_progress(scenario, f"run {args.scenario}") as show:
+        result = run_scenario(scenario, seed=args.seed, trace_path=args.trace, overwrite=args.force, progress=show)
+    again = None
+    if args.check_determinism:
+        with _run_progress(scenario, f"run {args.scenario} again (determinism check)") as show:
+            again = run_scenario(scenario, seed=args.seed, progress=show)
     if again is not None:
         if again.trace_sha256 != result.trace_sha256:
             print(
@@ -125,17 +135,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if result.limited else 0
 
 
+def _run_progress(scenario: Scenario, label: str) -> RunProgress:
+    """The progress display of one run (:class:`simroll._console.RunProgress`), in simulated
+    seconds out of the workload's end, or ``limits.max_time`` (``--max-time``) when sooner."""
+    from simroll._console import RunProgress
+
+    end = scenario.workload.stop
+    if "max_time" in scenario.limits.model_fields_set:
+        end = min(end, scenario.limits.max_time)
+    return RunProgress(float(end) if end > 0 else None, label)
+
+
 def _write_pictures(result, args: argparse.Namespace) -> None:
     """``--plots DIR`` and ``--html FILE`` of ``simroll run`` (paths written go to stderr: stdout may be JSON)."""
     if args.plots:
         from simroll.view.plots import write_plots  # matplotlib is slow to import: only when asked for
 
         for p in write_plots(result, args.plots, fmt=args.format, overwrite=args.force):
-            print(f"simroll: wrote {p}", file=sys.stderr)
+            print(_one_line(f"simroll: wrote {p}"), file=sys.stderr)
     if args.html:
         from simroll.view.html import write_html
 
-        print(f"simroll: wrote {write_html(result, args.html, overwrite=args.force)}", file=sys.stderr)
+        print(_one_line(f"simroll: wrote {write_html(result, args.html, overwrite=args.force)}"), file=sys.stderr)
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -152,8 +173,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
         try:
             paths = write_plots(source, args.out, fmt=args.format, overwrite=args.force)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
-            # read_trace checks the JSON, not every record's fields: a record that lacks one, or has the
-            # wrong type, is a corrupted input (exit 2), not a bug of simroll
+            # read_trace checks every record's fields by kind; a trace that passes them and still
+            # breaks a plot is a corrupted input (exit 2) all the same, not a bug of simroll
             raise UsageError(
                 f"{args.source}: not a trace written by simroll run --trace ({type(e).__name__}: {str(e)[:100]})"
             ) from None
@@ -453,7 +474,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         from simroll.view.plots import write_sweep  # matplotlib is slow to import: only when asked for
 
         for path in write_sweep(result, args.out, overwrite=args.force, metric=args.metric, command=command):
-            print(f"simroll: wrote {path}", file=sys.stderr)
+            print(_one_line(f"simroll: wrote {path}"), file=sys.stderr)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:

@@ -16,7 +16,11 @@ from simroll.sim.kernel import simulate
 from simroll.sim.trace import Record, Trace, read_trace
 
 if TYPE_CHECKING:  # networkx (and the modules that use it) load only when a graph or a chain is asked for
+    from collections.abc import Callable
+
     import networkx as nx
+
+PROGRESS_EVERY = 1024  # trace records between two calls of run_scenario's ``progress``
 
 
 @dataclass
@@ -176,6 +180,7 @@ def run_scenario(
     trace_path: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     report: bool = True,
+    progress: Callable[[float, int], None] | None = None,
 ) -> RunResult:
     """Run ``scenario`` once with ``seed`` (default: the scenario's) and check its invariants.
 
@@ -187,6 +192,11 @@ def run_scenario(
     trace is written to ``trace_path``, the trace's sha256 (``trace_sha256`` is ""): the inner runs
     of a search need no more, and skip two consumers of every record, the JSON encoding and the
     hashing. The verdicts, scores, events and choice points are those of a full run.
+
+    ``progress(t, records)`` is called about every ``PROGRESS_EVERY`` records (on the first send,
+    handling done or operator step past each multiple) with the simulated time and the number
+    of records so far; it only watches (the trace is the same with or without it), and costs
+    nothing when None.
     """
     seed = scenario.seed if seed is None else seed
     choices: dict[tuple[str, int], int] = {(c.kind, c.at): c.pick for c in scenario.choices}
@@ -212,6 +222,8 @@ def run_scenario(
                     trace.subscribe((kind,), fn)
             else:
                 trace.subscribe(c.kinds, c.observe)
+        if progress is not None:
+            trace.subscribe(("send", "done", "step"), _every(PROGRESS_EVERY, progress))
         sim, trace = simulate(scenario, seed, choices, trace)
     return RunResult(
         scenario=scenario,
@@ -229,6 +241,19 @@ def run_scenario(
         availability=ops.availability() if report else None,
         coverage=None if coverage is None else _with_every_release(coverage.result(), scenario),
     )
+
+
+def _every(k: int, progress: Callable[[float, int], None]) -> Callable[[Record], None]:
+    """A trace subscriber that calls ``progress(t, records so far)`` once past each multiple of ``k``."""
+    next_at = k
+
+    def watch(rec: Record) -> None:
+        nonlocal next_at
+        if rec["i"] + 1 >= next_at:
+            next_at = (rec["i"] + 1) // k * k + k
+            progress(rec["t"], rec["i"] + 1)
+
+    return watch
 
 
 def _with_every_release(cov: dict[str, Any], scenario: Scenario) -> dict[str, Any]:

@@ -414,9 +414,7 @@ def test_version_skew_counts_releases_not_configurations():
     # running at the end: engine-3 on r1, engine-1 on r2 (read_from new), engine-2 on r2 (old): two releases
     plan = """[{set_config: {read_from: new}, engines: [engine-1]}, {restart: engine-1, release: r2},
                {restart: engine-2, release: r2}]"""
-    res = run_scenario(
-        _two(plan, releases=_config_releases("restart"), invariants="{version-skew: {max_releases: 2}}")
-    )
+    res = run_scenario(_two(plan, releases=_config_releases("restart"), invariants="{version-skew: {max_releases: 2}}"))
     assert [r.get("config") for r in kinds(res, "start")][3:] == [{"read_from": "new"}, {"read_from": "old"}]
     [inv] = res.invariants
     assert (inv.held, inv.vacuous) == (True, False)
@@ -441,4 +439,58 @@ def test_a_config_default_must_be_one_of_its_values():
     bad = _config_releases("sighup").replace("default: old", "default: middle")
     with pytest.raises(ScenarioError) as e:
         _two("[]", releases=bad)
-    assert "default 'middle' is not one of the values (old, new)" in str(e.value)
+    # (the test helper dumps its YAML with sorted keys: the values read back as new, old)
+    assert "releases.r2.config.read_from: default 'middle' is not one of the values (new, old)" in _no_line(
+        str(e.value)
+    )
+
+
+# ============================================================================ cap policy: computed
+def _caps_releases(computed: str) -> str:
+    """r1 implements 1.0; r2 implements 1.1 and pins 'cap: auto', computed as given."""
+    return TWO_RELEASES.replace(
+        """r2:
+  rpc: {endpoints: [{version: "1.0", methods: {op: [x], op2: [x]}}]}""",
+        f"""r2:
+  rpc: {{endpoints: [{{version: "1.1", methods: {{op: [x], op2: [x]}}}}], cap: auto, computed: {computed}}}""",
+    )
+
+
+ROLL = "[{restart: engine-1, release: r2}, {restart: engine-2, release: r2}, {restart: engine-3, release: r2}"
+
+
+def _caps(res):
+    return [(r["engine"], r["cap"], r["why"]) for r in kinds(res, "cap")]
+
+
+def test_an_auto_cap_computed_at_start_stays_until_a_restart():
+    # engine-1 and engine-2 start on r2 while r1 engines run: 1.0, cached; engine-3 starts last: 1.1
+    res = run_scenario(_two(ROLL + ", {sighup: all}]", releases=_caps_releases("at-start")))
+    assert [(r["engine"], r["cap"]) for r in kinds(res, "start")][3:] == [
+        ("engine-1", "1.0"),
+        ("engine-2", "1.0"),
+        ("engine-3", "1.1"),
+    ]
+    assert _caps(res) == []  # the sighup does not touch an at-start cap
+
+
+def test_an_on_sighup_cap_is_computed_again_at_the_sighup():
+    res = run_scenario(_two(ROLL + ", {sighup: [engine-1]}, {sighup: all}]", releases=_caps_releases("on-sighup")))
+    assert _caps(res) == [("engine-1", "1.1", "sighup"), ("engine-2", "1.1", "sighup")]
+    sighups = [r["i"] for r in kinds(res, "step") if r["action"] == "sighup"]
+    assert [r["cause"] for r in kinds(res, "cap")] == [[sighups[0]], [sighups[1]]]
+
+
+def test_a_live_cap_follows_every_start_and_stop():
+    # engine-3's stop (the last r1 engine) lifts engine-1 and engine-2 to 1.1 at once; the clients (on r2,
+    # live) compute theirs at their next send: 1.1 at t=1
+    wl = WORKLOAD + "client: r2\n"
+    res = run_scenario(_two(ROLL + "]", releases=_caps_releases("live"), workload=wl))
+    [stopped3] = [r for r in kinds(res, "stopped") if r["engine"] == "engine-3"]
+    caps = kinds(res, "cap")
+    assert _caps(res) == [("engine-1", "1.1", "live"), ("engine-2", "1.1", "live"), ("client", "1.1", "live")]
+    assert [r["cause"] for r in caps[:2]] == [[stopped3["i"]], [stopped3["i"]]]
+    assert caps[2]["t"] == 1.0
+    # and a new r1 engine brings them back down at its start
+    res = run_scenario(_two(ROLL + ", {add: old-1, release: r1}]", releases=_caps_releases("live"), workload=wl))
+    assert _caps(res)[2:5] == [("engine-1", "1.0", "live"), ("engine-2", "1.0", "live"), ("engine-3", "1.0", "live")]

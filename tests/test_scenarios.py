@@ -185,6 +185,10 @@ OPERATOR = {
     "drain_wait_until_idle": [],
     "late_host_rejoins_old": ["no-incompatible-delivery"],
     "late_host_replaced": [],
+    "config_switch_early": ["no-lost-write"],
+    "config_switch_after_backfill": [],
+    "cap_cached_late_host": ["no-incompatible-delivery"],
+    "cap_live_late_host": [],
 }
 
 
@@ -309,3 +313,41 @@ def test_the_server_upgraded_first_answers_every_start_up_call():
     assert res.ok and not kinds(res, "reject")
     new_calls = [r for r in kinds(res, "send") if r["method"] == "get_devices" and r["version"] == "1.1"]
     assert len(new_calls) == 3
+
+
+def test_early_config_switch_loses_what_legacy_engines_and_the_initial_rows_hold():
+    res = run_scenario(load_scenario(SCENARIOS / "config_switch_early.yaml"))
+    [hup] = kinds(res, "config")
+    assert (hup["engine"], hup["release"], hup["config"]) == ("engine-1", "plus1", {"read_from": "new"})
+    lost = [v for v in res.violations if v.invariant == "no-lost-write"]
+    # every lost read is engine-1 reading the new table after the switch, before the backfill ended
+    backfill_end = max(r["t"] for r in kinds(res, "bf_write"))
+    assert lost and all(v.engines == ("engine-1",) and hup["t"] <= v.time < backfill_end for v in lost)
+
+
+def test_config_switch_after_backfill_flips_every_engine_by_sighup_without_a_restart():
+    res = run_scenario(load_scenario(SCENARIOS / "config_switch_after_backfill.yaml"))
+    hups = kinds(res, "config")
+    assert [h["engine"] for h in hups] == ["engine-1", "engine-2", "engine-3"]
+    assert all(h["t"] > max(r["t"] for r in kinds(res, "bf_write")) for h in hups)
+    assert len(kinds(res, "start")) == 6  # three at t=0, three restarts onto plus1: none for the config
+
+
+def test_cached_cap_is_engine_3s_1_1_reaching_the_late_legacy_host():
+    res = run_scenario(load_scenario(SCENARIOS / "cap_cached_late_host.yaml"))
+    caps = {r["engine"]: r["cap"] for r in kinds(res, "start") if r["release"] == "new"}
+    assert caps == {"engine-1": "1.0", "engine-2": "1.0", "engine-3": "1.1"}  # cached at each start
+    assert kinds(res, "cap") == []
+    sends = {r["msg"]: r for r in kinds(res, "send")}
+    rejects = kinds(res, "reject")
+    assert rejects and {(r["engine"], sends[r["msg"]]["engine"], r["version"]) for r in rejects} == {
+        ("engine-4", "engine-3", "1.1")
+    }
+
+
+def test_live_cap_drops_to_1_0_when_the_late_host_starts():
+    res = run_scenario(load_scenario(SCENARIOS / "cap_live_late_host.yaml"))
+    [late] = [r for r in kinds(res, "start") if r["engine"] == "engine-4"]
+    down = [(r["engine"], r["cap"]) for r in kinds(res, "cap") if r["cause"] == [late["i"]]]
+    assert down == [("engine-1", "1.0"), ("engine-2", "1.0"), ("engine-3", "1.0")]
+    assert all(r["version"] == "1.0" for r in kinds(res, "send") if r["t"] > late["t"])

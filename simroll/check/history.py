@@ -55,6 +55,15 @@ class RunHistory:
     max_wait: float | None = None
     engines: list[str] = dataclasses.field(default_factory=list)
     columns: frozenset[str] = frozenset()  # table.column that exist at the start (known from a scenario only)
+    # engine -> service, for a trace whose start records name services and vhosts (docs/broker.md);
+    # empty for a trace without them, whose plots stay as they always were
+    services: dict[str, str] = dataclasses.field(default_factory=dict)
+    vhosts: list[str] = dataclasses.field(default_factory=list)  # in order of first use
+
+    @property
+    def grouped(self) -> bool:
+        """Whether the trace names services and vhosts (a scenario with ``services:`` or vhosts)."""
+        return bool(self.services)
 
     @property
     def end(self) -> float:
@@ -98,7 +107,22 @@ def run_history(source: Source) -> RunHistory:
                 run.engines.append(r["engine"])
             if r["release"] not in run.releases:
                 run.releases.append(r["release"])
+            if "service" in r:
+                run.services.setdefault(r["engine"], r["service"])
+                if r["vhost"] not in run.vhosts:
+                    run.vhosts.append(r["vhost"])
+        elif r["kind"] == "send" and run.services and queue_vhost(r["queue"]) not in run.vhosts:
+            run.vhosts.append(queue_vhost(r["queue"]))
+    if run.services:  # lanes grouped by service (services in the order they first start an engine)
+        order = {svc: k for k, svc in enumerate(dict.fromkeys(run.services.values()))}
+        run.engines.sort(key=lambda e: order[run.services[e]])  # stable: start order within a service
     return run
+
+
+def queue_vhost(queue: str) -> str:
+    """The vhost of a queue named in the trace: the prefix before ``/`` (``heat_new/engine``), else ``/``."""
+    vhost, sep, _ = queue.partition("/")
+    return vhost if sep else "/"
 
 
 def violations_from_trace(records: Sequence[Record]) -> list[Violation]:
@@ -134,58 +158,87 @@ def chain_records(records: Sequence[Record], v: Violation) -> list[Record]:
 
 
 # ---------------------------------------------------------------------------------------- releases
-def release_intervals(source: Source) -> dict[str, list[tuple[float, float, str, str]]]:
-    """Per engine: (from, to, release, phase) with phase 'running' or 'stopping' (what the release
-    timeline draws)."""
+class Interval(NamedTuple):
+    """One stretch of an engine's life: a release it runs, ``running`` or ``stopping`` (finishing
+    in-flight work after a graceful stop), with the vhost it is on (``None`` when the trace does
+    not say: a scenario without services or vhosts)."""
+
+    t0: float
+    t1: float
+    release: str
+    phase: str
+    vhost: str | None = None
+
+
+def engine_intervals(source: Source) -> dict[str, list[Interval]]:
+    """Per engine, in lane order: its :class:`Interval` s (what the release timeline draws)."""
     run = run_history(source)
-    out: dict[str, list[tuple[float, float, str, str]]] = {e: [] for e in run.engines}
-    open_: dict[str, tuple[float, str, str]] = {}
+    out: dict[str, list[Interval]] = {e: [] for e in run.engines}
+    open_: dict[str, tuple[float, str, str, str | None]] = {}
     for r in run.records:
         k = r["kind"]
         if k == "start":
-            open_[r["engine"]] = (r["t"], r["release"], "running")
+            open_[r["engine"]] = (r["t"], r["release"], "running", r.get("vhost"))
         elif k in ("stop", "stopped", "kill") and r["engine"] in open_:
-            t0, rel, phase = open_.pop(r["engine"])
-            out[r["engine"]].append((t0, r["t"], rel, phase))
+            t0, rel, phase, vhost = open_.pop(r["engine"])
+            out[r["engine"]].append(Interval(t0, r["t"], rel, phase, vhost))
             if k == "stop":
-                open_[r["engine"]] = (r["t"], rel, "stopping")
-    for e, (t0, rel, phase) in open_.items():
-        out[e].append((t0, run.end, rel, phase))
+                open_[r["engine"]] = (r["t"], rel, "stopping", vhost)
+    for e, (t0, rel, phase, vhost) in open_.items():
+        out[e].append(Interval(t0, run.end, rel, phase, vhost))
     return out
 
 
+def release_intervals(source: Source) -> dict[str, list[tuple[float, float, str, str]]]:
+    """Per engine: (from, to, release, phase) with phase 'running' or 'stopping' (the
+    :class:`Interval` s of :func:`engine_intervals` without their vhost)."""
+    return {e: [iv[:4] for iv in ivs] for e, ivs in engine_intervals(source).items()}
+
+
 # ---------------------------------------------------------------------------------------- queues
-def _waiting_segments(run: RunHistory) -> list[tuple[float, float, str, str]]:
-    """(from, to, where, version) for every stretch a message spent sent but not yet taken.
+class _Wait(NamedTuple):
+    t0: float
+    t1: float
+    where: str
+    version: str
+    queue: str
+
+
+def _waiting_segments(run: RunHistory) -> list[_Wait]:
+    """(from, to, where, version, queue) for every stretch a message spent sent but not yet taken.
 
     ``where`` is the engine whose backlog it sat in -- the one that took it, or handed it
-    back on a stop or kill -- or ``never taken`` for messages left or expired in a queue.
+    back on a stop or kill -- or ``never taken`` for messages left or expired in a queue;
+    ``queue`` is the queue it was sent to (a requeued message goes back to the same one).
     """
     open_: dict[int, float] = {}
     version: dict[int, str] = {}
-    segs: list[tuple[float, float, str, str]] = []
+    queue: dict[int, str] = {}
+    segs: list[_Wait] = []
     for r in run.records:
         k = r["kind"]
         if k == "send":
-            open_[r["msg"]] = r["t"]
-            version[r["msg"]] = r["version"]
+            m = r["msg"]
+            open_[m] = r["t"]
+            version[m] = r["version"]
+            queue[m] = r["queue"]
         elif k == "recv":
             m = r["msg"]
             if m in open_:
-                segs.append((open_.pop(m), r["t"], r["engine"], version[m]))
+                segs.append(_Wait(open_.pop(m), r["t"], r["engine"], version[m], queue[m]))
         elif k == "requeue":
             m = r["msg"]
             if m in open_:  # handed back from a backlog; otherwise it was in flight (ack on-complete)
-                segs.append((open_.pop(m), r["t"], r["engine"], version[m]))
+                segs.append(_Wait(open_.pop(m), r["t"], r["engine"], version[m], queue[m]))
             open_[m] = r["t"]
         elif k in ("left", "expire"):
             m = r["msg"]
             if m in open_:
                 q = r["queue"]
                 where = q.split("@", 1)[1] if q.startswith("backlog@") else NEVER_TAKEN
-                segs.append((open_.pop(m), r["t"], where, version[m]))
+                segs.append(_Wait(open_.pop(m), r["t"], where, version[m], queue[m]))
     for m, t0 in open_.items():  # a partial run: still waiting at the end
-        segs.append((t0, run.end, NEVER_TAKEN, version[m]))
+        segs.append(_Wait(t0, run.end, NEVER_TAKEN, version[m], queue[m]))
     return segs
 
 
@@ -206,19 +259,38 @@ def _depth_series(segs: list[tuple[float, float, str]]) -> tuple[list[float], li
 
 def queue_table(source: Source) -> dict[str, dict[str, tuple[list[float], list[int]]]]:
     """The series the queue-depth plot draws: ``{"backlog": {engine or "never taken": (times, counts)},
-    "version": {version: (times, counts)}}``; each count holds from its time to the next one."""
+    "version": {version: (times, counts)}}``; each count holds from its time to the next one.
+
+    A trace that names services and vhosts (:attr:`RunHistory.grouped`) adds ``"queue"``: the same
+    by the queue each message was sent to (``heat_new/engine``: queue ``engine`` on vhost
+    ``heat_new``), and ``"vhost"``: summed per vhost (:func:`queue_vhost`), so the drain of an old
+    vhost shows; with ``ack: before-dispatch`` this is RabbitMQ's count of messages ready or
+    unacknowledged, what a ``vhost`` record's ``depth`` says (:func:`vhost_depths`).
+    """
     run = run_history(source)
     segs = _waiting_segments(run)
     backlog = {}
     for where in run.engines + [NEVER_TAKEN]:
-        mine = [(a, b, w) for a, b, w, _ in segs if w == where]
+        mine = [(w.t0, w.t1, w.where) for w in segs if w.where == where]
         if mine:
             backlog[where] = _depth_series(mine)
-    versions = sorted({v for *_, v in segs}, key=version_key)
-    return {
+    versions = sorted({w.version for w in segs}, key=version_key)
+    out = {
         "backlog": backlog,
-        "version": {v: _depth_series([(a, b, v) for a, b, _, vv in segs if vv == v]) for v in versions},
+        "version": {v: _depth_series([(w.t0, w.t1, v) for w in segs if w.version == v]) for v in versions},
     }
+    if run.grouped:
+        queues = list(dict.fromkeys(w.queue for w in sorted(segs, key=lambda w: w.t0)))  # first used first
+        out["queue"] = {q: _depth_series([(w.t0, w.t1, q) for w in segs if w.queue == q]) for q in queues}
+        vhosts = [v for v in run.vhosts if any(queue_vhost(q) == v for q in queues)]
+        out["vhost"] = {v: _depth_series([(w.t0, w.t1, v) for w in segs if queue_vhost(w.queue) == v]) for v in vhosts}
+    return out
+
+
+def vhost_depths(source: Source) -> list[tuple[float, dict[str, int]]]:
+    """(time, depth per vhost) of every ``vhost`` record (a ``set_vhost`` step): the depths the
+    broker reported when the clients moved, which the queue-depth plot marks."""
+    return [(r["t"], dict(r["depth"])) for r in run_history(source).records if r["kind"] == "vhost"]
 
 
 def version_key(v: str) -> tuple[int, ...]:
@@ -514,18 +586,22 @@ __all__ = [
     "DROPPED",
     "NEVER_TAKEN",
     "FieldHistory",
+    "Interval",
     "Read",
     "ResultLike",
     "RunHistory",
     "Source",
     "chain_records",
+    "engine_intervals",
     "field_history",
     "load_table",
     "queue_table",
+    "queue_vhost",
     "release_intervals",
     "run_history",
     "sequence_records",
     "version_key",
     "violation_chains",
+    "vhost_depths",
     "violations_from_trace",
 ]

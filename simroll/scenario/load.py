@@ -20,7 +20,6 @@ from pydantic import BaseModel, Tag, ValidationError
 from simroll._io import read_input
 from simroll.errors import ScenarioError
 from simroll.scenario._messages import is_tag, join, path, short, show
-from simroll.scenario.patterns import MAX_STEPS, add_patterns_schema, expand_patterns
 from simroll.scenario.spec import (
     SERVICE_PATTERN,
     STEP_ACTIONS,
@@ -42,6 +41,7 @@ from simroll.scenario.spec import (
     WaitUntilStep,
 )
 from simroll.scenario.sqlspec import check_sql
+from simroll.scenario.versions import VERSION_PATTERN
 
 MAX_BYTES = 1_000_000
 MAX_NODES = 200_000  # after alias expansion
@@ -254,7 +254,7 @@ def _message(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
     if kind == "string_pattern_mismatch":
         pattern = err.get("ctx", {}).get("pattern", "")
         what = {
-            r"^\d+\.\d+(\.\d+)?$": "a version major.minor, e.g. '1.2'",
+            VERSION_PATTERN: "a version major.minor, e.g. '1.2'",
             r"^[A-Za-z_]\w*\.[A-Za-z_]\w*$": "a location table.column",
             SERVICE_PATTERN: "a service name (a letter or _, then letters, digits, _ or -; no dot)",
             VHOST_PATTERN: "a vhost: '/' or a name (a letter or _, then letters, digits, _, . or -)",
@@ -381,7 +381,10 @@ def load_scenario_text(text: str | bytes, source: str = "<string>", *, folder: s
     except _BadValue as e:
         line = _line_of(root, e.loc)
         raise ScenarioError(source, path(e.loc) + (f" (line {line})" if line else ""), e.message) from None
-    data = expand_patterns(data, source, lambda loc: _line_of(root, loc))  # the founding thread's patterns
+    if "patterns" in data:  # the founding thread's patterns (their module loads only when used)
+        from simroll.scenario.patterns import expand_patterns
+
+        data = expand_patterns(data, source, lambda loc: _line_of(root, loc))
     try:
         # strict: a boolean is no count (count: yes is not 1 engine), bytes (!!binary) are no name
         scenario = Scenario.model_validate(data, strict=True)
@@ -435,8 +438,11 @@ def _check_references(s: Scenario, source: str, root: yaml.Node) -> None:
     if len(engines) != len(engine_order):
         dup = next(n for n, k in Counter(engine_order).items() if k > 1)
         fail(("engines",), f"engine {dup!r} is defined twice")
-    if len(s.plan) > MAX_STEPS:
-        fail(("plan",), f"{len(s.plan):,} plan steps, more than the limit of {MAX_STEPS:,}")
+    if len(s.plan) > 10_000:  # the limit is higher; its module (the patterns) loads only for a plan this long
+        from simroll.scenario.patterns import MAX_STEPS
+
+        if len(s.plan) > MAX_STEPS:
+            fail(("plan",), f"{len(s.plan):,} plan steps, more than the limit of {MAX_STEPS:,}")
     if isinstance(s.engines, list):
         for i, e in enumerate(s.engines):
             if e.release not in s.releases:
@@ -803,6 +809,8 @@ def scenario_json_schema() -> dict[str, Any]:
     schema = Scenario.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "simroll scenario"
+    from simroll.scenario.patterns import add_patterns_schema
+
     add_patterns_schema(schema)
     return schema
 

@@ -47,7 +47,7 @@ from simroll.scenario.spec import (
     VersionStr,
     WorkloadSpec,
 )
-from simroll.scenario.versions import Version
+from simroll.scenario.versions import VERSION_PATTERN, Version
 
 LineOf = Callable[[tuple[Any, ...]], "int | None"]
 
@@ -323,7 +323,7 @@ def _error(source: str, loc: tuple[Any, ...], message: str, line_of: LineOf | No
 
 
 _EXPECTED = {
-    r"^\d+\.\d+(\.\d+)?$": "a version major.minor, e.g. '1.2'",
+    VERSION_PATTERN: "a version major.minor, e.g. '1.2'",
     r"^[A-Za-z_]\w*\.[A-Za-z_]\w*$": "a location table.column",
     r"^(\*\*[A-Za-z_]\w*|[A-Za-z_]\w*(\s*=.*)?)$": "a parameter 'name', 'name=default' or '**kwargs'",
 }

@@ -98,6 +98,12 @@ class RpcSpec(_Frozen):
         description="Version cap: a version, 'auto' (lowest version any running engine implements, "
         "computed when the engine starts or on set_cap), or none.",
     )
+    computed: Literal["at-start", "on-sighup", "live"] = Field(
+        "at-start",
+        description="When 'cap: auto' is computed: when the engine starts (and at set_cap); 'on-sighup': "
+        "also at each sighup step that names it (Nova's upgrade_levels=auto, cached until a restart or "
+        "SIGHUP); 'live': whenever an engine of the service starts or stops. Records 'cap' when it changes.",
+    )
 
 
 class AccessSpec(_Frozen):
@@ -244,6 +250,12 @@ class DatabaseSpec(_Frozen):
         "(postgresql+psycopg://user@host:port/db, mysql+pymysql://user@host:port/db); each run works in a "
         "scratch schema (database) of its own there, dropped at the end.",
     )
+    isolation: Literal["serializable", "repeatable read", "read committed"] | None = Field(
+        None,
+        description="The isolation level of a handler's transaction (transaction: true); default: the "
+        "backend's own (location, sqlite: serializable; postgresql: read committed; mariadb: repeatable "
+        "read). location and sqlite take serializable only, mariadb not serializable (docs/sql.md).",
+    )
     tables: dict[Name, list[Name]] = Field(description="Table -> columns that exist at the start.")
     rows: int = Field(10, ge=1, le=1_000_000, description="Rows per table (one key space shared by all tables).")
     canonical: dict[Name, Location] = Field(
@@ -327,6 +339,12 @@ class HandlerSpec(_Frozen):
         description="Field -> the named value the handler writes there (a status, a resource type), instead "
         "of a fresh ordinary value; each field must be in 'write'. A release whose 'values' for the field "
         "lack it does not know it (issue 20).",
+    )
+    transaction: bool = Field(
+        False,
+        description="Run the reads (when the message is taken) and the writes (when handling completes) as "
+        "one database transaction at database.isolation; where the isolation forbids what happened in "
+        "between, the database refuses it (a 'write_refused', the operation fails). docs/sql.md.",
     )
 
     @model_validator(mode="after")

@@ -31,6 +31,21 @@ SQL on a PostgreSQL or MariaDB server (``database.url``)."""
 
 Backend = Literal["location", "sqlite", "postgresql", "mariadb"]
 
+ISOLATIONS: dict[str, tuple[str, ...]] = {
+    "location": ("serializable",),
+    "sqlite": ("serializable",),
+    "postgresql": ("read committed", "repeatable read", "serializable"),
+    "mariadb": ("read committed", "repeatable read"),
+}
+"""The isolation levels of a handler's transaction each backend offers (``database.isolation``)."""
+
+ISOLATION_WHY = {
+    "location": "the location model validates a transaction's reads at commit",
+    "sqlite": "SQLite's transactions are serialisable",
+    "mariadb": "InnoDB's serializable locks every row a transaction reads until it commits, across simulated "
+    "time, and the simulation cannot wait for a lock",
+}
+
 _Loc = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_]\w*\.[A-Za-z_]\w*$")]
 _Item = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)?$")]
 _Field = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$", max_length=100)]
@@ -137,6 +152,14 @@ def check_sql(db: Any, release_sql: dict[str, ReleaseSqlSpec | None], source: st
     statements are checked too: the schema must run on an empty database and create every column of
     ``database.tables`` (and each table's row key), and every other statement must parse."""
     backend, url, sql = db.backend, db.url, db.sql
+    isolation = getattr(db, "isolation", None)
+    if isolation is not None and isolation not in ISOLATIONS[backend]:
+        raise ScenarioError(
+            source,
+            "database.isolation",
+            f"{isolation!r} is not a level of backend {backend}: expected {' or '.join(ISOLATIONS[backend])}"
+            + (f" ({ISOLATION_WHY[backend]})" if backend in ISOLATION_WHY else ""),
+        )
     if backend in ("postgresql", "mariadb") and not url:
         raise ScenarioError(source, "database.url", f"backend {backend} needs the server's URL (database.url)")
     if url and backend not in ("postgresql", "mariadb"):
@@ -233,6 +256,7 @@ __all__ = [
     "BACKENDS",
     "Backend",
     "DatabaseSqlSpec",
+    "ISOLATIONS",
     "MAX_SCHEMA_BYTES",
     "ReleaseSqlSpec",
     "SqlTriggerSpec",

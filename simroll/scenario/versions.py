@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-VERSION_PATTERN = r"^\d+\.\d+(\.\d+)?$"
+VERSION_PATTERN = r"^\d{1,9}\.\d{1,9}(\.\d{1,9})?$"  # at most 9 digits a component, as the loader enforces
 _VERSION_RE = re.compile(VERSION_PATTERN)
 
 

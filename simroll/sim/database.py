@@ -12,6 +12,7 @@ it, so a read can name the write it saw as its cause.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
@@ -31,6 +32,32 @@ class WriteRefused(Exception):
     the database's own. The handler's operation fails (a ``write_refused`` record)."""
 
 
+DEFAULT_ISOLATION = {
+    "location": "serializable",
+    "sqlite": "serializable",
+    "postgresql": "read committed",
+    "mariadb": "repeatable read",
+}
+"""The isolation level of a handler's transaction (``transaction: true``) when ``database.isolation``
+is not given: the backend's own default (docs/sql.md, Transactions)."""
+
+
+class Txn:
+    """One handling's transaction (``transaction: true``): begun when the message is taken, before
+    its reads; committed after its writes, or rolled back.
+
+    ``reads``: the location model's read set, (location, row) -> the record of the write it read;
+    ``conn``: a SQL backend's connection of its own."""
+
+    __slots__ = ("conn", "pending", "reads")
+
+    def __init__(self, conn: Any = None):
+        self.conn = conn
+        self.reads: dict[tuple[str, int], int | None] = {}
+        # a SQL backend's writes, observed once committed: (row, record, locations written, trigger targets out)
+        self.pending: list[tuple[int, int, list[str], list[str]]] = []
+
+
 class Database:
     """The database of one run, from the scenario's initial schema: what every backend shares.
 
@@ -41,6 +68,12 @@ class Database:
     """
 
     backend = "abstract"
+    txn: Txn | None = None
+    """The transaction the engine's statements run in now (set around a transactional handler's
+    reads and writes), None: each statement on its own."""
+    actor: tuple[str, int | None] = ("init", None)
+    """Who issues the statements now (engine and message; ``backfill``, ``operator``): a SQL
+    backend's statement log names it."""
 
     def __init__(self, env: simpy.Environment, spec: DatabaseSpec, chooser: Chooser, trace: Trace):
         self.env = env
@@ -48,6 +81,8 @@ class Database:
         self.chooser = chooser
         self.trace = trace
         self.rows = spec.rows
+        self.isolation = spec.isolation or DEFAULT_ISOLATION.get(spec.backend, "serializable")
+        self.sql_log: deque[tuple[Any, ...]] | None = None  # a SQL backend's statement log (see sqlbase)
         # existing columns and tables
         self.columns: set[str] = set()
         self.tables: set[str] = set()
@@ -124,6 +159,26 @@ class Database:
     def close(self) -> None:
         """Release what the backend holds (a connection); the location model holds nothing."""
 
+    # -------------------------------------------------------------- transactions
+    def use(self, txn: Txn | None) -> None:
+        """Run the statements from now on in ``txn`` (None: each on its own)."""
+        self.txn = txn
+
+    def begin(self) -> Txn:
+        """A transaction for one handling, begun now (when its message is taken, before its reads)."""
+        return Txn()
+
+    def prepare(self, txn: Txn) -> None:
+        """Before the transaction's writes: raises :class:`WriteRefused` if it may not commit (the
+        location model's validation); a SQL backend leaves that to the database."""
+
+    def commit(self, txn: Txn) -> None:
+        """After the transaction's writes: make them durable; raises :class:`WriteRefused` (then it
+        is rolled back) if the database refuses the commit."""
+
+    def rollback(self, txn: Txn) -> None:
+        """Undo the transaction (a refused statement, a failed read, a killed engine)."""
+
     # -------------------------------------------------------------- the backfill utility
     def backfill(self, spec: BackfillSpec, step_rec: int):
         """The process copying ``spec.from_`` into ``spec.to``, one row after the other."""
@@ -131,6 +186,7 @@ class Database:
         per_row = 1.0 / spec.rate
         for row in range(self.rows):
             yield env.timeout(per_row)
+            self.actor = ("backfill", None)
             missing = self.missing([spec.from_, spec.to])
             if missing:
                 emit(env.now, "schema_error", engine="backfill", op="backfill", locs=missing, cause=[step_rec])
@@ -158,6 +214,7 @@ class Database:
             if value is None or spec.to not in self.columns:
                 continue
             rec = self.trace.count
+            self.actor = ("backfill", None)
             fired = self.backfill_write(spec, row, value, rec)
             if fired is None:
                 continue
@@ -207,7 +264,24 @@ class LocationDatabase(Database):
         self._enable(trig, enabled)
 
     def read(self, loc: str, row: int, sql: str | None = None) -> Cell:
-        return self.values.get(loc, _NO_COLUMN).get(row, _NO_CELL)
+        cell = self.values.get(loc, _NO_COLUMN).get(row, _NO_CELL)
+        if self.txn is not None:
+            self.txn.reads.setdefault((loc, row), cell[1])
+        return cell
+
+    def prepare(self, txn: Txn) -> None:
+        """Optimistic validation at commit: refused if a cell the transaction read has been written
+        since (by another handling, a trigger, the backfill). The writes and the commit happen at
+        one instant, so validating first is validating at commit. This is what an application's
+        compare-and-set on a version column does (``UPDATE ... WHERE atomic_key = :read``, Heat's
+        convergence), at the granularity of a cell: the histories it lets commit are serialisable."""
+        for (loc, row), rec in txn.reads.items():
+            now = self.values.get(loc, _NO_COLUMN).get(row, _NO_CELL)[1]
+            if now != rec:
+                raise WriteRefused(
+                    f"transaction aborted: {loc} of row {row} was written (record {now}) after this "
+                    f"transaction read it (record {rec})"
+                )
 
     def _put(self, loc: str, row: int, value: Any, rec: int) -> list[str]:
         """Write one cell and fire triggers (one hop); returns the trigger targets written."""
@@ -251,4 +325,4 @@ class LocationDatabase(Database):
         return [col.get(r, _NO_CELL)[0] for r in range(self.rows)]
 
 
-__all__ = ["Cell", "Database", "LocationDatabase", "WriteRefused"]
+__all__ = ["DEFAULT_ISOLATION", "Cell", "Database", "LocationDatabase", "Txn", "WriteRefused"]

@@ -227,6 +227,13 @@ def state_digest(sim: Simulation, kind: str, n: int, memo: dict[int, tuple[Any, 
                     for s in eng.subs
                 ),
                 eng.wake is not None,
+                # membership and configuration (issue 15): another config on one release is another state
+                (
+                    eng.member,
+                    eng.removed,
+                    tuple(sorted((eng.config or {}).items())),
+                    tuple(sorted(eng.pending.items())),
+                ),
                 None
                 if eng.stopped_event is None
                 else (eng.stopped_event.triggered, tuple(enc.callback(cb) for cb in eng.stopped_event.callbacks or ())),
@@ -261,6 +268,7 @@ def state_digest(sim: Simulation, kind: str, n: int, memo: dict[int, tuple[Any, 
             str(sim.client_cap),
         )
     )
+    parts.append(("backfills", sim.backfills.running, sim.backfills.done))  # what wait_until's backfill_done reads
     db = sim.db
     parts.append(
         (

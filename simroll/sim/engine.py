@@ -19,7 +19,7 @@ from simroll.scenario.spec import DEFAULT_VHOST, HandlerSpec, ReleaseSpec, Scena
 from simroll.scenario.versions import Version
 from simroll.sim.broker import Broker, Message, Queue, Subscription, queue_name
 from simroll.sim.chooser import Chooser
-from simroll.sim.database import Database, WriteRefused
+from simroll.sim.database import Database, Txn, WriteRefused
 from simroll.sim.trace import Trace
 
 
@@ -45,6 +45,7 @@ class Release:
     # field -> (the named values it knows, what it does with another: fail/ignore/default, the default)
     domains: dict[str, tuple[frozenset[str], str, str | None]] = field(default_factory=dict)
     on_start: StartupSpec | None = None  # start-up actions (issue 20)
+    computed: str = "at-start"  # when its auto cap is computed again (issue 15): at-start, on-sighup, live
 
     @classmethod
     def compile(cls, name: str, spec: ReleaseSpec) -> Release:
@@ -100,6 +101,7 @@ class Release:
                 f: (frozenset(a.values), a.unknown, a.default) for f, a in spec.data.items() if a.values is not None
             },
             on_start=spec.on_start,
+            computed=spec.rpc.computed,
         )
 
 
@@ -207,7 +209,9 @@ class Cluster:
         self.cap_overridden = False
         self._next_value = 0
         self._variants: dict[tuple[str, tuple[tuple[str, str], ...]], Release] = {}  # (release, config) -> compiled
+        self.live_caps = any(r.rpc.computed == "live" and r.rpc.cap == "auto" for r in scenario.releases.values())
         self.claims: dict[int, tuple[int, int]] = {}  # request id -> (message, recv record) that recorded it
+        self.txns: dict[int, Txn] = {}  # message -> the open transaction of its handling (transaction: true)
         # the named values some handler writes ('set'): only these can be unknown to a release's domain
         self.named = {v for hs in self.handlers_of.values() for h in hs.values() for v in h.set.values()}
         # service -> implemented version -> its engines started and not yet stopped: `cap: auto` is the
@@ -391,6 +395,8 @@ class Cluster:
                 **config,
                 cause=_causes(cause),
             )
+        if self.live_caps:  # the others' live caps follow this start
+            self._live(eng.service, start_rec)
         if rel.on_start is not None:  # its start-up actions first; then it takes messages
             eng.subs = []
             eng.procs = [self.env.process(self._on_start(eng, rel, rel.on_start, eng.generation, start_rec))]
@@ -417,6 +423,7 @@ class Cluster:
                     value = f"v{self._next_value}"
                     self._next_value += 1
                 rec = self.trace.count
+                db.actor = (eng.name, None)
                 try:
                     fired = db.write_field(locs, row, value, rec, rel.write_sql.get(fld) if rel.write_sql else None)
                 except WriteRefused as e:
@@ -478,7 +485,9 @@ class Cluster:
     def _stopped(self, eng: Engine, rel: Release) -> None:
         eng.state = STOPPED
         self._count(eng, rel, -1)
-        self.trace.emit(self.env.now, "stopped", engine=eng.name, release=rel.name)
+        rec = self.trace.emit(self.env.now, "stopped", engine=eng.name, release=rel.name)
+        if self.live_caps:
+            self._live(eng.service, rec)
         if eng.stopped_event is not None and not eng.stopped_event.triggered:
             eng.stopped_event.succeed()
 
@@ -506,6 +515,11 @@ class Cluster:
         if self.claims:  # a handling killed mid-way rolls back the request id it recorded
             for slot in sorted(inflight):
                 self._unclaim(inflight[slot])
+        if self.txns:  # and its transaction: the engine's connection is gone
+            for slot in sorted(inflight):
+                txn = self.txns.pop(inflight[slot].id, None)
+                if txn is not None:
+                    self.db.rollback(txn)
         if not self.broker.ack_after:  # acknowledged before dispatch: the broker has forgotten them
             for slot in sorted(inflight):
                 msg = inflight[slot]
@@ -513,6 +527,8 @@ class Cluster:
         self.broker.close(eng, kill_rec)  # the rest was unacked: back to its place in its queue
         if eng.stopped_event is not None and not eng.stopped_event.triggered:
             eng.stopped_event.succeed()
+        if self.live_caps:
+            self._live(eng.service, kill_rec)
 
     # -------------------------------------------------------------- configuration (issue 15)
     def _configured(self, eng: Engine, release: str, sighup: bool) -> tuple[Release, dict[str, str]]:
@@ -549,15 +565,38 @@ class Cluster:
         targets = [self.engines[n] for n in engines] if engines is not None else list(self.engines.values())
         self.trace.meter.work += len(targets)
         for eng in targets:
+            if eng.state == RUNNING and eng.release is not None and eng.release.computed == "on-sighup":
+                self._recap(eng, "sighup", cause)
             if eng.state != RUNNING or eng.release is None or eng.config is None:
                 continue
             rel, config = self._configured(eng, eng.release.name, sighup=True)
             if config != eng.config:
                 eng.config = config
                 eng.release = rel  # its workers take it up at their next message
-                self.trace.emit(
-                    self.env.now, "config", engine=eng.name, release=rel.name, config=config, cause=[cause]
-                )
+                self.trace.emit(self.env.now, "config", engine=eng.name, release=rel.name, config=config, cause=[cause])
+
+    def _recap(self, eng: Engine, why: str, cause: int | None) -> None:
+        """Compute ``eng``'s cap again; record ``cap`` if it changed (its caps to other services are
+        resolved again at their next send)."""
+        assert eng.release is not None, "a running engine has a release"
+        cap = self.resolve_cap(eng.release.cap, eng.service)
+        eng.caps = {}
+        if cap != eng.cap:
+            eng.cap = cap
+            self.trace.emit(
+                self.env.now, "cap", engine=eng.name, cap=None if cap is None else str(cap), why=why, cause=_causes(cause)
+            )
+
+    def _live(self, service: str, cause: int | None) -> None:
+        """An engine of ``service`` started or stopped: the running engines whose release computes its
+        cap live compute it again (their caps to other services, at their next send there)."""
+        self.trace.meter.work += len(self.engines)
+        for eng in self.engines.values():
+            if eng.state == RUNNING and eng.release is not None and eng.release.computed == "live":
+                if eng.service == service:
+                    self._recap(eng, "live", cause)
+                else:
+                    eng.caps = {}
 
     def add(self, eng: Engine, rel: Release, cause: int) -> None:
         """The operator's ``add``: ``eng`` joins the cluster and starts on ``rel``."""
@@ -690,7 +729,26 @@ class Cluster:
     def _reads(
         self, eng: Engine, rel: Release, handler: HandlerSpec, msg: Message, recv: int
     ) -> tuple[bool, dict[str, Any] | None]:
-        """Reads at the start of handling; returns (ok, row snapshot for row-style updates)."""
+        """Reads at the start of handling; returns (ok, row snapshot for row-style updates). A
+        transactional handler begins its transaction first (rolled back if the reads fail)."""
+        db = self.db
+        db.actor = (eng.name, msg.id)
+        if not handler.transaction:
+            return self._read_fields(eng, rel, handler, msg, recv)
+        txn = self.txns[msg.id] = db.begin()
+        db.use(txn)
+        try:
+            ok, snapshot = self._read_fields(eng, rel, handler, msg, recv)
+        finally:
+            db.use(None)
+        if not ok:
+            del self.txns[msg.id]
+            db.rollback(txn)
+        return ok, snapshot
+
+    def _read_fields(
+        self, eng: Engine, rel: Release, handler: HandlerSpec, msg: Message, recv: int
+    ) -> tuple[bool, dict[str, Any] | None]:
         now, emit, row = self.env.now, self.trace.emit, msg.row
         columns, read, read_sql = self.db.columns, self.db.read, rel.read_sql
         snapshot: dict[str, Any] | None = None
@@ -748,7 +806,53 @@ class Cluster:
         self, eng: Engine, rel: Release, handler: HandlerSpec, msg: Message, snapshot: dict[str, Any] | None
     ) -> bool:
         """Writes at the end of handling, then casts; False if the database refused a write
-        (recorded as ``write_refused``: the handling fails and sends nothing)."""
+        (recorded as ``write_refused``: the handling fails and sends nothing).
+
+        A transactional handler's writes run in its transaction, then it commits; their ``write``
+        (and ``rewrite``) records are written once it has committed, so a transaction the database
+        refuses -- a statement, or the commit (``op: commit``) -- leaves only its ``write_refused``."""
+        db = self.db
+        db.actor = (eng.name, msg.id)
+        txn = self.txns.pop(msg.id, None)
+        if txn is None:
+            return self._writes(eng, rel, handler, msg, snapshot, None) and self._casts(eng, rel, handler, msg)
+        now, row = self.env.now, msg.row
+        held: list[tuple[str, int, dict[str, Any]]] = []
+        db.use(txn)
+        try:
+            db.prepare(txn)
+            ok = self._writes(eng, rel, handler, msg, snapshot, held)
+            if ok:
+                db.commit(txn)
+            else:
+                db.rollback(txn)
+        except WriteRefused as e:  # prepare's validation, or the commit (rolled back)
+            ok = False
+            if txn.conn is None:
+                db.rollback(txn)
+            self.trace.emit(
+                now, "write_refused", engine=eng.name, msg=msg.id, op="commit", field=None, row=row, error=str(e)
+            )
+        finally:
+            db.use(None)
+        for kind, rec, fields in held:
+            if kind == "write" and ok:
+                n = self.trace.write(now, **fields)
+                assert n == rec, "a held write keeps the number its cells were given"
+            elif kind != "write" and (ok or kind == "schema_error"):
+                self.trace.emit(now, kind, **fields)
+        return ok and self._casts(eng, rel, handler, msg)
+
+    def _writes(
+        self,
+        eng: Engine,
+        rel: Release,
+        handler: HandlerSpec,
+        msg: Message,
+        snapshot: dict[str, Any] | None,
+        held: list[tuple[str, int, dict[str, Any]]] | None,
+    ) -> bool:
+        """The writes of a handling; a transaction's records ``held`` until it commits."""
         now, emit, row, db = self.env.now, self.trace.emit, msg.row, self.db
         written: set[str] = set()
         for fld in handler.write:
@@ -757,7 +861,11 @@ class Cluster:
                 continue
             missing = db.missing(locs)
             if missing:
-                emit(now, "schema_error", engine=eng.name, msg=msg.id, op="write", locs=missing)
+                if held:  # after a held write: held too, to keep the numbers the writes were given
+                    fields = dict(engine=eng.name, msg=msg.id, op="write", locs=missing)
+                    held.append(("schema_error", self.trace.count + len(held), fields))
+                else:
+                    emit(now, "schema_error", engine=eng.name, msg=msg.id, op="write", locs=missing)
                 continue
             named = handler.set.get(fld) if handler.set else None
             if named is not None:
@@ -765,20 +873,24 @@ class Cluster:
             else:
                 value = f"v{self._next_value}"
                 self._next_value += 1
-            rec = self.trace.count
+            rec = self.trace.count if held is None else self.trace.count + len(held)
             try:
                 fired = db.write_field(locs, row, value, rec, rel.write_sql.get(fld) if rel.write_sql else None)
             except WriteRefused as e:
                 emit(now, "write_refused", engine=eng.name, msg=msg.id, op="write", field=fld, row=row, error=str(e))
                 return False
             written.update(locs)
+            if held is not None:
+                fields = dict(engine=eng.name, msg=msg.id, field=fld, row=row, value=value, locs=list(locs), trig=fired)
+                held.append(("write", rec, fields))
+                continue
             self.trace.write(
                 now, engine=eng.name, msg=msg.id, field=fld, row=row, value=value, locs=list(locs), trig=fired
             )
         if snapshot:
             stale = {c: v for c, v in snapshot.items() if c not in written and c in db.columns}
             if stale:
-                rec = self.trace.count
+                rec = self.trace.count if held is None else self.trace.count + len(held)
                 try:
                     db.rewrite(stale, row, rec)
                 except WriteRefused as e:
@@ -793,7 +905,15 @@ class Cluster:
                         error=str(e),
                     )
                     return False
-                emit(now, "rewrite", engine=eng.name, msg=msg.id, row=row, cols=stale)
+                if held is not None:
+                    held.append(("rewrite", rec, dict(engine=eng.name, msg=msg.id, row=row, cols=stale)))
+                else:
+                    emit(now, "rewrite", engine=eng.name, msg=msg.id, row=row, cols=stale)
+        return True
+
+    def _casts(self, eng: Engine, rel: Release, handler: HandlerSpec, msg: Message) -> bool:
+        """The casts a handling sends when it completes; True."""
+        row = msg.row
         if handler.depth is not None and msg.hop >= handler.depth:
             return True
         rng, hop = self.chooser.rng, msg.hop + 1

@@ -189,6 +189,8 @@ class Simulation:
                     if x < acc:
                         method = m
                         break
+            if self.client.computed == "live" and self.client.cap == "auto":
+                self._client_recap("live", None)
             msg = self.cluster.send("client", self.client, self.client_cap, method, rng.randrange(rows), call=call)
             if msg is not None and call and (wl.timeout is not None or wl.retry is not None):
                 env.process(self._caller(msg, 1))
@@ -229,6 +231,20 @@ class Simulation:
         )
         if again is not None:
             yield from self._caller(again, attempt + 1)
+
+    def _client_recap(self, why: str, cause: int | None) -> None:
+        """Compute the clients' cap again (a sighup, or live); record ``cap`` for ``client`` if it changed."""
+        cap = self.cluster.resolve_cap(self.client.cap)
+        if cap != self.client_cap:
+            self.client_cap = cap
+            self.trace.emit(
+                self.env.now,
+                "cap",
+                engine="client",
+                cap=None if cap is None else str(cap),
+                why=why,
+                cause=[] if cause is None else [cause],
+            )
 
     def _fault_at(self, at: float, engine: str):
         yield self.env.timeout(at)
@@ -312,6 +328,8 @@ class Simulation:
                 cluster.set_config(step.set_config, step.engines)
             case SighupStep():
                 cluster.sighup(None if step.sighup == "all" else step.sighup, rec)
+                if step.sighup == "all" and self.client.computed == "on-sighup":
+                    self._client_recap("sighup", rec)
             case AddStep():
                 for name in step.names():
                     cluster.add(engines[name], releases[step.release], rec)

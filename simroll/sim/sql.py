@@ -44,7 +44,16 @@ def open_database(env: simpy.Environment, scenario: Scenario, chooser: Chooser, 
         releases=scenario.releases,
         initial_release=scenario.engine_list()[0].release,
         source=f"scenario {scenario.name}",
+        transactions=uses_transactions(scenario),
     )
 
 
-__all__ = ["open_database"]
+def uses_transactions(scenario: Scenario) -> bool:
+    """Does some handler of ``scenario`` (the workload's, a release's own) run in a transaction?"""
+    handlers = [*scenario.workload.handlers.values()]
+    for rel in scenario.releases.values():
+        handlers += (getattr(rel, "handlers", None) or {}).values()
+    return any(h.transaction for h in handlers)
+
+
+__all__ = ["open_database", "uses_transactions"]

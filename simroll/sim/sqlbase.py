@@ -19,6 +19,7 @@ So the user's own triggers, which know nothing of records, still name their caus
 from __future__ import annotations
 
 import sqlite3  # only its statement splitter: complete_statement
+from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
@@ -28,13 +29,15 @@ from simroll.errors import ScenarioError
 from simroll.scenario.spec import BackfillSpec, DatabaseSpec, ReleaseSpec, TriggerSpec
 from simroll.scenario.sqlspec import SCHEMA_FILE, DatabaseSqlSpec
 from simroll.sim.chooser import Chooser
-from simroll.sim.database import Cell, Database, WriteRefused
+from simroll.sim.database import Cell, Database, Txn, WriteRefused
 from simroll.sim.trace import Trace
 
 _NO_CELL: Cell = (None, None)
 _NO_COLUMN: dict[int, Cell] = {}
 DERIVED_KEY = "_row"
 _TRIGGER_PREFIX = "_simroll_copy_"
+SQL_LOG_LIMIT = 100_000
+"""The statements a run's log keeps (the latest; see :attr:`SqlDatabase.sql_log`)."""
 
 
 class SqlError(ScenarioError):
@@ -83,6 +86,7 @@ class SqlDatabase(Database):
     :attr:`conn` before calling this constructor, and gives its dialect's hooks (below)."""
 
     backend = "sql"
+    conn: Any  # the connection statements run on now (a subclass opens it; a transaction's while in one)
     errors: tuple[type[BaseException], ...] = ()  # the exceptions a statement may raise
 
     def __init__(
@@ -94,9 +98,17 @@ class SqlDatabase(Database):
         releases: Mapping[str, ReleaseSpec] | None = None,
         initial_release: str | None = None,
         source: str = "<scenario>",
+        transactions: bool = False,
     ):
         super().__init__(env, spec, chooser, trace)
         self.source = source
+        self.transactions = transactions  # some handler runs in a transaction: connections of their own
+        self.main = self.conn  # the connection every statement outside a transaction runs on
+        self._idle: list[Any] = []  # transactions' connections not in use, reused last in, first out
+        self._opened: list[Any] = []  # every transaction connection opened
+        # the statements the engines, the operator and the backfill ran (not simroll's own reads of a
+        # row after a write): (t, actor, message, statement, parameters, outcome, next record number)
+        self.sql_log: deque[tuple[Any, ...]] = deque(maxlen=SQL_LOG_LIMIT)
         self.sql: DatabaseSqlSpec = spec.sql or DatabaseSqlSpec()
         self.user_schema = self.sql.schema_ is not None
         self.key = self.sql.key if self.user_schema else DERIVED_KEY
@@ -202,7 +214,23 @@ class SqlDatabase(Database):
         """The statements dropping the derived trigger ``name`` (on ``frm``'s table)."""
         return [f"DROP TRIGGER IF EXISTS {self.q(name)}"]
 
-    begin = "BEGIN"
+    def txn_connection(self) -> Any:
+        """A new connection for transactions, at :attr:`isolation`, in this run's namespace."""
+        raise NotImplementedError
+
+    def txn_begin(self, conn: Any) -> None:
+        """Begin a transaction on ``conn`` (its first read takes the snapshot)."""
+        conn.execute("BEGIN")
+
+    def txn_end(self, conn: Any, commit: bool) -> None:
+        """COMMIT (raises one of :attr:`errors`) or ROLLBACK the transaction on ``conn``."""
+        conn.execute("COMMIT" if commit else "ROLLBACK")
+
+    def txn_close(self, conn: Any) -> None:
+        """Close a transaction's connection."""
+        conn.close()
+
+    begin_sql = "BEGIN"
     # the if-unchanged backfill as one UPDATE ... WHERE (SELECT source) = :value; False: a SELECT ...
     # FOR UPDATE then the UPDATE, in a transaction (MariaDB refuses the one statement when a trigger
     # of the UPDATE writes the table its subquery reads)
@@ -210,12 +238,20 @@ class SqlDatabase(Database):
     after_error = ""  # a statement that resets the session after a statement failed (MariaDB's trigger guard)
 
     # -------------------------------------------------------------- statements
+    def log(self, stmt: str, params: Any, outcome: str) -> None:
+        """Add a statement to :attr:`sql_log`, issued now by :attr:`actor`."""
+        who, msg = self.actor
+        self.sql_log.append((self.env.now, who, msg, stmt, params, outcome, self.trace.count))
+
     def _exec(self, stmt: str, params: Any, where: str, origin: str | None = None) -> Result:
         """Run one statement (a read); any database error is the scenario's error."""
         try:
-            return self.x(stmt, params)
+            got = self.x(stmt, params)
         except self.errors as e:
+            self.log(stmt, params, f"error: {self.message(e)}")
             raise SqlError(origin or self.source, where, f"statement {stmt!r}: {self.message(e)}") from None
+        self.log(stmt, params, "ok")
+        return got
 
     def _script(self, text: str, origin: str, where: str) -> None:
         """Run every statement of ``text`` (DDL); any error, a refusal too, is the scenario's error."""
@@ -334,18 +370,21 @@ class SqlDatabase(Database):
         Raises :class:`WriteRefused` with the database's message when the database refuses it at
         run time (a constraint, a trigger's RAISE, a trigger naming a column a contract dropped),
         and :class:`SqlError` for a statement that could never run (a syntax error, a parameter)."""
-        many = len(stmts) > 1
+        many = len(stmts) > 1 and self.txn is None  # in a transaction, the transaction is the unit
         if many:
-            self.x(self.begin)
+            self.x(self.begin_sql)
         changed = 0
-        stmt = ""
+        stmt, params = "", None
         try:
             for stmt, params in stmts:
-                changed += self.x(stmt, params).rowcount
+                n = self.x(stmt, params).rowcount
+                self.log(stmt, params, f"{n} row{'' if n == 1 else 's'}")
+                changed += n
         except self.errors as e:
+            self.log(stmt, params, f"refused: {self.message(e)}")
             if many:
                 self.x("ROLLBACK")
-            if self.after_error:
+            if self.after_error and self.txn is None:  # a transaction's connection: reset at rollback
                 self.x(self.after_error)
             if self.refusal(e):
                 raise WriteRefused(self.message(e)) from None
@@ -356,11 +395,21 @@ class SqlDatabase(Database):
 
     # -------------------------------------------------------------- the interface
     def read(self, loc: str, row: int, sql: str | None = None) -> Cell:
+        params = {"row": row}
         if sql is None:
-            got = self.x(self._select(loc), {"row": row}).fetchone()
+            stmt = self._select(loc)
+            got = self.x(stmt, params).fetchone()
         else:
-            got = self._exec(sql, {"row": row}, f"the read statement of {loc}").fetchone()
+            stmt = sql
+            try:
+                got = self.x(stmt, params).fetchone()
+            except self.errors as e:
+                self.log(stmt, params, f"error: {self.message(e)}")
+                raise SqlError(
+                    self.source, f"the read statement of {loc}", f"statement {stmt!r}: {self.message(e)}"
+                ) from None
         value = got[0] if got is not None else None
+        self.log(stmt, params, f"-> {value!r}")
         return value, self.shadow.get(loc, _NO_COLUMN).get(row, _NO_CELL)[1]
 
     def write_field(self, locs: Iterable[str], row: int, value: Any, rec: int, sql: str | None = None) -> list[str]:
@@ -372,11 +421,78 @@ class SqlDatabase(Database):
             stmts = [(s, params) for s in split_sql(sql)]
         self._run_write(stmts, f"the write statement of {', '.join(locs)}")
         fired = self._fired(locs)
+        if self.txn is not None:  # observed once committed (see commit), into this list
+            out = list(fired)
+            self.txn.pending.append((row, rec, locs + fired, out))
+            return out
         return fired + self._observe(row, rec, locs + fired)
 
     def rewrite(self, cols: Mapping[str, Any], row: int, rec: int) -> None:
         self._run_write([(self._update(c), {"row": row, "value": v}) for c, v in cols.items()], "a whole-row save")
+        if self.txn is not None:
+            self.txn.pending.append((row, rec, list(cols) + self._fired(cols), []))
+            return
         self._observe(row, rec, list(cols) + self._fired(cols))
+
+    # -------------------------------------------------------------- transactions
+    def use(self, txn: Txn | None) -> None:
+        super().use(txn)
+        self.conn = self.main if txn is None else txn.conn
+
+    def begin(self) -> Txn:
+        if self._idle:
+            conn = self._idle.pop()
+        else:
+            conn = self.txn_connection()
+            self._opened.append(conn)
+        self.txn_begin(conn)
+        self.log(self.begin_text(), None, "ok")
+        return Txn(conn)
+
+    def begin_text(self) -> str:
+        """How the log shows a transaction's start."""
+        return f"BEGIN  -- {self.isolation}"
+
+    def commit(self, txn: Txn) -> None:
+        """COMMIT; then the rows the transaction wrote are read back on the main connection (the
+        committed state: a snapshot would show another's newer commit as older values)."""
+        try:
+            self.txn_end(txn.conn, True)
+        except self.errors as e:
+            self.log("COMMIT", None, f"refused: {self.message(e)}")
+            self.rollback(txn, logged=False)
+            if self.refusal(e):
+                raise WriteRefused(self.message(e)) from None
+            raise SqlError(self.source, "commit", self.message(e)) from None
+        self.log("COMMIT", None, "ok")
+        self._idle.append(txn.conn)
+        conn, self.conn = self.conn, self.main
+        try:
+            for row, rec, forced, out in txn.pending:
+                out += self._observe(row, rec, forced)
+        finally:
+            self.conn = conn
+        txn.pending = []
+
+    def rollback(self, txn: Txn, logged: bool = True) -> None:
+        try:
+            self.txn_end(txn.conn, False)
+        except self.errors:  # the connection is unusable: do not reuse it
+            pass
+        else:
+            self._idle.append(txn.conn)
+        if logged:
+            self.log("ROLLBACK", None, "ok")
+        txn.pending = []
+
+    def close_transactions(self) -> None:
+        """Close every transaction's connection (a transaction still open rolls back)."""
+        for conn in getattr(self, "_opened", ()):
+            try:
+                self.txn_close(conn)
+            except self.errors:
+                pass
+        self._opened, self._idle = [], []
 
     def _put(self, loc: str, row: int, value: Any, rec: int) -> list[str]:
         return self.write_field([loc], row, value, rec)
@@ -419,7 +535,7 @@ class SqlDatabase(Database):
     ) -> list[str] | None:
         """The ``if-unchanged`` backfill as two statements in a transaction (see :attr:`cas_in_one_statement`)."""
         params = {"row": row, "value": value}
-        self.x(self.begin)
+        self.x(self.begin_sql)
         try:
             got = self.x(select, params).fetchone()
             changed = 0 if got is None or got[0] != value else self.x(update, params).rowcount
@@ -519,6 +635,7 @@ class SqlDatabase(Database):
             self._user_created.discard(pair)
 
     def set_trigger(self, trig: TriggerSpec, enabled: bool) -> None:
+        self.actor = ("operator", None)
         pair = (trig.from_, trig.to)
         if pair in self.user_trigger_sql:
             if enabled and pair not in self.user_triggers:
@@ -535,6 +652,7 @@ class SqlDatabase(Database):
 
     # -------------------------------------------------------------- schema changes
     def expand(self, items: Iterable[str]) -> None:
+        self.actor = ("operator", None)
         self._drop_derived_triggers()
         for item in items:
             user = self.sql.expand.get(item)
@@ -552,6 +670,7 @@ class SqlDatabase(Database):
         self._create_triggers()
 
     def contract(self, items: Iterable[str]) -> None:
+        self.actor = ("operator", None)
         self._drop_derived_triggers()
         for item in items:
             user = self.sql.contract.get(item)
@@ -569,6 +688,7 @@ class SqlDatabase(Database):
 
     # -------------------------------------------------------------- the end of the run
     def column_values(self, loc: str, field: str) -> list[Any]:
+        self.actor = ("final", None)
         stmt = self._finals.get((field, loc))
         if stmt is not None:
             out = []

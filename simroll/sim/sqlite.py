@@ -9,7 +9,10 @@ runs, so a two-way sync trigger stops after one round, as in the location model;
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
+import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,9 +39,38 @@ class SqliteDatabase(SqlDatabase):
         releases: Mapping[str, ReleaseSpec] | None = None,
         initial_release: str | None = None,
         source: str = "<scenario>",
+        transactions: bool = False,
     ):
-        self.conn = sqlite3.connect(":memory:", isolation_level=None)  # autocommit: BEGIN only where asked
-        super().__init__(env, spec, chooser, trace, releases, initial_release, source)
+        self.folder: str | None = None
+        if transactions:
+            # a handler's transaction needs a connection of its own beside the main one: a file in
+            # WAL mode (a reader never blocks a writer), in a private temporary folder removed at
+            # the end. timeout 0: a statement that would wait for a lock fails at once, SQLITE_BUSY
+            self.folder = tempfile.mkdtemp(prefix="simroll-sqlite-")
+            self.path = os.path.join(self.folder, "run.db")
+            self.conn = self._connect()
+            self.conn.execute("PRAGMA journal_mode = WAL")
+        else:
+            self.conn = sqlite3.connect(":memory:", isolation_level=None)  # autocommit: BEGIN only where asked
+        super().__init__(env, spec, chooser, trace, releases, initial_release, source, transactions)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=0)
+        conn.execute("PRAGMA synchronous = OFF")  # scratch data: nothing to make durable
+        return conn
+
+    def txn_connection(self) -> sqlite3.Connection:
+        return self._connect()
+
+    def begin_text(self) -> str:
+        return "BEGIN  -- deferred: serializable, a snapshot from its first read"
+
+    def message(self, e: BaseException) -> str:
+        text = super().message(e)
+        name = getattr(e, "sqlite_errorname", None)
+        if isinstance(name, str) and name.startswith("SQLITE_BUSY"):  # which busy: SQLITE_BUSY_SNAPSHOT
+            return f"{text} ({name})"
+        return text
 
     def x(self, stmt: str, params: Any = None) -> Result:
         return self.conn.execute(stmt, params if params is not None else ())
@@ -74,7 +106,11 @@ class SqliteDatabase(SqlDatabase):
         ]
 
     def close(self) -> None:
-        self.conn.close()
+        self.close_transactions()
+        conn: sqlite3.Connection = getattr(self, "main", self.conn)
+        conn.close()
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 __all__ = ["SqliteDatabase"]

@@ -57,6 +57,7 @@ class ServerDatabase(SqlDatabase):
         releases: Mapping[str, ReleaseSpec] | None = None,
         initial_release: str | None = None,
         source: str = "<scenario>",
+        transactions: bool = False,
     ):
         if sqlalchemy is None:
             raise SqlError(
@@ -71,13 +72,16 @@ class ServerDatabase(SqlDatabase):
             self.conn = self.engine.connect()
             self.conn.exec_driver_sql(self.namespace_ddl.format(self.scratch))
             self.conn.exec_driver_sql(self.use_ddl.format(self.scratch))
+            if transactions:  # never wait for a lock a transaction holds across simulated time: fail
+                for stmt in self.no_wait:
+                    self.conn.exec_driver_sql(stmt)
         except SQLAlchemyError as e:
             raise SqlError(source, "database.url", f"cannot use the server: {self.message(e)}") from None
         except ValueError as e:  # sqlalchemy.exc.ArgumentError is also one: a URL it cannot parse
             raise SqlError(source, "database.url", f"not a database URL: {e}") from None
         self.closed = False
         try:
-            super().__init__(env, spec, chooser, trace, releases, initial_release, source)
+            super().__init__(env, spec, chooser, trace, releases, initial_release, source, transactions)
         except BaseException:
             self.close()
             raise
@@ -103,10 +107,37 @@ class ServerDatabase(SqlDatabase):
             return str(orig).strip().split("\n")[0]
         return str(e).strip().split("\n")[0]
 
+    no_wait: tuple[str, ...] = ()  # the session settings that make a lock wait fail at once
+
+    def txn_connection(self) -> Any:
+        conn = self.engine.connect().execution_options(isolation_level=self.isolation.upper())
+        conn.exec_driver_sql(self.use_ddl.format(self.scratch))
+        for stmt in self.no_wait:
+            conn.exec_driver_sql(stmt)
+        conn.commit()
+        return conn
+
+    def txn_begin(self, conn: Any) -> None:
+        """Nothing to send: the connection begins a transaction at its first statement (the read)."""
+
+    def txn_end(self, conn: Any, commit: bool) -> None:
+        if commit:
+            conn.commit()
+            return
+        conn.rollback()
+        if self.after_error:
+            conn.exec_driver_sql(self.after_error)
+            conn.commit()
+
+    def begin_text(self) -> str:
+        return f"BEGIN ISOLATION LEVEL {self.isolation.upper()}"
+
     def close(self) -> None:
         if getattr(self, "closed", True):
             return
         self.closed = True
+        self.close_transactions()
+        self.conn = getattr(self, "main", self.conn)
         try:
             self.conn.exec_driver_sql(self.drop_ddl.format(self.scratch))
         finally:
@@ -121,6 +152,7 @@ class PostgresDatabase(ServerDatabase):
     namespace_ddl = 'CREATE SCHEMA "{}"'
     use_ddl = 'SET search_path TO "{}"'
     drop_ddl = 'DROP SCHEMA "{}" CASCADE'
+    no_wait = ("SET lock_timeout = '1ms'",)  # 0 would mean: wait for ever
 
     def refusal(self, e: BaseException) -> bool:
         state = getattr(getattr(e, "orig", None), "sqlstate", None)
@@ -166,9 +198,10 @@ class MariaDatabase(ServerDatabase):
     namespace_ddl = "CREATE DATABASE `{}`"
     use_ddl = "USE `{}`"
     drop_ddl = "DROP DATABASE `{}`"
-    begin = "START TRANSACTION"
+    begin_sql = "START TRANSACTION"
     cas_in_one_statement = False
     after_error = "SET @simroll_in_trigger = NULL"  # a failed statement leaves the derived triggers' guard set
+    no_wait = ("SET SESSION innodb_lock_wait_timeout = 0", "SET SESSION lock_wait_timeout = 0")
 
     def q(self, name: str) -> str:
         return f"`{name}`"

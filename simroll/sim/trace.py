@@ -386,6 +386,7 @@ _SCHEMA: dict[str, tuple[dict[str, _Check], dict[str, _Check]]] = {
     "begin": ({}, {"scenario": _STR, "delivery": _STR}),
     "bf_read": ({"engine": _STR, "row": _INT, "loc": _STR, "value": _OPT_STR}, {}),
     "bf_write": ({"engine": _STR, "row": _INT, "loc": _STR, "value": _OPT_STR, "trig": _STRS}, {}),
+    "cap": ({"engine": _STR, "cap": _OPT_STR, "why": _STR}, {}),
     "caps": ({"caps": _DICT, "client": _OPT_STR}, {}),
     "config": ({"engine": _STR, "release": _STR, "config": _DICT}, {}),
     "choice": (

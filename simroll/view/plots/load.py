@@ -15,7 +15,8 @@ def engine_load(source: Source, bins: int = 60) -> Figure:
 
     Utilisation is the time an engine spends handling messages over its capacity (workers)
     while it runs; grey where it is stopped. Bars are stacked per message version; the
-    number of rejected messages is written after each bar.
+    number of rejected messages is written after each bar. When the trace names services, the
+    engines are grouped by service and each is labelled with its own.
     """
     run = run_history(source)
     tab = load_table(run, bins)
@@ -39,9 +40,13 @@ def engine_load(source: Source, bins: int = 60) -> Figure:
         im.set_gid("utilisation")
         cb = fig.colorbar(im, ax=ax, location="right", pad=0.01, fraction=0.04)
         cb.set_label("utilisation (% of capacity; grey: stopped)")
-        ax.set_yticks(range(n), [f"{e} ({100 * tab['mean_util'][e]:.0f}%)" for e in engines] or ["(none)"])
+        if run.grouped:
+            ticks = [f"{e} ({run.services[e]}, {100 * tab['mean_util'][e]:.0f}%)" for e in engines]
+        else:
+            ticks = [f"{e} ({100 * tab['mean_util'][e]:.0f}%)" for e in engines]
+        ax.set_yticks(range(n), ticks or ["(none)"])
         ax.set_xlabel(f"simulated time (s), bins of {edges[1] - edges[0]:.3g} s")
-        ax.set_ylabel("engine (mean utilisation)")
+        ax.set_ylabel("engine (service, mean utilisation)" if run.grouped else "engine (mean utilisation)")
         ax.set_title(f"Per-engine load - {run.subtitle}")
         mark_violations(ax, run)
         versions = sorted({v for e in engines for v in tab["taken"][e]}, key=version_key)

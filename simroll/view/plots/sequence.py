@@ -20,7 +20,9 @@ def _seq_arrow(r: Record) -> tuple[str, str | None, str]:
     k, e = r["kind"], r.get("engine", "")
     m = f"m{r['msg']}" if "msg" in r else ""
     if k == "send":
-        return e, _BUS, f"{m} {r['method']} v{r['version']} {'call' if r['call'] else 'cast'} (row {r['row']})"
+        method = f"{r['service']}.{r['method']}" if "service" in r else r["method"]
+        queue = f" to {r['queue']}" if "service" in r else ""
+        return e, _BUS, f"{m} {method} v{r['version']} {'call' if r['call'] else 'cast'}{queue} (row {r['row']})"
     if k == "recv":
         return _BUS, e, f"takes {m} (waited {r['wait']:.2f} s)"
     if k == "reject":
@@ -53,7 +55,8 @@ def _seq_arrow(r: Record) -> tuple[str, str | None, str]:
     if k == "init":
         return _DB, None, f"{r['field']} rows 0..{r['rows'] - 1} = init* in {', '.join(r['locs'])}"
     if k == "start":
-        return e, None, f"starts on {r['release']}"
+        where = f" (consumes {r['queue']})" if "queue" in r else ""
+        return e, None, f"starts on {r['release']}{where}"
     if k == "stop":
         return e, None, "stops taking messages"
     if k == "stopped":
@@ -78,6 +81,8 @@ def sequence_diagram(
     messages and reads/writes as arrows, one row per record (time runs down; each row is labelled
     with its time and record number). The causal chain of the violation is drawn in red; rows where
     records were skipped are marked. Chain arrows carry the gid ``"chain|I"``, others ``"rec|I"``.
+    When the trace names services, the engines' lifelines are grouped by service and labelled
+    ``ENGINE`` over ``(SERVICE)``, and a send names the service and queue it goes to.
     """
     run = run_history(source)
     shown, on_chain, v = sequence_records(run, violation, window, max_rows)
@@ -140,8 +145,9 @@ def sequence_diagram(
                     zorder=5,
                     gid="violation",
                 )
+        names = [f"{x}\n({run.services[x]})" if x in run.services else x for x in lanes]
         ax.set_xticks(
-            range(len(lanes)), lanes, rotation=0 if len(lanes) <= 8 else 30, ha="center" if len(lanes) <= 8 else "right"
+            range(len(lanes)), names, rotation=0 if len(lanes) <= 8 else 30, ha="center" if len(lanes) <= 8 else "right"
         )
         ax.xaxis.tick_top()
         ax.set_xlim(-0.5, len(lanes) - 0.5 + 1.5)  # room for labels right of the last lifeline

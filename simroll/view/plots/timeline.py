@@ -7,7 +7,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from simroll.check.explain import step_text
-from simroll.check.history import Source, release_intervals, run_history
+from simroll.check.history import Source, engine_intervals, run_history
 from simroll.view.plots._style import CHAIN_COLOR, RC, mark_violations, release_colors
 
 
@@ -16,6 +16,8 @@ def release_timeline(source: Source) -> Figure:
 
     One lane per engine; a bar per run of a release (hatched while the engine finishes
     in-flight work after a stop). Each bar patch has the gid ``"ENGINE|RELEASE|PHASE"``.
+    When the trace names services, the lanes are grouped by service (``ENGINE (SERVICE)``,
+    a line between two services); with more than one vhost, a bar names its vhost too.
     """
     run = run_history(source)
     colors = release_colors(run.releases)
@@ -35,8 +37,9 @@ def release_timeline(source: Source) -> Figure:
         else:
             ax, axs = fig.add_subplot(), None
         lane = {e: k for k, e in enumerate(run.engines)}
-        for e, spans in release_intervals(run).items():
-            for t0, t1, rel, phase in spans:
+        several_vhosts = len(run.vhosts) > 1
+        for e, spans in engine_intervals(run).items():
+            for t0, t1, rel, phase, vhost in spans:
                 width = max(t1 - t0, run.end * 0.002)  # a zero-length stop still shows
                 p = ax.barh(
                     lane[e],
@@ -50,7 +53,8 @@ def release_timeline(source: Source) -> Figure:
                 )[0]
                 p.set_gid(f"{e}|{rel}|{phase}")
                 if phase == "running" and t1 - t0 > run.end * 0.08:
-                    ax.text(t0 + (t1 - t0) / 2, lane[e], rel, ha="center", va="center", fontsize=8)
+                    text = f"{rel} on vhost {vhost}" if several_vhosts else rel
+                    ax.text(t0 + (t1 - t0) / 2, lane[e], text, ha="center", va="center", fontsize=8)
         stops = [(r["t"], lane[r["engine"]]) for r in run.records if r["kind"] == "stop"]
         kills = [(r["t"], lane[r["engine"]]) for r in run.records if r["kind"] == "kill"]
         if stops:
@@ -100,11 +104,18 @@ def release_timeline(source: Source) -> Figure:
                 bbox=dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="#555555", lw=0.6),
             )
         mark_violations(ax, run)
-        ax.set_yticks(range(n), run.engines or ["(no engine)"])
+        if run.grouped:
+            ax.set_yticks(range(n), [f"{e} ({run.services[e]})" for e in run.engines])
+            for k in range(1, n):  # a line between two services (lanes are grouped by service)
+                if run.services[run.engines[k]] != run.services[run.engines[k - 1]]:
+                    ax.axhline(k - 0.5, color="#444444", lw=0.8, zorder=1, gid="service-boundary")
+            ax.set_ylabel("engine (service)")
+        else:
+            ax.set_yticks(range(n), run.engines or ["(no engine)"])
+            ax.set_ylabel("engine")
         ax.set_ylim(n - 0.4, -0.6)
         ax.set_xlim(0, max(run.end, 1e-9))
         ax.set_xlabel("simulated time (s)")
-        ax.set_ylabel("engine")
         ax.set_title(f"Releases per engine over time - {run.subtitle}", pad=30 if steps else 6)
         ax.grid(axis="x", alpha=0.3)
         handles, labels = ax.get_legend_handles_labels()
