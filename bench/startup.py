@@ -28,6 +28,11 @@ untimed run of each command, even where the environment sets ``PYTHONDONTWRITEBY
 these sessions do: every process would then compile simroll's sources again, ~0.1 s of CPU).
 ``--no-bytecode-cache`` measures that way instead (the environment as it is).
 
+``--baseline DIR`` adds the three simroll commands run on another tree (``PYTHONPATH=DIR``, from
+DIR, with its own bytecode cache), interleaved with this one's: on a busy machine only figures
+taken side by side compare (e.g. ``git archive OLD | tar -x -C /tmp/old`` and
+``--baseline /tmp/old``).
+
 A benchmark, not a test: it prints figures and asserts nothing about time.
 """
 
@@ -93,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run the children in this environment as it is (default: a private, warmed .pyc cache)",
     )
+    p.add_argument("--baseline", default=None, help="another tree whose simroll commands run interleaved with these")
     args = p.parse_args(argv)
     runs = args.runs or (2 if args.quick else 7)
     cwd = Path(args.cwd).resolve()
@@ -108,14 +114,25 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_bytecode_cache:
             env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
             env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
+        envs = {k: env for k in commands(cwd, empty, script)}
         cmds = commands(cwd, empty, script)
+        if args.baseline:
+            base = Path(args.baseline).resolve()
+            base_env = dict(os.environ if env is None else env)
+            base_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(base), os.environ.get("PYTHONPATH")]))
+            if env is not None:
+                base_env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache-baseline")
+            for k, (cmd, _where) in commands(base, empty, script).items():
+                if k in TARGETS:
+                    cmds[f"{k} [baseline]"] = (cmd, base)
+                    envs[f"{k} [baseline]"] = base_env
         walls: dict[str, list[float]] = {k: [] for k in cmds}
         cpus: dict[str, list[float]] = {k: [] for k in cmds}
-        for cmd, where in cmds.values():  # warm the file cache and the bytecode once, untimed
-            once(cmd, where, env)
+        for k, (cmd, where) in cmds.items():  # warm the file cache and the bytecode once, untimed
+            once(cmd, where, envs[k])
         for _ in range(runs):
             for k, (cmd, where) in cmds.items():
-                wall, cpu, _status = once(cmd, where, env)
+                wall, cpu, _status = once(cmd, where, envs[k])
                 walls[k].append(wall)
                 cpus[k].append(cpu)
                 for leftover in (empty / ".pytest_cache", empty / "__pycache__"):
@@ -167,12 +184,13 @@ def main(argv: list[str] | None = None) -> int:
         f"start-up, {runs} runs of each, whole processes, on a shared 2-core machine "
         f"(load average {info['load_average']}; bytecode {info['bytecode']})"
     )
-    print(f"  {'command':22} {'min s':>7} {'median s':>9} {'CPU min s':>10} {'target':>7}")
+    w = max(22, *(len(r["command"]) for r in rows))
+    print(f"  {'command':{w}} {'min s':>7} {'median s':>9} {'CPU min s':>10} {'target':>7}")
     for r in rows:
         t = "" if r["target_s"] is None else f"< {r['target_s']}"
-        print(f"  {r['command']:22} {r['min_s']:>7.3f} {r['median_s']:>9.3f} {r['cpu_min_s']:>10.3f} {t:>7}")
+        print(f"  {r['command']:{w}} {r['min_s']:>7.3f} {r['median_s']:>9.3f} {r['cpu_min_s']:>10.3f} {t:>7}")
     print(
-        f"  {'plugin adds':22} {plugin['min_s']:>7.3f} {plugin['median_s']:>9.3f} {plugin['cpu_min_s']:>10.3f} "
+        f"  {'plugin adds':{w}} {plugin['min_s']:>7.3f} {plugin['median_s']:>9.3f} {plugin['cpu_min_s']:>10.3f} "
         f"{'< ' + str(PLUGIN_TARGET):>7}"
     )
     for v in verdicts:

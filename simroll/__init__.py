@@ -7,6 +7,7 @@ The public API, for scripts and notebooks (README: "Python API")::
     result = simroll.run_scenario(scenario, seed=1)
     result.ok, result.violations, result.trace_sha256
     found = simroll.fuzz(scenario, max_examples=200, seed=0)   # search for a breaking schedule
+    checked = simroll.verify(scenario, depth=2)                # every schedule within 2 deviations
     found.found, found.steps, found.counterexample
     matrix = simroll.build_matrix("scenarios/patterns")  # each pattern x plan/fault family x delivery
     table = simroll.run_sweep(scenario, ["engines.count=3,5", "bus.delivery=oslo,version-routed"])
@@ -47,6 +48,8 @@ _HOME = {
     # exploring
     "fuzz": "simroll.explore.search",
     "FuzzResult": "simroll.explore.search",
+    "verify": "simroll.explore.verify",
+    "VerifyResult": "simroll.explore.verify",
     "build_matrix": "simroll.explore.matrix",
     "Matrix": "simroll.explore.matrix",
     "run_sweep": "simroll.explore.sweep",
@@ -76,6 +79,7 @@ __all__ = [
     "Sweep",
     "SweepParam",
     "UsageError",
+    "VerifyResult",
     "Violation",
     "__version__",
     "availability",
@@ -96,6 +100,7 @@ __all__ = [
     "scenario_json_schema",
     "sequence_diagram",
     "sweep_heatmap",
+    "verify",
     "write_html",
     "write_plots",
 ]
@@ -105,6 +110,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
     from simroll.explore.matrix import Matrix, build_matrix
     from simroll.explore.search import FuzzResult, fuzz
     from simroll.explore.sweep import Sweep, SweepParam, run_sweep
+    from simroll.explore.verify import VerifyResult, verify
     from simroll.run import RunResult, run_scenario
     from simroll.scenario.load import dump_scenario, load_scenario, load_scenario_text, scenario_json_schema
     from simroll.scenario.spec import Scenario

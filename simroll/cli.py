@@ -32,18 +32,15 @@ FUZZ_BUDGET = 200  # simulations a search may run, by default: `simroll fuzz` an
 
 def _with_limits(s: Scenario, args: argparse.Namespace) -> Scenario:
     """``s`` with ``--max-time`` / ``--max-events``, held to the bounds the scenario file has."""
-    from pydantic import ValidationError
+    from simroll.scenario.load import with_limits
 
-    limits = s.limits
     for flag, key in (("--max-time", "max_time"), ("--max-events", "max_events")):
         value = getattr(args, key, None)
-        if value is None:
-            continue
         try:
-            limits = type(limits).model_validate({**limits.model_dump(), key: value})
-        except ValidationError as e:
-            raise UsageError(f"{flag} {value}: {e.errors()[0]['msg'].lower()}") from None
-    return s if limits is s.limits else s.model_copy(update={"limits": limits})
+            s = with_limits(s, **{key: value})
+        except ValueError as e:
+            raise UsageError(f"{flag} {value}: {str(e).split(': ', 1)[1]}") from None
+    return s
 
 
 def _check_new_file(path: str | None, overwrite: bool, flag: str) -> None:

@@ -48,6 +48,13 @@ class RunResult:
     trace_path: str | None = None
     availability: dict[str, Any] | None = None
     coverage: dict[str, Any] | None = None
+    sql_log: list[dict[str, Any]] | None = field(default=None, repr=False)
+    """On a SQL backend, the statements the engines, the operator and the backfill ran, in order (the
+    latest 100,000): ``t``, ``engine`` (or ``backfill``, ``operator``, ``init``, ``final``), ``msg``
+    (the message handled, or None), ``sql``, ``params``, ``outcome`` (``-> value`` of a read, ``n
+    rows`` of a write, ``refused: <the database's message>``) and ``record``: the trace record the
+    statement precedes (the read or write it made, or the first after it). None on the location
+    model, and on a run without ``report``."""
     _graph: nx.DiGraph | None = field(default=None, repr=False)
 
     @property
@@ -240,7 +247,16 @@ def run_scenario(
         trace_path=None if trace_path is None else str(trace_path),
         availability=ops.availability() if report else None,
         coverage=None if coverage is None else _with_every_release(coverage.result(), scenario),
+        sql_log=_sql_log(sim.db.sql_log) if report else None,
     )
+
+
+def _sql_log(log: Any) -> list[dict[str, Any]] | None:
+    """A SQL backend's statement log as records (see :attr:`RunResult.sql_log`)."""
+    if log is None:
+        return None
+    keys = ("t", "engine", "msg", "sql", "params", "outcome", "record")
+    return [dict(zip(keys, entry, strict=True)) for entry in log]
 
 
 def _every(k: int, progress: Callable[[float, int], None]) -> Callable[[Record], None]:

@@ -510,3 +510,197 @@ def test_bad_start_up_actions_are_refused(on_start, message):
     with pytest.raises(ScenarioError) as exc:
         scenario(STARTUP, releases=releases)
     assert message in str(exc.value)
+
+
+# ============================================================================ backfill as a process
+# five rows, the backfill copies t.a into t.b at 10 rows/s: row r is read (and written) at step start + 0.1 * (r + 1)
+BACKFILL = """
+name: t
+seed: 1
+bus: {delivery: oslo}
+database:
+  tables: {t: [id, a, b]}
+  rows: 5
+  initial: {f: [t.a]}
+releases:
+  r1:
+    rpc:
+      endpoints:
+        - version: "1.0"
+          methods: {op: [x]}
+    data:
+      f: {read: t.a, write: [t.a]}
+    service_time: 0.1
+engines: {count: 1, release: r1}
+workload:
+  rate: 1.0
+  arrivals: periodic
+  start: 100
+  stop: 100
+  operations: {op: 1}
+invariants:
+  no-lost-write: {}
+"""
+
+
+def _bf(*steps):
+    return run_scenario(scenario(BACKFILL, plan=list(steps)))
+
+
+def test_a_crashed_pass_stops_at_its_row_and_a_resumed_pass_starts_there():
+    bf = {"from": "t.a", "to": "t.b", "rate": 10}
+    res = _bf({"backfill": {**bf, "crash_at_row": 2}}, {"backfill": {**bf, "start": "resume"}})
+    (crash,) = kinds(res, "bf_crash")
+    assert (crash["t"], crash["row"]) == (pytest.approx(0.3), 2)
+    assert res.records[crash["cause"][0]]["kind"] == "bf_read"  # it died after reading row 2
+    (resume,) = kinds(res, "bf_resume")
+    assert (resume["t"], resume["row"]) == (pytest.approx(0.3), 2)
+    # rows 0 and 1 by the first pass, 2..4 by the second, each once; row 2 read by both
+    assert [w["row"] for w in kinds(res, "bf_write")] == [0, 1, 2, 3, 4]
+    assert [r["row"] for r in kinds(res, "bf_read")] == [0, 1, 2, 2, 3, 4]
+    assert [round(w["t"], 3) for w in kinds(res, "bf_write")] == [0.1, 0.2, 0.4, 0.5, 0.6]
+
+
+def test_a_pass_from_the_start_after_a_crash_reads_every_row_again():
+    bf = {"from": "t.a", "to": "t.b", "rate": 10}
+    res = _bf({"backfill": {**bf, "crash_at_row": 2}}, {"backfill": bf})
+    assert not kinds(res, "bf_resume")
+    assert [r["row"] for r in kinds(res, "bf_read")] == [0, 1, 2, 0, 1, 2, 3, 4]
+
+
+def test_resume_without_a_crash_starts_at_row_0():
+    res = _bf({"backfill": {"from": "t.a", "to": "t.b", "rate": 10, "start": "resume"}})
+    assert [r["row"] for r in kinds(res, "bf_resume")] == [0]
+    assert [w["row"] for w in kinds(res, "bf_write")] == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(("guard", "lost"), [("if-unchanged", True), ("if-unchanged-both", False)])
+def test_if_unchanged_both_also_compares_the_target(guard, lost):
+    # one row; the backfill reads it at 0.1 (a = init0, b empty) and writes at 1.1; meanwhile a call at
+    # 0.5 is handled by an engine that writes the target only, b = v0 at 0.6. The source is unchanged, so
+    # 'if-unchanged' copies init0 over v0; 'if-unchanged-both' sees the target moved and skips the row.
+    releases = scenario(BACKFILL).model_dump(by_alias=True, exclude_none=True)["releases"]
+    releases["r1"]["data"]["f"] = {"read": "t.b", "write": ["t.b"]}
+    wl = {
+        "rate": 2.0,
+        "arrivals": "periodic",
+        "stop": 0.6,
+        "operations": {"op": 1},
+        "handlers": {"op": {"write": ["f"]}},
+    }
+    res = run_scenario(
+        scenario(
+            BACKFILL,
+            database={"tables": {"t": ["id", "a", "b"]}, "rows": 1, "initial": {"f": ["t.a"]}},
+            releases=releases,
+            workload=wl,
+            plan=[{"backfill": {"from": "t.a", "to": "t.b", "rate": 10, "gap": 1.0, "guard": guard}}],
+        )
+    )
+    assert [(round(w["t"], 3), w["value"]) for w in kinds(res, "write")] == [(0.6, "v0")]
+    copies = [(round(w["t"], 3), w["value"]) for w in kinds(res, "bf_write")]
+    assert copies == ([(1.1, "init0")] if lost else [])
+    assert ("no-lost-write" in res.violated) == lost
+
+
+def test_the_target_guard_is_refused_on_a_sql_backend():
+    with pytest.raises(ScenarioError) as exc:
+        scenario(
+            BACKFILL,
+            database={"backend": "sqlite", "tables": {"t": ["id", "a", "b"]}, "rows": 5, "initial": {"f": ["t.a"]}},
+            plan=[{"backfill": {"from": "t.a", "to": "t.b", "guard": "if-unchanged-both"}}],
+        )
+    assert "plan[0].backfill.guard" in str(exc.value) and "location backend only" in str(exc.value)
+
+
+# ============================================================================ engine-local state
+# one engine; one cast w at t=1: it writes f = v0 (at 1.1) and casts s, which casts r, which reads f
+LOCAL = """
+name: t
+seed: 1
+bus: {delivery: oslo}
+database:
+  tables: {t: [id, a]}
+  rows: 1
+releases:
+  r1:
+    rpc:
+      endpoints:
+        - version: "1.0"
+          methods: {w: [x], s: [x], r: [x]}
+    data:
+      f: {read: t.a, write: [t.a], local: true}
+    service_time: 0.1
+engines: [{name: e1, release: r1}]
+workload:
+  rate: 1.0
+  arrivals: periodic
+  stop: 1.5
+  kind: cast
+  operations: {w: 1}
+  handlers:
+    w: {write: [f], cast: {s: 1}}
+    s: {sync: [f], cast: {r: 1}}
+    r: {read: [f]}
+invariants:
+  no-lost-write: {}
+"""
+
+
+def _local(**overrides):
+    return run_scenario(scenario(LOCAL, **overrides))
+
+
+def test_a_handler_refreshes_the_local_copy_that_later_reads_use():
+    res = _local()
+    provision, refresh = kinds(res, "sync")
+    assert (provision["t"], provision["engine"], provision["field"], provision["loc"]) == (0.0, "e1", "f", "t.a")
+    assert "row" not in provision  # every row, at the engine's first start
+    assert (refresh["t"], refresh["msg"], refresh["row"], refresh["value"]) == (pytest.approx(1.1), 1, 0, "v0")
+    (read,) = kinds(res, "read")
+    assert (read["t"], read["loc"], read["value"]) == (pytest.approx(1.2), "t.a@e1", "v0")
+    assert refresh["i"] in read["cause"]
+    assert res.violated == [] and not res.invariants[0].vacuous
+
+
+def test_a_local_copy_nobody_refreshed_is_a_lost_write():
+    wl = scenario(LOCAL).workload.model_dump(by_alias=True)
+    wl["handlers"]["s"] = {"cast": {"r": 1}}  # no sync
+    res = _local(workload=wl)
+    (read,) = kinds(res, "read")
+    assert (read["loc"], read["value"]) == ("t.a@e1", "init0")  # the copy filled at the start
+    assert res.violated == ["no-lost-write"]
+    assert "from t.a@e1 and got 'init0', but the latest acknowledged write is 'v0'" in res.violations[0].message
+
+
+def test_local_copies_survive_a_restart_and_on_start_resyncs_them():
+    wl = scenario(LOCAL).workload.model_dump(by_alias=True)
+    wl["handlers"]["s"] = {"cast": {"r": 1}}
+    wl["handlers"]["w"] = {"write": ["f"]}  # w writes v0 at 1.1; nothing reads
+    wl["operations"] = {"w": 1}
+    plan = [{"after": 2, "restart": "e1", "release": "r1"}]
+    res = _local(workload=wl, plan=plan)
+    assert len(kinds(res, "sync")) == 1  # filled once; the restart keeps the copy (no second fill)
+    releases = scenario(LOCAL).model_dump(by_alias=True, exclude_none=True)["releases"]
+    releases["r1"]["on_start"] = {"sync": ["f"]}
+    res = _local(workload=wl, plan=plan, releases=releases)
+    # the first start's resync fills it (once); the restart at 2 resyncs every row
+    assert [(s["t"], "row" in s) for s in kinds(res, "sync")] == [(0.0, False), (2.0, False)]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"data": {"f": {"write": ["t.a"], "local": True}}}, "'local: true' needs 'read'"),
+        (
+            {"data": {"f": {"read": "t.a", "write": ["t.a"]}}, "on_start": {"sync": ["f"]}},
+            "field 'f' is not one release 'r1' keeps a local copy of",
+        ),
+    ],
+)
+def test_bad_local_state_is_refused(change, message):
+    releases = scenario(LOCAL).model_dump(by_alias=True, exclude_none=True)["releases"]
+    releases["r1"] |= change
+    with pytest.raises(ScenarioError) as exc:
+        scenario(LOCAL, releases=releases)
+    assert message in str(exc.value)

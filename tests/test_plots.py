@@ -486,3 +486,177 @@ def test_plots_are_ordered_by_relevance_to_the_first_violation(violated, first):
     assert ("field_values" in order) == any(v in ("no-lost-write", "no-lost-update") for v in violated)
     if violated == ("no-stranded-message", "no-lost-write"):
         assert order[-2:] == ("field_values", "availability")
+
+
+# services and vhosts ------------------------------------------------------------------------------
+# A hand-built trace with two services (engine, worker) and two vhosts ('/' and 'new'):
+#   e-1 (engine, old) and w-1 (worker) consume 'engine' and 'worker' on '/'; e-2 (engine, new)
+#   consumes 'new/engine'. m0, m1 go to 'engine' at t=1; e-1 takes m0 at t=2 and casts m2 to the
+#   worker; at t=3 the clients move to 'new' (m1 and m2 wait on '/': depth 2); m3 goes to
+#   'new/engine' at t=4; w-1 takes m2 at 5, e-2 takes m3 at 6; m1 is left on '/' at the end (t=7).
+def _start(i, engine, release, service, vhost, queue):
+    return {
+        "i": i,
+        "t": 0.0,
+        "kind": "start",
+        "engine": engine,
+        "release": release,
+        "workers": 1,
+        "cap": None,
+        "service": service,
+        "vhost": vhost,
+        "queue": queue,
+        "cause": [],
+    }
+
+
+def _send(i, t, engine, msg, method, queue, service):
+    return {
+        "i": i,
+        "t": t,
+        "kind": "send",
+        "engine": engine,
+        "msg": msg,
+        "method": method,
+        "version": "1.0",
+        "queue": queue,
+        "call": False,
+        "row": 0,
+        "service": service,
+    }
+
+
+def _recv(i, t, engine, msg, wait, cause):
+    return {"i": i, "t": t, "kind": "recv", "engine": engine, "msg": msg, "wait": wait, "cause": [cause]}
+
+
+GROUPED = [
+    {"i": 0, "t": 0.0, "kind": "begin", "scenario": "grouped", "delivery": "oslo"},
+    _start(1, "e-1", "old", "engine", "/", "engine"),
+    _start(2, "w-1", "wold", "worker", "/", "worker"),
+    _start(3, "e-2", "new", "engine", "new", "new/engine"),
+    _send(4, 1.0, "client", 0, "op", "engine", "engine"),
+    _send(5, 1.0, "client", 1, "op", "engine", "engine"),
+    _recv(6, 2.0, "e-1", 0, 1.0, 4),
+    _send(7, 2.0, "e-1", 2, "check", "worker", "worker"),
+    {"i": 8, "t": 3.0, "kind": "step", "index": 0, "action": "set_vhost", "detail": {"set_vhost": "new"}},
+    {"i": 9, "t": 3.0, "kind": "vhost", "clients": "new", "depth": {"/": 2, "new": 0}, "cause": [8]},
+    _send(10, 4.0, "client", 3, "op", "new/engine", "engine"),
+    _recv(11, 5.0, "w-1", 2, 3.0, 7),
+    _recv(12, 6.0, "e-2", 3, 2.0, 10),
+    {"i": 13, "t": 7.0, "kind": "left", "msg": 1, "queue": "engine", "version": "1.0", "cause": [5]},
+    {"i": 14, "t": 7.0, "kind": "end", "reason": "quiescent", "points": 0},
+]
+
+
+def _plain(records):
+    """The same records without the keys of services and vhosts (a scenario without them)."""
+    drop = {"start": ("service", "vhost", "queue"), "send": ("service",)}
+    return [{k: v for k, v in r.items() if k not in drop.get(r["kind"], ())} for r in records if r["kind"] != "vhost"]
+
+
+def test_grouped_history_orders_engines_by_service_and_knows_the_vhosts():
+    from simroll.check.history import queue_vhost, run_history
+
+    run = run_history(GROUPED)
+    # services in the order they first start an engine (engine, then worker); start order within one
+    assert run.engines == ["e-1", "e-2", "w-1"]
+    assert run.services == {"e-1": "engine", "w-1": "worker", "e-2": "engine"}
+    assert run.vhosts == ["/", "new"] and run.grouped
+    assert [queue_vhost(q) for q in ("engine", "new/engine", "engine.e-1", "new/engine.e-2")] == [
+        "/",
+        "new",
+        "/",
+        "new",
+    ]
+    plain = run_history(_plain(GROUPED))
+    assert plain.engines == ["e-1", "w-1", "e-2"] and plain.services == {} and not plain.grouped
+
+
+def test_queue_table_by_queue_and_by_vhost_by_hand():
+    tab = plots.queue_table(GROUPED)
+    # engine: m0 and m1 from 1, m0 out at 2, m1 left at 7; worker: m2 2..5; new/engine: m3 4..6
+    assert tab["queue"] == {
+        "engine": ([0.0, 1.0, 2.0, 7.0], [0, 2, 1, 0]),
+        "worker": ([0.0, 2.0, 5.0], [0, 1, 0]),
+        "new/engine": ([0.0, 4.0, 6.0], [0, 1, 0]),
+    }
+    # '/': 2 from 1 (at 2 m0 leaves as m2 arrives: still 2), 1 from 5, 0 from 7 -- and 2 at the
+    # set_vhost of t=3, as the vhost record says
+    assert tab["vhost"] == {"/": ([0.0, 1.0, 5.0, 7.0], [0, 2, 1, 0]), "new": ([0.0, 4.0, 6.0], [0, 1, 0])}
+    from simroll.check.history import vhost_depths
+
+    assert vhost_depths(GROUPED) == [(3.0, {"/": 2, "new": 0})]
+    plain = plots.queue_table(_plain(GROUPED))
+    assert set(plain) == {"backlog", "version"}  # a trace without services draws as it always did
+    assert plain["backlog"] == tab["backlog"] and plain["version"] == tab["version"]
+
+
+def test_queue_depth_draws_the_vhosts_and_the_depth_the_cutover_saw():
+    fig = plots.queue_depth(GROUPED)
+    assert len(fig.axes) == 4
+    ax = fig.axes[2]
+    lines = {ln.get_gid(): ln for ln in ax.lines if ln.get_gid()}
+    assert list(lines["vhost|/"].get_ydata()) == [0, 2, 1, 0]
+    assert list(lines["vhost|new"].get_xdata()) == [0.0, 4.0, 6.0]
+    # three queues on two vhosts: the queues are drawn too, dashed, in their vhost's colour
+    assert lines["queue|worker"].get_linestyle() == "--"
+    assert lines["queue|worker"].get_color() == lines["vhost|/"].get_color()
+    assert list(zip(lines["reported|/"].get_xdata(), lines["reported|/"].get_ydata())) == [(3.0, 2)]
+    assert list(zip(lines["reported|new"].get_xdata(), lines["reported|new"].get_ydata())) == [(3.0, 0)]
+    assert ax.get_ylabel() == "waiting, by vhost\n(messages)"
+    assert "vhost /" in ax.get_legend_handles_labels()[1]
+    assert _figure_problems(fig) == []
+    assert len(plots.queue_depth(_plain(GROUPED)).axes) == 3
+
+
+def test_one_vhost_several_services_draw_by_queue():
+    one = [r for r in GROUPED if r["kind"] != "vhost" and r.get("msg") != 3 and r["i"] != 3]
+    fig = plots.queue_depth(one)
+    ax = fig.axes[2]
+    assert sorted(ln.get_gid() for ln in ax.lines if (ln.get_gid() or "").startswith(("queue|", "vhost|"))) == [
+        "queue|engine",
+        "queue|worker",
+    ]
+    assert ax.get_ylabel() == "waiting, by queue\n(messages)"
+
+
+def test_timeline_load_and_sequence_group_by_service():
+    fig = plots.release_timeline(GROUPED)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["e-1 (engine)", "e-2 (engine)", "w-1 (worker)"]
+    assert [ln.get_ydata()[0] for ln in ax.lines if ln.get_gid() == "service-boundary"] == [1.5]
+    assert ax.get_ylabel() == "engine (service)"
+    assert {"old on vhost /", "new on vhost new", "wold on vhost /"} <= {t.get_text() for t in ax.texts}
+    load = plots.engine_load(GROUPED)
+    ticks = [t.get_text() for t in load.axes[0].get_yticklabels()]
+    assert [t.split(",")[0] for t in ticks] == ["e-1 (engine", "e-2 (engine", "w-1 (worker"]
+    seq = plots.sequence_diagram(GROUPED)
+    sax = seq.axes[0]
+    lanes = [t.get_text() for t in sax.get_xticklabels()]
+    assert lanes.index("e-1\n(engine)") < lanes.index("e-2\n(engine)") < lanes.index("w-1\n(worker)")
+    texts = {t.get_text() for t in sax.texts}
+    assert "m1 engine.op v1.0 cast to engine (row 0)" in texts  # the message left on '/' (the violation)
+    assert "starts on new (consumes new/engine)" in texts
+    for f in (fig, load, seq):
+        assert _figure_problems(f) == []
+    plain = plots.release_timeline(_plain(GROUPED)).axes[0]
+    assert [t.get_text() for t in plain.get_yticklabels()] == ["e-1", "w-1", "e-2"]
+    assert "old" in {t.get_text() for t in plain.texts} and not [ln for ln in plain.lines if ln.get_gid()]
+
+
+@pytest.mark.parametrize(("name", "left"), [("vhost_cutover_undrained", 7), ("vhost_cutover_drained", 0)])
+def test_the_drain_of_the_old_vhost_shows(name, left):
+    res = simroll.run_scenario(simroll.load_scenario(SCENARIOS / f"{name}.yaml"))
+    tab = plots.queue_table(res)
+    (t_cut, depth), *_ = [(r["t"], r["depth"]) for r in res.records if r["kind"] == "vhost"]
+    for vhost, (xs, ys) in tab["vhost"].items():  # the plot agrees with the broker at the cut-over
+        assert ys[max(k for k, x in enumerate(xs) if x <= t_cut)] == depth[vhost]
+    stops = [r["t"] for r in res.records if r["kind"] == "stopped"]
+    xs, ys = tab["vhost"]["/"]
+    end = res.records[-1]["t"]
+    # undrained: what the old engines handed back stays on '/' from their stop to the end of the run
+    # (the 7 'left' records); drained: '/' is empty when the last old engine has stopped, and stays so
+    assert [y for x, y in zip(xs, ys, strict=True) if max(stops) < x < end] == []
+    assert ys[max(k for k, x in enumerate(xs) if x <= max(stops))] == left
+    assert len([r for r in res.records if r["kind"] == "left"]) == left

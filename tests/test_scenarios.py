@@ -351,3 +351,52 @@ def test_live_cap_drops_to_1_0_when_the_late_host_starts():
     down = [(r["engine"], r["cap"]) for r in kinds(res, "cap") if r["cause"] == [late["i"]]]
     assert down == [("engine-1", "1.0"), ("engine-2", "1.0"), ("engine-3", "1.0")]
     assert all(r["version"] == "1.0" for r in kinds(res, "send") if r["t"] > late["t"])
+
+
+def test_a_routine_backfill_rerun_overwrites_newer_values_in_the_new_column():
+    res = run_scenario(load_scenario(SCENARIOS / "backfill_rerun_clobbers.yaml"))
+    assert res.violated == ["no-lost-write"]
+    assert [c["row"] for c in kinds(res, "bf_crash")] == [15] and [r["row"] for r in kinds(res, "bf_resume")] == [15]
+    last_pass = max(r["t"] for r in kinds(res, "step") if r["action"] == "backfill")
+    by_i = {r["i"]: r for r in res.records}
+    for v in res.violations:
+        # each lost write was overwritten by the last pass (from the start, once plus3 wrote only the new column)
+        overwrites = [by_i[c] for c in v.causes if by_i[c]["kind"] == "bf_write"]
+        assert overwrites and all(w["t"] >= last_pass for w in overwrites), v.message
+
+
+def test_a_rerun_that_resumes_at_the_marker_copies_nothing_again():
+    res = run_scenario(load_scenario(SCENARIOS / "backfill_rerun_resumed.yaml"))
+    assert res.ok
+    assert [c["row"] for c in kinds(res, "bf_crash")] == [15]
+    # the second pass resumes at the crash; the third at the marker past the last row (40 rows)
+    assert [r["row"] for r in kinds(res, "bf_resume")] == [15, 40]
+    last_pass = max(r["t"] for r in kinds(res, "step") if r["action"] == "backfill")
+    assert not [w for w in kinds(res, "bf_write") if w["t"] > last_pass]
+    assert len(kinds(res, "bf_write")) == 40  # rows 0..14 by the first pass, 15..39 by the second
+
+
+def test_an_agent_back_from_a_reboot_serves_a_stale_local_copy():
+    res = run_scenario(load_scenario(SCENARIOS / "local_state_stale_agent.yaml"))
+    assert res.violated == ["no-lost-write"]
+    stop = next(r["t"] for r in kinds(res, "stop") if r["engine"] == "agent-1")
+    back = next(r["t"] for r in kinds(res, "start") if r["engine"] == "agent-1" and r["release"] == "agent-new")
+    by_i = {r["i"]: r for r in res.records}
+    for v in res.violations:
+        read = by_i[v.event]
+        assert read["engine"] == "agent-1" and read["loc"] == "ports.status@agent-1"
+        missed = next(by_i[c] for c in v.causes if by_i[c]["kind"] == "write")
+        assert stop <= missed["t"] <= back  # the write whose fanout it missed while it was down
+
+
+def test_an_agent_that_resyncs_at_start_serves_current_state():
+    res = run_scenario(load_scenario(SCENARIOS / "local_state_resync.yaml"))
+    assert res.ok and not res.invariants[0].vacuous
+    resyncs = [r for r in kinds(res, "sync") if "row" not in r]
+    # each agent fills its copy at its first start (0), then resyncs at each start on agent-new
+    assert [(r["engine"], r["t"]) for r in resyncs] == [
+        ("agent-1", 0.0),
+        ("agent-2", 0.0),
+        ("agent-1", 35.0),
+        ("agent-2", 50.0),
+    ]

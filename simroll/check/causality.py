@@ -32,4 +32,3 @@ def happens_before(records: list[Record], upto: int | None = None) -> nx.DiGraph
                 g.add_edge(prev, i)
             last[actor] = i
     return g
-

@@ -55,6 +55,10 @@ def describe(rec: Record) -> str:
     if k == "rewrite":
         cols = ", ".join(f"{c}={v!r}" for c, v in rec["cols"].items())
         return f"{e} rewrites row {rec['row']} as it read it: {cols}"
+    if k == "bf_crash":
+        return f"the backfill dies at row {rec['row']} (read, not written)"
+    if k == "bf_resume":
+        return f"the backfill resumes at row {rec['row']}"
     if k == "bf_read":
         return f"backfill reads row {rec['row']} of {rec['loc']} = {rec['value']!r}"
     if k == "bf_write":
@@ -92,6 +96,10 @@ def describe(rec: Record) -> str:
     if k == "timeout":
         then = f", retries at t={rec['retry_at']:.3f}" if "retry_at" in rec else ", no retry left"
         return f"{e} gives up waiting for the reply to {m} (attempt {rec['attempt']}){then}"
+    if k == "sync":
+        if "row" in rec:
+            return f"{e} refreshes its copy of {rec['field']}[{rec['row']}] from {rec['loc']} = {rec['value']!r}"
+        return f"{e} refreshes its copy of {rec['field']}, every row, from {rec['loc']}"
     if k == "ready":
         return f"{e} has run its start-up actions and takes messages"
     if k == "unknown_value":
@@ -99,6 +107,11 @@ def describe(rec: Record) -> str:
         return f"{e} ({rec['release']}) does not know {rec['field']}[{rec['row']}] = {rec['value']!r}: {did}"
     if k == "dedup":
         return f"{e} skips {m}: request m{rec['key']} is already recorded (by m{rec['first']})"
+    if k == "write_refused":
+        what = {"commit": "transaction", "rewrite": "whole-row save", "backfill": "copy"}.get(
+            rec["op"], f"write of {rec['field']}"
+        )
+        return f"the database refuses {e}'s {what} (row {rec['row']}): {rec['error']}"
     if k == "init":
         return f"rows 0..{rec['rows'] - 1} of {rec['field']} hold their initial values in {', '.join(rec['locs'])}"
     return k

@@ -968,7 +968,13 @@ class OperationsComplete(Checker):
                     )
                 return
             if kind == "write_refused":
-                what = f"write of {rec['field']}" if rec.get("field") else "whole-row save"
+                what = (
+                    f"write of {rec['field']}"
+                    if rec.get("field")
+                    else "transaction"
+                    if rec.get("op") == "commit"
+                    else "whole-row save"
+                )
                 self._fail(
                     failing,
                     rec,

@@ -526,7 +526,7 @@ def _check_references(s: Scenario, source: str, root: yaml.Node) -> None:
                     (*where, hn),
                     f"method {hn!r} is not defined by any release (defined: {choices(sorted(methods))})",
                 )
-            for key, names in (("read", h.read), ("write", h.write)):
+            for key, names in (("read", h.read), ("write", h.write), ("sync", h.sync)):
                 for j, fn in enumerate(names):
                     if fn not in fields:
                         fail(
@@ -543,6 +543,14 @@ def _check_references(s: Scenario, source: str, root: yaml.Node) -> None:
         if r.on_start is None:
             continue
         writes = sorted(f for f, acc in r.data.items() if acc.write)
+        kept = sorted(f for f, acc in r.data.items() if acc.local and acc.read)
+        for j, fn in enumerate(r.on_start.sync):
+            if fn not in kept:
+                fail(
+                    ("releases", rn, "on_start", "sync", j),
+                    f"field {fn!r} is not one release {rn!r} keeps a local copy of "
+                    f"(local: true, with read; it keeps: {choices(kept) or 'none'})",
+                )
         for j, fn in enumerate(r.on_start.write):
             if fn not in writes:
                 fail(
@@ -556,6 +564,17 @@ def _check_references(s: Scenario, source: str, root: yaml.Node) -> None:
                         ("releases", rn, "on_start", key, m),
                         f"method {m!r} is not defined by any release (defined: {choices(sorted(methods))})",
                     )
+    for i, step in enumerate(s.plan):  # issue 20: the target-comparing guard is the location model's for now
+        if (
+            isinstance(step, BackfillStep)
+            and step.backfill.guard == "if-unchanged-both"
+            and s.database.backend != "location"
+        ):
+            fail(
+                ("plan", i, "backfill", "guard"),
+                f"guard 'if-unchanged-both' runs on the location backend only, not on {s.database.backend!r} "
+                "(use 'if-unchanged' or 'if-empty' there)",
+            )
 
     for i, step in enumerate(s.plan):
         a = step.action
@@ -802,6 +821,20 @@ def _check_services(
     if s.workload.service is not None and s.workload.service not in services:
         fail(("workload", "service"), f"undefined service {s.workload.service!r} (defined: {choices(names)})")
     return service_of
+
+
+def with_limits(s: Scenario, **limits: float | int | None) -> Scenario:
+    """``s`` with some of its run limits replaced (``max_time=``, ``max_events=``; None keeps
+    one), held to the bounds a scenario file has. Raises :class:`ValueError` naming the key."""
+    current = s.limits
+    for key, value in limits.items():
+        if value is None:
+            continue
+        try:
+            current = type(current).model_validate({**current.model_dump(), key: value})
+        except ValidationError as e:
+            raise ValueError(f"{key}={value}: {e.errors()[0]['msg'].lower()}") from None
+    return s if current is s.limits else s.model_copy(update={"limits": current})
 
 
 def scenario_json_schema() -> dict[str, Any]:

@@ -127,9 +127,19 @@ class AccessSpec(_Frozen):
         "'default'). Each writes an 'unknown_value' record.",
     )
     default: ValueName | None = Field(None, description="With unknown: default, the value read instead.")
+    # issue 20: engine-local state
+    local: bool = Field(
+        False,
+        description="This release keeps its own copy of the field on each engine (an agent's cache, the flows "
+        "an OVS agent programs): its handlers read the copy, not the database. The copy is filled from the "
+        "database when an engine first runs a release that keeps it, refreshed by 'sync' (a handler's, for "
+        "its row; on_start's, every row), and survives restarts; writes still go to the database.",
+    )
 
     @model_validator(mode="after")
     def _domain(self) -> AccessSpec:
+        if self.local and self.read is None:
+            raise ValueError("'local: true' needs 'read': the copy is of what the release reads")
         if self.unknown == "default" and (self.default is None or self.values is None):
             raise ValueError("'unknown: default' needs 'values' and a 'default' among them")
         if self.default is not None and (self.values is None or self.default not in self.values):
@@ -334,6 +344,12 @@ class HandlerSpec(_Frozen):
         "does no work and replies at once (a 'dedup' record); the record is rolled back if the handling is "
         "lost or fails. None: every copy does the work.",
     )
+    sync: list[Name] = Field(
+        default_factory=list,
+        description="Fields whose local copy ('local: true' in the handling release) the handler refreshes "
+        "from the database, for the message's row, when it takes the message and before its reads (a fanout "
+        "cast's handler applying an update); issue 20.",
+    )
     set: dict[Name, ValueName] = Field(
         default_factory=dict,
         description="Field -> the named value the handler writes there (a status, a resource type), instead "
@@ -356,9 +372,14 @@ class HandlerSpec(_Frozen):
 
 
 class StartupSpec(_Frozen):
-    """Start-up actions (a release's ``on_start``), in this order: the writes, the casts, then the calls,
+    """Start-up actions (a release's ``on_start``), in this order: the syncs, the writes, the casts, then the calls,
     one at a time, each awaited; then the engine takes messages (a ``ready`` record)."""
 
+    sync: list[Name] = Field(
+        default_factory=list,
+        description="Fields whose local copy ('local: true') is refreshed from the database, every row, first "
+        "(a full resync).",
+    )
     write: list[Name] = Field(
         default_factory=list,
         description="Fields written on the engine's own row (its service record: row = its index among the "
@@ -466,11 +487,27 @@ class BackfillSpec(_Frozen):
     rate: Annotated[float, Field(gt=0, le=1e7, allow_inf_nan=False)] = Field(10.0, description="Rows per second.")
     gap: Seconds = Field(0.0, description="Seconds between reading a row and writing it.")
     max_gap: Seconds = Field(0.0, description="Upper bound of the read-to-write gap the search may choose.")
-    guard: Literal["none", "if-empty", "if-unchanged"] = Field(
+    guard: Literal["none", "if-empty", "if-unchanged", "if-unchanged-both"] = Field(
         "none",
         description="'if-empty': write only if the target is still empty (UPDATE ... WHERE to IS NULL); "
         "'if-unchanged': write only if the source still holds the value read (a compare-and-set: "
-        "UPDATE ... WHERE from = :value_read).",
+        "UPDATE ... WHERE from = :value_read); 'if-unchanged-both' (location backend): that, and the target "
+        "still holds what it held when the row was read, so a value written into the target between the "
+        "read and the write is never overwritten (UPDATE ... WHERE from = :from_read AND to = :to_read).",
+    )
+    # issue 20: the backfill as a process that can die and be run again
+    crash_at_row: int | None = Field(
+        None,
+        ge=0,
+        description="The pass dies at this row, after reading it and before writing it (a 'bf_crash' record); "
+        "the step ends there, and the row is the marker a later pass with 'start: resume' begins at. A pass "
+        "that reaches the end leaves the marker past the last row.",
+    )
+    start: Literal["from-start", "resume"] = Field(
+        "from-start",
+        description="Where the pass begins: row 0, or ('resume') at the marker the last pass of the same "
+        "from/to left: the row it died at, or past the last row if it finished (a 'bf_resume' record; row 0 "
+        "if no pass ran).",
     )
 
 
@@ -693,7 +730,9 @@ class SetConfigStep(_StartsNoEngine):
 
 class SighupStep(_StartsNoEngine):
     """Send SIGHUP to running engines: each applies its pending changes to 'applies: sighup' options
-    (records ``config`` with the config now in force, when it changed)."""
+    (records ``config`` with the config now in force, when it changed) and, if its release says
+    ``computed: on-sighup``, computes its auto cap again (records ``cap`` when it changed); with
+    'all', so do the clients."""
 
     action: ClassVar[str] = "sighup"
     sighup: list[Name] | Literal["all"] = Field(description="Engines to signal, or 'all' (every running engine).")

@@ -83,6 +83,7 @@ class Database:
         self.rows = spec.rows
         self.isolation = spec.isolation or DEFAULT_ISOLATION.get(spec.backend, "serializable")
         self.sql_log: deque[tuple[Any, ...]] | None = None  # a SQL backend's statement log (see sqlbase)
+        self.markers: dict[tuple[str, str], int] = {}  # (from, to) -> the row a crashed backfill pass died at
         # existing columns and tables
         self.columns: set[str] = set()
         self.tables: set[str] = set()
@@ -154,6 +155,10 @@ class Database:
             return None
         if spec.guard == "if-unchanged" and (spec.from_ not in self.columns or self.read(spec.from_, row)[0] != value):
             return None
+        if spec.guard == "if-unchanged-both" and (  # the source part; the pass compares the target (issue 20)
+            spec.from_ not in self.columns or self.read(spec.from_, row)[0] != value
+        ):
+            return None
         return self._put(spec.to, row, value, rec)
 
     def close(self) -> None:
@@ -184,7 +189,11 @@ class Database:
         """The process copying ``spec.from_`` into ``spec.to``, one row after the other."""
         env, emit, chooser = self.env, self.trace.emit, self.chooser
         per_row = 1.0 / spec.rate
-        for row in range(self.rows):
+        first = 0
+        if spec.start == "resume":  # issue 20: begin at the marker of the last crashed pass
+            first = self.markers.get((spec.from_, spec.to), 0)
+            emit(env.now, "bf_resume", engine="backfill", row=first, cause=[step_rec])
+        for row in range(first, self.rows):
             yield env.timeout(per_row)
             self.actor = ("backfill", None)
             missing = self.missing([spec.from_, spec.to])
@@ -201,6 +210,12 @@ class Database:
                 value=value,
                 cause=[step_rec] if src is None else [step_rec, src],
             )
+            if row == spec.crash_at_row:  # issue 20: the pass dies here; a resumed pass starts at this row
+                self.markers[(spec.from_, spec.to)] = row
+                emit(env.now, "bf_crash", engine="backfill", row=row, cause=[read])
+                return
+            both = spec.guard == "if-unchanged-both"
+            target_read = self.read(spec.to, row)[0] if both else None  # compared again before the write
             gap = spec.gap
             if spec.max_gap > 0:
                 level = chooser.pick("backfill_gap", DELAY_LEVELS + 1)
@@ -213,12 +228,15 @@ class Database:
                 yield env.timeout(gap)
             if value is None or spec.to not in self.columns:
                 continue
+            if both and self.read(spec.to, row)[0] != target_read:
+                continue  # the target changed since the read: the compare-and-set on it fails
             rec = self.trace.count
             self.actor = ("backfill", None)
             fired = self.backfill_write(spec, row, value, rec)
             if fired is None:
                 continue
             emit(env.now, "bf_write", engine="backfill", row=row, loc=spec.to, value=value, trig=fired, cause=[read])
+        self.markers[(spec.from_, spec.to)] = self.rows  # done: a resumed pass has nothing left
 
     # -------------------------------------------------------------- the end of the run
     def canonical(self, reads: Iterable[Mapping[str, str]]) -> list[tuple[str, str]]:

@@ -45,6 +45,7 @@ class Release:
     # field -> (the named values it knows, what it does with another: fail/ignore/default, the default)
     domains: dict[str, tuple[frozenset[str], str, str | None]] = field(default_factory=dict)
     on_start: StartupSpec | None = None  # start-up actions (issue 20)
+    local: frozenset[str] = frozenset()  # fields it keeps a copy of on each engine (issue 20)
     computed: str = "at-start"  # when its auto cap is computed again (issue 15): at-start, on-sighup, live
 
     @classmethod
@@ -101,6 +102,7 @@ class Release:
                 f: (frozenset(a.values), a.unknown, a.default) for f, a in spec.data.items() if a.values is not None
             },
             on_start=spec.on_start,
+            local=frozenset(f for f, a in spec.data.items() if a.local and a.read),
             computed=spec.rpc.computed,
         )
 
@@ -137,6 +139,9 @@ class Engine:
     removed: bool = False  # a remove step took it out of the cluster for good
     config: dict[str, str] | None = None  # the config in force (None: its release declares no option)
     pending: dict[str, str] = field(default_factory=dict)  # set_config's values, in force from the next start
+    # issue 20: its local copies, (field, row) -> (value, the record that put it there); they survive restarts
+    local: dict[tuple[str, int], tuple[Any, int]] = field(default_factory=dict)
+    provisioned: set[str] = field(default_factory=set)  # the fields its local copies were filled for
 
     @property
     def running(self) -> bool:
@@ -397,6 +402,12 @@ class Cluster:
             )
         if self.live_caps:  # the others' live caps follow this start
             self._live(eng.service, start_rec)
+        if rel.local:  # issue 20: fill the local copies it has never kept
+            resync = rel.on_start.sync if rel.on_start is not None else ()
+            for fld in sorted(rel.local - eng.provisioned):
+                eng.provisioned.add(fld)
+                if fld not in resync:  # on_start fills it anyway
+                    self._sync_all(eng, rel, fld, start_rec)
         if rel.on_start is not None:  # its start-up actions first; then it takes messages
             eng.subs = []
             eng.procs = [self.env.process(self._on_start(eng, rel, rel.on_start, eng.generation, start_rec))]
@@ -409,6 +420,9 @@ class Cluster:
         awaited; then, unless it was stopped or killed meanwhile, a ``ready`` record, and it takes messages."""
         env, emit, db = self.env, self.trace.emit, self.db
         row = eng.index % self.rows
+        for fld in spec.sync:  # issue 20: a full resync of its local copies
+            if fld in rel.local:
+                self._sync_all(eng, rel, fld, start_rec)
         try:
             for fld in spec.write:
                 locs = rel.write.get(fld)
@@ -584,7 +598,12 @@ class Cluster:
         if cap != eng.cap:
             eng.cap = cap
             self.trace.emit(
-                self.env.now, "cap", engine=eng.name, cap=None if cap is None else str(cap), why=why, cause=_causes(cause)
+                self.env.now,
+                "cap",
+                engine=eng.name,
+                cap=None if cap is None else str(cap),
+                why=why,
+                cause=_causes(cause),
             )
 
     def _live(self, service: str, cause: int | None) -> None:
@@ -681,6 +700,10 @@ class Cluster:
                 ok = True
                 keyed = handler is not None and handler.idempotency_key is not None
                 dup = keyed and self._duplicate(eng, msg, recv)  # its request id is recorded: no work
+                if not dup and handler is not None and handler.sync and rel.local:
+                    for fld in handler.sync:
+                        if fld in rel.local:
+                            self._sync_row(eng, rel, fld, msg, recv)
                 if not dup and handler is not None and (handler.read or handler.write):
                     ok, snapshot = self._reads(eng, rel, handler, msg, recv)
                 if ok and not dup:
@@ -705,6 +728,37 @@ class Cluster:
         if eng.state == STOPPING and eng.generation == generation and not eng.inflight:
             if not any(p.is_alive and p is not env.active_process for p in eng.procs):
                 self._stopped(eng, rel)
+
+    # -------------------------------------------------------------- local copies (issue 20)
+    def _sync_all(self, eng: Engine, rel: Release, fld: str, cause: int) -> None:
+        """Fill ``eng``'s copy of ``fld``, every row, from where ``rel`` reads it (a ``sync`` record without
+        ``row``); a location that does not exist leaves the copy as it was."""
+        loc = rel.read[fld]
+        if loc not in self.db.columns:
+            return
+        self.trace.meter.work += self.rows
+        rec = self.trace.emit(self.env.now, "sync", engine=eng.name, field=fld, loc=loc, cause=[cause])
+        for r in range(self.rows):
+            eng.local[(fld, r)] = (self.db.read(loc, r)[0], rec)
+
+    def _sync_row(self, eng: Engine, rel: Release, fld: str, msg: Message, recv: int) -> None:
+        """A handler's ``sync``: refresh ``eng``'s copy of ``fld`` for the message's row (a ``sync`` record)."""
+        loc = rel.read[fld]
+        if loc not in self.db.columns:
+            return
+        value, src = self.db.read(loc, msg.row)
+        rec = self.trace.emit(
+            self.env.now,
+            "sync",
+            engine=eng.name,
+            field=fld,
+            loc=loc,
+            msg=msg.id,
+            row=msg.row,
+            value=value,
+            cause=[recv] if src is None else [recv, src],
+        )
+        eng.local[(fld, msg.row)] = (value, rec)
 
     # -------------------------------------------------------------- idempotency keys (issue 20)
     def _duplicate(self, eng: Engine, msg: Message, recv: int) -> bool:
@@ -757,10 +811,15 @@ class Cluster:
             loc = rel.read.get(fld)
             if loc is None:
                 continue
-            if loc not in columns:
+            local = fld in rel.local
+            if not local and loc not in columns:
                 emit(now, "schema_error", engine=eng.name, msg=msg.id, op="read", locs=[loc], cause=[recv])
                 return False, None
-            value, src = read(loc, row, read_sql.get(fld)) if read_sql else read(loc, row)
+            if local:  # issue 20: the engine's own copy, not the database
+                value, src = eng.local.get((fld, row), (None, None))
+                loc = f"{loc}@{eng.name}"
+            else:
+                value, src = read(loc, row, read_sql.get(fld)) if read_sql else read(loc, row)
             rd = self.trace.read(
                 now,
                 engine=eng.name,

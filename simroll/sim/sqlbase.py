@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sqlite3  # only its statement splitter: complete_statement
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Protocol
 
 import simpy
@@ -238,10 +238,11 @@ class SqlDatabase(Database):
     after_error = ""  # a statement that resets the session after a statement failed (MariaDB's trigger guard)
 
     # -------------------------------------------------------------- statements
-    def log(self, stmt: str, params: Any, outcome: str) -> None:
-        """Add a statement to :attr:`sql_log`, issued now by :attr:`actor`."""
+    def log(self, stmt: str, params: Any, outcome: str, rec: int | None = None) -> None:
+        """Add a statement to :attr:`sql_log`, issued now by :attr:`actor`, before trace record ``rec``
+        (default: the next one)."""
         who, msg = self.actor
-        self.sql_log.append((self.env.now, who, msg, stmt, params, outcome, self.trace.count))
+        self.sql_log.append((self.env.now, who, msg, stmt, params, outcome, self.trace.count if rec is None else rec))
 
     def _exec(self, stmt: str, params: Any, where: str, origin: str | None = None) -> Result:
         """Run one statement (a read); any database error is the scenario's error."""
@@ -331,9 +332,10 @@ class SqlDatabase(Database):
         q = self.q
         return f"UPDATE {q(t)} SET {q(c)} = :value WHERE {q(self.key)} = :row"
 
-    def _observe(self, row: int, rec: int, forced: Iterable[str]) -> list[str]:
+    def _observe(self, row: int, rec: int, forced: Iterable[str], later: Collection[str] = ()) -> list[str]:
         """Read ``row`` back from every table: a cell the statement wrote (``forced``) or whose
-        value changed takes ``rec``; returns the changed cells not forced, in table and column order."""
+        value changed takes ``rec``; returns the changed cells not forced, in table and column order.
+        ``later``: cells a later write of the same transaction wrote (observed with that one)."""
         forced = set(forced)
         changed = []
         shadow = self.shadow
@@ -352,7 +354,7 @@ class SqlDatabase(Database):
             old = col.get(row, _NO_CELL)
             if loc in forced:
                 col[row] = (v, rec)
-            elif v != old[0]:
+            elif v != old[0] and loc not in later:
                 col[row] = (v, rec)
                 changed.append(loc)
         return changed
@@ -364,7 +366,7 @@ class SqlDatabase(Database):
             fired += [to for to in self.triggers.get(loc, ()) if to in self.columns]
         return fired
 
-    def _run_write(self, stmts: list[tuple[str, Any]], where: str) -> int:
+    def _run_write(self, stmts: list[tuple[str, Any]], where: str, rec: int | None = None) -> int:
         """Run a write's statements all or nothing (a transaction if several); the rows they changed.
 
         Raises :class:`WriteRefused` with the database's message when the database refuses it at
@@ -378,10 +380,10 @@ class SqlDatabase(Database):
         try:
             for stmt, params in stmts:
                 n = self.x(stmt, params).rowcount
-                self.log(stmt, params, f"{n} row{'' if n == 1 else 's'}")
+                self.log(stmt, params, f"{n} row{'' if n == 1 else 's'}", rec)
                 changed += n
         except self.errors as e:
-            self.log(stmt, params, f"refused: {self.message(e)}")
+            self.log(stmt, params, f"refused: {self.message(e)}", rec)
             if many:
                 self.x("ROLLBACK")
             if self.after_error and self.txn is None:  # a transaction's connection: reset at rollback
@@ -419,7 +421,7 @@ class SqlDatabase(Database):
             stmts: list[tuple[str, Any]] = [(self._update(loc), params) for loc in locs]
         else:
             stmts = [(s, params) for s in split_sql(sql)]
-        self._run_write(stmts, f"the write statement of {', '.join(locs)}")
+        self._run_write(stmts, f"the write statement of {', '.join(locs)}", rec)
         fired = self._fired(locs)
         if self.txn is not None:  # observed once committed (see commit), into this list
             out = list(fired)
@@ -428,7 +430,8 @@ class SqlDatabase(Database):
         return fired + self._observe(row, rec, locs + fired)
 
     def rewrite(self, cols: Mapping[str, Any], row: int, rec: int) -> None:
-        self._run_write([(self._update(c), {"row": row, "value": v}) for c, v in cols.items()], "a whole-row save")
+        stmts = [(self._update(c), {"row": row, "value": v}) for c, v in cols.items()]
+        self._run_write(stmts, "a whole-row save", rec)
         if self.txn is not None:
             self.txn.pending.append((row, rec, list(cols) + self._fired(cols), []))
             return
@@ -468,8 +471,10 @@ class SqlDatabase(Database):
         self._idle.append(txn.conn)
         conn, self.conn = self.conn, self.main
         try:
-            for row, rec, forced, out in txn.pending:
-                out += self._observe(row, rec, forced)
+            pending = txn.pending
+            for k, (row, rec, forced, out) in enumerate(pending):
+                later = {loc for r, _rec, locs, _out in pending[k + 1 :] if r == row for loc in locs}
+                out += self._observe(row, rec, forced, later)
         finally:
             self.conn = conn
         txn.pending = []
@@ -519,7 +524,7 @@ class SqlDatabase(Database):
                     return self._cas_backfill(spec, select, stmt, row, value, rec)
             stmts = [(stmt, {"row": row, "value": value})]
         try:
-            changed = self._run_write(stmts, f"the backfill of {spec.to}")
+            changed = self._run_write(stmts, f"the backfill of {spec.to}", rec)
         except WriteRefused as e:
             self.trace.emit(
                 self.env.now, "write_refused", engine="backfill", op="backfill", field=None, row=row, error=str(e)

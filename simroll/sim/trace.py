@@ -385,6 +385,8 @@ _DICT: _Check = (_is_dict, "an object")
 _SCHEMA: dict[str, tuple[dict[str, _Check], dict[str, _Check]]] = {
     "begin": ({}, {"scenario": _STR, "delivery": _STR}),
     "bf_read": ({"engine": _STR, "row": _INT, "loc": _STR, "value": _OPT_STR}, {}),
+    "bf_crash": ({"engine": _STR, "row": _INT}, {}),
+    "bf_resume": ({"engine": _STR, "row": _INT}, {}),
     "bf_write": ({"engine": _STR, "row": _INT, "loc": _STR, "value": _OPT_STR, "trig": _STRS}, {}),
     "cap": ({"engine": _STR, "cap": _OPT_STR, "why": _STR}, {}),
     "caps": ({"caps": _DICT, "client": _OPT_STR}, {}),
@@ -435,6 +437,7 @@ _SCHEMA: dict[str, tuple[dict[str, _Check], dict[str, _Check]]] = {
     "step": ({"index": _INT, "action": _STR, "detail": _DICT}, {}),
     "stop": ({"engine": _STR, "inflight": _INTS}, {}),
     "stopped": ({"engine": _STR, "release": _STR}, {}),
+    "sync": ({"engine": _STR, "field": _STR, "loc": _STR}, {"msg": _INT, "row": _INT, "value": _OPT_STR}),
     "timeout": ({"engine": _STR, "msg": _INT, "attempt": _INT}, {"retry_at": _NUM}),
     "unknown_value": (
         {"engine": _STR, "msg": _INT, "field": _STR, "row": _INT, "value": _STR, "release": _STR, "action": _STR},

@@ -98,6 +98,66 @@ def chain_table(why: Explanation, hit: int, max_rows: int) -> str:
     )
 
 
+def sql_around(
+    log: list[dict[str, Any]],
+    why: Explanation,
+    hit: int,
+    engines: tuple[str, ...] | list[str] = (),
+    per_engine: int = 12,
+) -> list[tuple[str, list[dict[str, Any]], int]]:
+    """The statements each engine of a violation ran around its causal chain: per engine named by the
+    chain (or the violation), in the order they first appear, the statements it issued from the
+    chain's first record up to the violating record ``hit`` (a statement's ``record`` is the trace
+    record it precedes), and before that those of the handlings (engine, message) in the chain; the
+    last ``per_engine`` of them, and how many earlier ones are left out."""
+    first = min((link.rec["i"] for link in why.chain), default=hit)
+    handlings = {(link.rec.get("engine"), link.rec.get("msg")) for link in why.chain if "msg" in link.rec}
+    who: list[str] = []
+    for name in [*(link.rec.get("engine") for link in why.chain), *engines]:
+        if isinstance(name, str) and name not in who:
+            who.append(name)
+    out = []
+    for name in who:
+        ran = [
+            e
+            for e in log
+            if e["engine"] == name and e["record"] <= hit and (e["record"] >= first or (name, e["msg"]) in handlings)
+        ]
+        if ran:
+            out.append((name, ran[-per_engine:], max(0, len(ran) - per_engine)))
+    return out
+
+
+def sql_html(log: list[dict[str, Any]], why: Explanation, hit: int, engines: tuple[str, ...] | list[str] = ()) -> str:
+    """:func:`sql_around` as HTML: a table per engine (time, message, statement, parameters, outcome);
+    a statement that made a record of the chain is highlighted."""
+    chain = {link.rec["i"]: link.rec for link in why.chain}
+    parts = ["<h4>SQL around it, per engine</h4>"]
+    around = sql_around(log, why, hit, engines)
+    if not around:
+        return '<p class="more">No engine of the chain ran a statement between its first record and the violation.</p>'
+    for name, ran, earlier in around:
+        rows = []
+        if earlier:
+            rows.append(f'<tr><td colspan="5" class="more">... {earlier} earlier statements ...</td></tr>')
+        for e in ran:
+            made = chain.get(e["record"])
+            mine = made is not None and made.get("engine") == name and e["outcome"] != "ok"
+            cls = ' class="hit"' if mine else ""
+            params = ", ".join(f"{k}={v!r}" for k, v in (e["params"] or {}).items())
+            msg = "" if e["msg"] is None else f"m{e['msg']}"
+            rows.append(
+                f'<tr{cls}><td class="mono">{e["t"]:.3f}</td><td class="mono">{msg}</td>'
+                f'<td><code>{escape(e["sql"])}</code></td><td class="mono">{escape(params)}</td>'
+                f"<td>{escape(e['outcome'])}</td></tr>"
+            )
+        parts.append(
+            f'<p><b>{escape(name)}</b></p><table class="sql"><tr><th>t (s)</th><th>message</th><th>statement</th>'
+            "<th>parameters</th><th>outcome</th></tr>" + "".join(rows) + "</table>"
+        )
+    return "\n".join(parts)
+
+
 def summary_html(result: RunResult, max_violations: int = 3, max_chain: int = 14, style: bool = True) -> str:
     """An HTML fragment: verdict, key figures, the invariants, and each violation with its why and chain.
 
@@ -162,6 +222,9 @@ def summary_html(result: RunResult, max_violations: int = 3, max_chain: int = 14
             if why is not None and why.chain:
                 out.append(f"<p>Causal chain: {len(why.chain)} events, in time order</p>")
                 out.append(chain_table(why, v.event, max_chain))
+                sql_log = getattr(result, "sql_log", None)
+                if sql_log:
+                    out.append(sql_html(sql_log, why, v.event, v.engines))
         if inv.count > max_violations:
             out.append(f"<p>... and {inv.count - max_violations} more {escape(inv.name)} violations.</p>")
     out.append("</div>")

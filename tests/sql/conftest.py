@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+
 def _pg_bin() -> Path:
     """Debian's PostgreSQL binaries (/usr/lib/postgresql/<major>/bin), the newest major installed."""
     found = [p.parent for p in Path("/usr/lib/postgresql").glob("*/bin/postgres")]

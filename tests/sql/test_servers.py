@@ -358,3 +358,82 @@ def test_the_bundled_sql_scenarios_give_their_verdicts_in_each_servers_dialect(s
     ]
     refusals = [(x["t"], x["engine"]) for x in r.trace() if x["kind"] == "write_refused"]
     assert refusals == [(x["t"], x["engine"]) for x in sqlite.trace() if x["kind"] == "write_refused"]
+
+
+# ---------------------------------------------------------------- transactions (issue 14, item 4)
+def counter(backend: str, url: str, isolation: str | None, transaction: bool = True) -> simroll.Scenario:
+    """scenarios/sql/counter_transaction.yaml (or its bug, without the transaction) on ``backend`` at ``isolation``."""
+    d = yaml.safe_load((SQL_SCENARIOS / "counter_transaction.yaml").read_text(encoding="utf-8"))
+    d["database"].update(backend=backend, url=url)
+    if isolation is not None:
+        d["database"]["isolation"] = isolation
+    d["workload"]["handlers"]["reserve"]["transaction"] = transaction
+    return simroll.load_scenario_text(yaml.safe_dump(d, sort_keys=False), f"counter on {backend} at {isolation}")
+
+
+def aborted(r) -> list[str]:
+    return sorted({x["error"] for x in r.trace() if x["kind"] == "write_refused"})
+
+
+@pytest.mark.parametrize(
+    ("isolation", "violated", "error"),
+    [
+        # PostgreSQL's default: each statement sees what was committed before it; the save succeeds
+        (None, ["no-lost-update"], None),
+        ("read committed", ["no-lost-update"], None),
+        # first updater wins: the later save of a row another transaction changed since the snapshot fails
+        ("repeatable read", [], "could not serialize access due to concurrent update"),
+        ("serializable", [], "could not serialize access due to concurrent update"),
+    ],
+)
+def test_postgresql_refuses_the_lost_update_at_repeatable_read_and_allows_it_at_read_committed(
+    postgresql_url, isolation, violated, error
+):
+    r = run_scenario(counter("postgresql", postgresql_url, isolation))
+    assert r.violated == violated
+    assert next(inv for inv in r.invariants if inv.name == "no-lost-update").checked > 0
+    assert aborted(r) == ([] if error is None else [error])
+
+
+@pytest.mark.parametrize("isolation", [None, "repeatable read", "read committed"])
+def test_mariadb_allows_the_lost_update_at_repeatable_read(mariadb_url, isolation):
+    # InnoDB's repeatable read reads a snapshot, but its UPDATE writes the latest committed row:
+    # the read-modify-write loses the other transaction's update, and the database allows it
+    r = run_scenario(counter("mariadb", mariadb_url, isolation))
+    bug = run_scenario(counter("mariadb", mariadb_url, isolation, transaction=False))
+    assert r.violated == bug.violated == ["no-lost-update"]
+    assert aborted(r) == []
+    assert [v.message for v in r.invariants[0].violations] == [v.message for v in bug.invariants[0].violations]
+
+
+def test_the_transaction_pair_on_each_server_matches_sqlite_without_a_transaction(server):
+    # without a transaction every backend runs the same statements: the same trace as SQLite's
+    backend, url = server
+    sqlite = run_scenario(simroll.load_scenario(SQL_SCENARIOS / "counter_lost_update.yaml"))
+    r = run_scenario(counter(backend, url, None, transaction=False))
+    assert r.violated == sqlite.violated == ["no-lost-update"]
+    assert r.trace_sha256 != "" and [x["value"] for x in r.trace() if x["kind"] == "read"] == [
+        x["value"] for x in sqlite.trace() if x["kind"] == "read"
+    ]
+
+
+def test_mariadb_refuses_serializable_at_load_time(mariadb_url):
+    with pytest.raises(ScenarioError, match=r"database.isolation: 'serializable' is not a level of backend mariadb"):
+        counter("mariadb", mariadb_url, "serializable")
+
+
+def test_a_schema_step_while_a_transaction_is_open_fails_at_once_on_a_server_rather_than_waiting(server):
+    # the server would make the ALTER TABLE wait for the open transaction (and every later statement on
+    # the table wait behind it); the simulation cannot wait for a lock in the real database, so a run
+    # on a server sets a zero lock wait and the step fails with the server's own message
+    backend, url = server
+    s = counter(backend, url, None)
+    taken = [x["t"] for x in run_scenario(s).trace() if x["kind"] == "recv" and x["t"] > 2]
+    d = yaml.safe_load((SQL_SCENARIOS / "counter_transaction.yaml").read_text(encoding="utf-8"))
+    d["database"].update(backend=backend, url=url)
+    d["plan"] = [{"after": round(taken[0] + 0.05, 3), "expand": ["quota.extra"]}]
+    s = simroll.load_scenario_text(yaml.safe_dump(d, sort_keys=False), "expand.yaml")
+    with pytest.raises(ScenarioError) as e:
+        run_scenario(s)
+    assert "expand quota.extra" in str(e.value)
+    assert ("lock timeout" if backend == "postgresql" else "Lock wait timeout exceeded") in str(e.value)

@@ -161,6 +161,8 @@ def test_the_bundled_sql_scenarios_give_their_expected_verdicts():
         "keystone_sync_trigger.yaml": [],
         "nova_blob_drops_field.yaml": ["no-lost-write"],
         "nova_blob_keeps_field.yaml": [],
+        "counter_lost_update.yaml": ["no-lost-update"],
+        "counter_transaction.yaml": [],
     }
     assert sorted(p.name for p in SQL_SCENARIOS.glob("*.yaml")) == sorted(expected)
     for name, violated in expected.items():
