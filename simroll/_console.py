@@ -207,52 +207,6 @@ class RunProgress(Progress):
         self.close()
 
 
-class Ticker:
-    """A "still running" line for work that reports no progress of its own (one long ``simroll
-    run``): after ``after`` seconds (default 2 on a terminal, 5 elsewhere), then every second on a
-    terminal (redrawn in place) or every 5 seconds as a plain line, from a display thread, until
-    :meth:`stop`."""
-
-    def __init__(self, label: str, stream: IO[str] | None = None, tty: bool | None = None, after: float | None = None):
-        self.label = label
-        self.stream = sys.stderr if stream is None else stream
-        self.tty = is_terminal(self.stream) if tty is None else tty
-        # a log gets its first line when a plain progress line would come: a short run adds nothing to it
-        self.after = (2.0 if self.tty else PLAIN_EVERY) if after is None else after
-        self._stop = threading.Event()
-        self._drawn = False
-        self._thread = threading.Thread(target=self._loop, name="simroll-ticker", daemon=True)
-
-    def __enter__(self) -> Ticker:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    def _loop(self) -> None:
-        t0 = time.monotonic()
-        wait = self.after
-        while not self._stop.wait(wait):
-            line = f"{self.label}: running, {time.monotonic() - t0:.0f} s elapsed"
-            try:
-                if self.tty:
-                    print(f"\r\x1b[K{line}", end="", file=self.stream, flush=True)
-                else:
-                    print(f"simroll: {line}", file=self.stream, flush=True)
-            except (OSError, ValueError):  # stderr went away: the display is not worth an error
-                return
-            self._drawn = True
-            wait = 1.0 if self.tty else PLAIN_EVERY
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-        if self._drawn and self.tty:
-            print("\r\x1b[K", end="", file=self.stream, flush=True)
-
-
 class CountingExecutor(_Executor):
     """An executor (``simroll.explore.parallel``; one for the type checker, duck-typed at run time
     so ``simroll run`` does not load the runners) that reports progress as it goes: ``map`` runs

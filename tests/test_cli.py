@@ -326,30 +326,6 @@ def test_sweep_and_matrix_log_progress_when_not_a_terminal(capsys, tmp_path):
     assert json.loads(out) == build_matrix(str(tmp_path)).to_json()  # the same matrix, cell by cell
 
 
-def test_a_long_run_says_it_is_alive():
-    import threading
-
-    from simroll._console import Ticker
-
-    class Stream:  # the test waits on what is written, not on a clock
-        isatty = staticmethod(lambda: False)
-
-        def __init__(self):
-            self.text, self.written = "", threading.Event()
-
-        def write(self, s):
-            self.text += s
-            self.written.set()
-
-        def flush(self):
-            pass
-
-    stream = Stream()
-    with Ticker("run x.yaml", stream=stream, after=0.0):
-        assert stream.written.wait(30)
-    assert stream.text.startswith("simroll: run x.yaml: running, 0 s elapsed\n")
-
-
 def test_shell_completion_through_argcomplete(tmp_path):
     import os
     import subprocess

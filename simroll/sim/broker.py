@@ -59,6 +59,8 @@ class Message:
     sender: str = ""
     send_rec: int = -1
     hop: int = 0
+    # issue 20: a call's request id (the message id of its first attempt; -1: its own id)
+    op: int = -1
     queue: Queue | None = None  # the queue it was published to (requeues go back there)
     pos: int = 0  # its position in that queue, kept when it is requeued
     enqueued: float = 0.0  # when it first reached the queue (a requeue keeps it)
@@ -68,9 +70,7 @@ class Message:
     redelivered: bool = False
     taken: bool = False  # acknowledged (oslo: before dispatch) or being handled
     expired: bool = False
-    # issue 20: a call's request id (the message id of its first attempt; -1: its own id), whether the
-    # caller has its reply, and whether it gave up waiting (then a reply is late)
-    op: int = -1
+    # issue 20: whether the caller has its reply, and whether it gave up waiting (then a reply is late)
     replied: bool = False
     gave_up: bool = False
     waiter: Event | None = None  # succeeds at the reply (an engine's start-up call waits on it)
@@ -158,8 +158,25 @@ class Queue:
             if self.on_drop is not None:
                 self.on_drop(msg)
             return
-        if self.subs and not self.held:
-            self._hand(msg)  # the hot path: straight to a consumer (or held, if none has credit)
+        subs = self.subs
+        if subs and not self.held:
+            # the hot path, :meth:`_hand` inlined: straight to the consumer the rotation (or the picker)
+            # names, if it has credit; else the general loop carries on from that pick
+            picker = self.picker
+            k = picker(msg, subs) if picker is not None and len(subs) > 1 else 0
+            sub = subs[k]
+            prefetch = sub.prefetch
+            if prefetch and len(sub.unacked) >= prefetch:
+                self._hand(msg, False, k)
+                return
+            if k:
+                del subs[k]
+                subs.append(sub)
+            else:
+                subs.rotate(-1)  # the head goes to the tail
+            sub.unacked[msg.id] = msg
+            msg.sub = sub
+            sub.deliver(msg)
         else:
             self.held.append(msg)
             self.dispatch(now)
@@ -178,16 +195,21 @@ class Queue:
             if not self._hand(msg, True):
                 return
 
-    def _hand(self, msg: Message, queued: bool = False) -> bool:
+    def _hand(self, msg: Message, queued: bool = False, picked: int = -1) -> bool:
         """Give ``msg`` to the consumer at the head of the rotation (or the one the picker names),
-        which goes to the tail; False if no consumer has credit.
+        which goes to the tail; False if no consumer has credit. ``picked``: the offset the picker
+        already chose for the first try (-1: none yet; each try is one choice point).
 
         Like RabbitMQ, a consumer out of prefetch credit keeps its place until the queue tries it:
         only then does it leave the rotation (blocked), to rejoin at the tail when an ack frees credit.
         """
         subs = self.subs
+        picker = self.picker
         while subs:
-            k = self.picker(msg, subs) if self.picker is not None and len(subs) > 1 else 0
+            if picked >= 0:
+                k, picked = picked, -1
+            else:
+                k = picker(msg, subs) if picker is not None and len(subs) > 1 else 0
             sub = subs[k]
             if sub.prefetch and len(sub.unacked) >= sub.prefetch:
                 if k:  # the picked consumer has no credit: the head is tried instead
@@ -221,8 +243,8 @@ class Queue:
         if self.on_expire is not None:
             self.on_expire(msg)
 
-    def _release(self, msg: Message, now: float) -> None:
-        """``msg`` is no longer unacked by its consumer: give it credit back."""
+    def ack(self, msg: Message, now: float) -> None:
+        """``basic.ack``: the consumer is done with ``msg``, which gives it credit back."""
         sub = msg.sub
         assert sub is not None, "only a delivered message is acknowledged"
         del sub.unacked[msg.id]
@@ -232,10 +254,6 @@ class Queue:
             self.subs.append(sub)  # RabbitMQ re-adds an unblocked consumer at the tail
         if self.held:
             self.dispatch(now)
-
-    def ack(self, msg: Message, now: float) -> None:
-        """``basic.ack``: the consumer is done with ``msg``."""
-        self._release(msg, now)
 
     def reject(self, msg: Message, now: float, requeue: bool = True) -> None:
         """``basic.reject`` / ``basic.nack``: drop ``msg`` or return it to its position."""
@@ -359,6 +377,9 @@ class Broker:
     def __init__(self, env: simpy.Environment, bus: BusSpec, chooser: Chooser, trace: Trace):
         self.env = env
         self.chooser = chooser
+        # Chooser.pick is inlined in _pick (one call less per delivery) for the plain chooser only:
+        # a subclass (simroll verify's recorder) sees every choice point through its own pick
+        self._plain_chooser = type(chooser) is Chooser
         self.trace = trace
         self.version_routed = bus.delivery == "version-routed"
         self.ack_after = bus.ack in ("after-handling", "on-complete")
@@ -428,13 +449,24 @@ class Broker:
         return q
 
     def _pick(self, msg: Message, subs: deque[Subscription]) -> int:
-        n = len(subs)
-        p = self.chooser.pick("consumer", n)
+        """The consumer choice point (a queue asks only when it has two consumers or more)."""
+        ch = self.chooser
+        if self._plain_chooser:  # Chooser.pick("consumer", n), inlined
+            counts = ch.counts
+            i = counts.get("consumer", 0)
+            counts["consumer"] = i + 1
+            ch.points += 1
+            if not ch.pinned:
+                return 0
+            p = ch.pinned.get(("consumer", i), 0) % len(subs)
+        else:
+            p = ch.pick("consumer", len(subs))
+            i = ch.counts["consumer"] - 1
         if p:  # a pinned deviation from round robin: say so in the trace
             self.trace.emit(
                 self.env.now,
                 "choice",
-                at=self.chooser.counts["consumer"] - 1,
+                at=i,
                 what="consumer",
                 msg=msg.id,
                 to=subs[p].consumer.name,
@@ -507,8 +539,19 @@ class Broker:
                 row=row,
                 service=service,
             )
-        msg = Message(mid, method, rule.version, rule.args, rule.namespace, row, call, sender, rec, hop)
-        msg.op = mid if retry_of is None else retry_of
+        msg = Message(
+            mid,
+            method,
+            rule.version,
+            rule.args,
+            rule.namespace,
+            row,
+            call,
+            sender,
+            rec,
+            hop,
+            mid if retry_of is None else retry_of,
+        )
         delay = self.latency
         if self.max_delay > 0:
             level = self.chooser.pick("delay", DELAY_LEVELS + 1)
@@ -524,8 +567,14 @@ class Broker:
         if delay > 0:
             arrive = self.arrive
             self.env.timeout(delay).callbacks.append(lambda _ev: arrive(msg, q))
-        else:
-            self.arrive(msg, q)
+            return msg
+        # it arrives now: :meth:`arrive`, inlined
+        if self.version_routed and q.owner is None:
+            assert msg.version is not None, "a sent message has a version"
+            q = self._routed(q, msg.version)
+        if self.depth is not None:
+            self.depth[q.vhost] = self.depth.get(q.vhost, 0) + 1
+        q.publish(msg, now)
         return msg
 
     def arrive(self, msg: Message, q: Queue) -> None:
@@ -549,8 +598,9 @@ class Broker:
 
     def ack(self, msg: Message) -> None:
         """The engine acknowledges ``msg`` (before dispatch or after handling, per ``bus.ack``)."""
-        q = msg.queue
-        if msg.sub is not None and q is not None:
+        if msg.sub is not None:  # else it was requeued, or its consumer's channel closed
+            q = msg.queue
+            assert q is not None, "a delivered message has a queue"
             q.ack(msg, self.env.now)
             if self.depth is not None:
                 self._gone(q.vhost)

@@ -898,8 +898,12 @@ class Cluster:
             if kind == "write" and ok:
                 n = self.trace.write(now, **fields)
                 assert n == rec, "a held write keeps the number its cells were given"
-            elif kind != "write" and (ok or kind == "schema_error"):
-                self.trace.emit(now, kind, **fields)
+            elif kind == "schema_error":  # said whether or not the transaction commits
+                f = fields
+                self.trace.emit(now, "schema_error", engine=f["engine"], msg=f["msg"], op=f["op"], locs=f["locs"])
+            elif kind == "rewrite" and ok:
+                f = fields
+                self.trace.emit(now, "rewrite", engine=f["engine"], msg=f["msg"], row=f["row"], cols=f["cols"])
         return ok and self._casts(eng, rel, handler, msg)
 
     def _writes(

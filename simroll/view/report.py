@@ -100,6 +100,7 @@ VACUOUS_WHY: dict[str, str] = {
     "operations-complete": "no client operation",
     "no-lost-update": "no handler read and then wrote the same field of a row",
     "no-duplicate-effect": "no call was retried",
+    "plan-completes": "no conditional step (wait_until) ended",
 }
 
 
