@@ -31,16 +31,15 @@ FUZZ_BUDGET = 200  # simulations a search may run, by default: `simroll fuzz` an
 
 
 def _with_limits(s: Scenario, args: argparse.Namespace) -> Scenario:
-    """``s`` with ``--max-time`` / ``--max-events``, held to the bounds the scenario file has."""
-    from simroll.scenario.load import with_limits
-
-    for flag, key in (("--max-time", "max_time"), ("--max-events", "max_events")):
-        value = getattr(args, key, None)
-        try:
-            s = with_limits(s, **{key: value})
-        except ValueError as e:
-            raise UsageError(f"{flag} {value}: {str(e).split(': ', 1)[1]}") from None
-    return s
+    """``s`` with ``--max-time`` / ``--max-events``. The flags may go past the bounds a file has
+    (a plan whose last step is at t=1e9 needs ``--max-time 2e9`` to finish; ``inf`` is no time
+    limit): a run stays bounded by its event limit and the work budget."""
+    update = {}
+    if getattr(args, "max_time", None) is not None:
+        update["max_time"] = args.max_time
+    if getattr(args, "max_events", None) is not None:
+        update["max_events"] = args.max_events
+    return s.model_copy(update={"limits": s.limits.model_copy(update=update)}) if update else s
 
 
 def _check_new_file(path: str | None, overwrite: bool, flag: str) -> None:

@@ -704,3 +704,262 @@ def test_bad_local_state_is_refused(change, message):
     with pytest.raises(ScenarioError) as exc:
         scenario(LOCAL, releases=releases)
     assert message in str(exc.value)
+
+
+# ============================================================================ backfill kills beyond the plan
+BF = {"from": "t.a", "to": "t.b", "rate": 10}
+
+
+def test_a_fault_kills_the_first_pass_to_read_its_row_once():
+    res = run_scenario(
+        scenario(
+            BACKFILL,
+            plan=[{"backfill": BF}, {"backfill": {**BF, "start": "resume"}}],
+            faults=[{"kill": "backfill", "at_row": 2}],
+        )
+    )
+    (fault,) = kinds(res, "fault")
+    (crash,) = kinds(res, "bf_crash")
+    read2 = [r for r in kinds(res, "bf_read") if r["row"] == 2][0]
+    assert (round(fault["t"], 3), fault["engine"], fault["cause"]) == (0.3, "backfill", [read2["i"]])
+    assert (round(crash["t"], 3), crash["row"], crash["cause"]) == (0.3, 2, [read2["i"], fault["i"]])
+    # the resumed pass reads row 2 again and is not killed: the fault happens once
+    assert [r["row"] for r in kinds(res, "bf_resume")] == [2]
+    assert [w["row"] for w in kinds(res, "bf_write")] == [0, 1, 2, 3, 4]
+
+
+def test_a_fault_at_a_time_kills_the_pass_between_its_read_and_its_write():
+    # gap 0.5: row 0 read at 0.1, written at 0.6; row 1 read at 0.7, due at 1.2 -- the kill at 1.0 comes first
+    res = run_scenario(
+        scenario(
+            BACKFILL,
+            plan=[{"backfill": {**BF, "gap": 0.5}}, {"backfill": {**BF, "gap": 0.5, "start": "resume"}}],
+            faults=[{"kill": "backfill", "at": 1.0}],
+        )
+    )
+    (fault,) = kinds(res, "fault")
+    (crash,) = kinds(res, "bf_crash")
+    read1 = [r for r in kinds(res, "bf_read") if r["row"] == 1][0]
+    assert (crash["t"], crash["row"], crash["cause"]) == (1.0, 1, [read1["i"], fault["i"]])
+    assert [r["row"] for r in kinds(res, "bf_resume")] == [1]
+    writes = [(w["row"], round(w["t"], 3)) for w in kinds(res, "bf_write")]
+    assert writes == [(0, 0.6), (1, 1.6), (2, 2.2), (3, 2.8), (4, 3.4)]  # row 1 once, by the resumed pass
+
+
+def test_boundary_a_kill_before_the_row_is_read_names_only_the_fault():
+    # the pass waits 0.1 s before each read: killed at 0.25, it was waiting for row 2, which it never read
+    res = run_scenario(
+        scenario(
+            BACKFILL,
+            plan=[{"backfill": BF}, {"backfill": {**BF, "start": "resume"}}],
+            faults=[{"kill": "backfill", "at": 0.25}],
+        )
+    )
+    (fault,) = kinds(res, "fault")
+    (crash,) = kinds(res, "bf_crash")
+    assert (crash["t"], crash["row"], crash["cause"]) == (0.25, 2, [fault["i"]])
+    assert [r["row"] for r in kinds(res, "bf_read")] == [0, 1, 2, 3, 4]
+    assert [r["row"] for r in kinds(res, "bf_resume")] == [2]
+
+
+def test_a_kill_when_no_backfill_runs_does_nothing():
+    res = run_scenario(
+        scenario(BACKFILL, plan=[{"after": 1.0, "backfill": BF}], faults=[{"kill": "backfill", "at": 0.5}])
+    )
+    assert [f["t"] for f in kinds(res, "fault")] == [0.5]
+    assert not kinds(res, "bf_crash")
+    assert [w["row"] for w in kinds(res, "bf_write")] == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    ("faults", "message"),
+    [
+        ([{"kill": "backfill"}], "'kill: backfill' expects exactly one of 'at' (seconds) or 'at_row'"),
+        ([{"kill": "backfill", "at": 1, "at_row": 1}], "'kill: backfill' expects exactly one of"),
+        ([{"kill": "backfill", "at_step": 0}], "'kill: backfill' expects exactly one of"),
+        ([{"kill": "engine-1", "at_row": 1}], "'at_row' needs 'kill: backfill'"),
+        ([{"kill": "backfill", "at_row": 5}], "row 5 does not exist (the database has 5 rows)"),
+        ([{"kill": "nobody", "at": 1}], "undefined engine 'nobody' (defined: engine-1, or 'backfill')"),
+    ],
+)
+def test_bad_backfill_faults_are_refused(faults, message):
+    with pytest.raises(ScenarioError) as exc:
+        scenario(BACKFILL, plan=[{"backfill": BF}], faults=faults)
+    assert message in str(exc.value)
+
+
+def test_an_engine_named_backfill_is_refused_where_a_fault_kills_the_backfill():
+    with pytest.raises(ScenarioError) as exc:
+        scenario(
+            BACKFILL,
+            engines=[{"name": "backfill", "release": "r1"}],
+            plan=[{"backfill": BF}],
+            faults=[{"kill": "backfill", "at": 1}],
+        )
+    assert "faults[0].kill" in str(exc.value) and "names both an engine and the backfill utility" in str(exc.value)
+
+
+def test_crash_choice_points_exist_only_when_the_scenario_opts_in():
+    plain = run_scenario(scenario(BACKFILL, plan=[{"backfill": BF}]))
+    opted = run_scenario(scenario(BACKFILL, plan=[{"backfill": BF}], search={"backfill_crash": True}))
+    assert "backfill_crash" not in plain.choice_counts
+    assert opted.choice_counts["backfill_crash"] == 5  # one per row read
+    # option 0, the default: no crash, the same run; only the end record counts the 5 choice points
+    assert opted.records[:-1] == plain.records[:-1]
+    assert (plain.records[-1]["points"], opted.records[-1]["points"]) == (0, 5)
+
+
+@pytest.mark.parametrize(("pick", "crashed"), [(1, True), (2, False)])
+def test_a_pinned_crash_choice_kills_the_pass_at_its_row(pick, crashed):
+    res = run_scenario(
+        scenario(
+            BACKFILL,
+            plan=[{"backfill": BF}],
+            search={"backfill_crash": True},
+            choices=[{"kind": "backfill_crash", "at": 3, "pick": pick}],  # the 4th row read: row 3
+        )
+    )
+    crashes = kinds(res, "bf_crash")
+    if not crashed:  # an even pick is option 0 of two: no crash
+        assert not crashes and len(kinds(res, "bf_write")) == 5
+        return
+    (crash,) = crashes
+    (choice,) = kinds(res, "choice")
+    assert (choice["what"], choice["at"], choice["row"]) == ("backfill_crash", 3, 3)
+    assert crash["row"] == 3 and crash["cause"][1] == choice["i"]
+    assert [w["row"] for w in kinds(res, "bf_write")] == [0, 1, 2]
+
+
+def test_a_schedule_keeps_the_crash_choice_points_and_replays():
+    from simroll.explore.search import Schedule, apply_schedule, describe_counterexample
+
+    sc = scenario(BACKFILL, plan=[{"backfill": BF}], search={"backfill_crash": True})
+    sched = Schedule.default(1)
+    concrete = apply_schedule(
+        sc, Schedule(*[getattr(sched, f) for f in ("order", "keep", "pause", "kill")], pins=(("backfill_crash", 1, 1),))
+    )
+    assert concrete.search is not None and concrete.search.backfill_crash
+    res = run_scenario(concrete)
+    assert [c["row"] for c in kinds(res, "bf_crash")] == [1]
+    assert any("the backfill dies after reading row 1" in line for line in describe_counterexample(res, None))
+
+
+def test_the_bundled_crash_pair_under_one_crash_choice():
+    import simroll
+    from simroll.scenario.spec import ChoiceSpec
+
+    pin = [ChoiceSpec(kind="backfill_crash", at=5, pick=1)]  # the first pass dies at row 5 of 40
+    unsafe = simroll.load_scenario("scenarios/backfill_crash_once.yaml")
+    fixed = simroll.load_scenario("scenarios/backfill_crash_resumed.yaml")
+    assert run_scenario(unsafe).violated == [] and run_scenario(fixed).violated == []  # as written
+    assert "no-lost-write" in run_scenario(unsafe.model_copy(update={"choices": pin})).violated
+    res = run_scenario(fixed.model_copy(update={"choices": pin}))
+    assert res.violated == [] and [c["row"] for c in kinds(res, "bf_crash")] == [5]
+
+
+# ============================================================================ operations-complete with retries
+def _oc(recs, **kw):
+    from simroll.check.invariants import OperationsComplete
+
+    c = OperationsComplete(**kw)
+    for r in recs:
+        if r["kind"] in c.kinds:
+            c.observe(r)
+    return c
+
+
+def _late(tr, t, msg, deadline):
+    tr(t, "late", engine="e1", msg=msg, deadline=deadline, cause=[])
+    return tr.done(t, "e1", msg)
+
+
+def test_a_retried_call_that_completes_is_one_completed_operation():
+    tr = T()
+    tr.send(0.0, 0)  # the client's timeout is 2 s
+    tr(2.0, "timeout", engine="client", msg=0, attempt=1, retry_at=2.5)
+    tr.send(2.5, 1, retry_of=0, attempt=2)
+    tr.done(3.0, "e2", 1)  # the retry is answered in time
+    _late(tr, 3.5, 0, 2.0)  # the first copy is answered late, after the caller gave up on it
+    tr(4.0, "end", reason="quiescent", points=0)
+    c = _oc(tr.recs, retries=2)
+    assert (c.count, c.checked, c.vacuous) == (0, 1, False)
+    assert c.availability()["completed"] == 1 and c.availability()["total"] == 1
+    assert c.score() == 3.0  # from the first attempt's issue
+    old = _oc(tr.recs)  # no retry policy known: each attempt is an operation, the late one fails
+    assert (old.count, old.checked) == (1, 2)
+
+
+def test_a_retried_call_whose_every_attempt_fails_is_one_violation():
+    tr = T()
+    s0 = tr.send(0.0, 0)
+    tr(2.0, "timeout", engine="client", msg=0, attempt=1, retry_at=2.5)
+    tr.send(2.5, 1, retry_of=0, attempt=2)
+    _late(tr, 3.0, 0, 2.0)
+    tr(4.5, "timeout", engine="client", msg=1, attempt=2, retry_at=5.5)
+    tr.send(5.5, 2, retry_of=0, attempt=3)
+    _late(tr, 6.0, 1, 4.5)
+    tr(7.5, "timeout", engine="client", msg=2, attempt=3)  # the last: no retry_at
+    last = tr(8.0, "late", engine="e1", msg=2, deadline=7.5, cause=[])
+    tr.done(8.0, "e1", 2)
+    tr(9.0, "end", reason="quiescent", points=0)
+    c = _oc(tr.recs, retries=2)
+    assert (c.count, c.checked) == (1, 1)
+    v = c.violations[0]
+    assert (v.event, v.subject, v.causes) == (last, "m0", (s0,))
+    assert (
+        "did not complete (every one of its 3 attempts failed; the last: the reply to m2 came at t=8.000" in v.message
+    )
+
+
+def test_a_lost_first_attempt_waits_for_the_retry_a_rejected_one_does_not():
+    tr = T()
+    tr.send(0.0, 0)
+    tr(1.0, "lost", engine="e1", msg=0)  # the caller does not know yet: it times out at 2 and retries
+    tr(2.0, "timeout", engine="client", msg=0, attempt=1, retry_at=2.5)
+    tr.send(2.5, 1, retry_of=0, attempt=2)
+    tr.done(3.0, "e2", 1)
+    assert (_oc(tr.recs, retries=2).count, _oc(tr.recs, retries=2).checked) == (0, 1)
+    tr = T()
+    tr.send(0.0, 0)
+    rej = tr(1.0, "reject", engine="e1", msg=0, error="UnsupportedVersion", method="create", version="1.0", call=True)
+    c = _oc(tr.recs, retries=2)  # an error reply is not retried: failed at once
+    assert (c.count, c.checked, c.violations[0].event) == (1, 1, rej)
+    assert "did not complete: m0 was rejected by e1" in c.violations[0].message
+
+
+@pytest.mark.parametrize(("within", "held"), [(7.5, True), (7.499, False)])
+def test_boundary_the_last_retry_completes_exactly_at_the_deadline(within, held):
+    tr = T()
+    tr.send(0.0, 0)
+    tr(2.0, "timeout", engine="client", msg=0, attempt=1, retry_at=2.5)
+    tr.send(2.5, 1, retry_of=0, attempt=2)
+    tr(4.5, "timeout", engine="client", msg=1, attempt=2, retry_at=5.5)
+    tr.send(5.5, 2, retry_of=0, attempt=3)
+    done = tr.done(7.5, "e1", 2)  # the last attempt answered at its caller's deadline: in time (no late)
+    tr(8.0, "end", reason="quiescent", points=0)
+    c = _oc(tr.recs, retries=2, within=within)
+    assert c.checked == 1 and (c.count == 0) == held
+    if not held:
+        assert c.violations[0].event == done and "not complete 7.499 s after it was issued" in c.violations[0].message
+
+
+def test_the_retry_policy_reaches_the_checker():
+    from simroll.check.invariants import make_checkers
+
+    sc = scenario(ONE_CALL, invariants={"operations-complete": {}})
+    wl = sc.workload.model_dump(by_alias=True, exclude_none=True)
+    wl.pop("retry")
+    plain = scenario(ONE_CALL, invariants={"operations-complete": {}}, workload=wl)
+    assert [c.retries for c in make_checkers(sc.invariants.enabled(), sc)] == [1]
+    assert [c.retries for c in make_checkers(plain.invariants.enabled(), plain)] == [0]
+
+
+def test_a_run_whose_call_and_retry_both_come_late_fails_one_operation():
+    # the call at t=1 is handled 1..4 (reply late: the caller gave up at 3); its retry, sent at 3.5, is
+    # handled 4..7 (reply late: the caller gave up at 5.5). One operation, both attempts failed.
+    res = _run(invariants={"operations-complete": {}})
+    (oc,) = [r for r in res.invariants if r.name == "operations-complete"]
+    assert (oc.count, oc.checked) == (1, 1)
+    v = oc.violations[0]
+    assert v.subject == "m0" and round(v.time, 3) == 7.0
+    assert "every one of its 2 attempts failed; the last: the reply to m1 came at t=7.000" in v.message

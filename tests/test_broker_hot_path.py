@@ -1,5 +1,6 @@
 """The broker's hot path (issue 13 item 6, issue 16 item 1): the inlined publish -> hand -> ack path
-and the inlined consumer choice point behave as the general ones.
+and the inlined consumer choice point behave as the general ones, and the trace writer's inlined
+type checks of the per-message records (send, recv, done) fall back to the encoder as before.
 
 Every expected value below is worked out by hand from the rules in ``simroll/sim/broker.py``'s
 docstring: a queue hands a message to the consumer at the head of its rotation, or ``k`` places
@@ -9,9 +10,13 @@ a head without credit leaves the rotation (blocked) and the queue asks the picke
 
 from __future__ import annotations
 
+import io
+import json
+import math
 from collections import deque
 from typing import Any
 
+import pytest
 import simpy
 
 from simroll.scenario.spec import BusSpec
@@ -153,3 +158,85 @@ def test_broker_ack_gives_credit_back_once_and_ignores_a_message_no_longer_held(
     assert msgs[0].sub is None
     broker.ack(msgs[0])  # no longer held: nothing happens
     assert (a.got, list(sa.unacked)) == ([0, 2], [2])
+
+
+# ------------------------------------------------------------------ the writer's per-message records
+def _line(build) -> str:
+    out = io.StringIO()
+    build(Trace(keep=False, stream=out))
+    return out.getvalue()
+
+
+_SEND = dict(engine="client", msg=0, method="m", version="1.0", queue="engine", call=True, row=3)
+_RECV = dict(engine="e", msg=2, wait=0.25, cause=[1])
+_DONE = dict(engine="e", msg=2, ok=True)
+
+
+@pytest.mark.parametrize(
+    "kind,t,fields,expected",
+    [
+        # the fast lines, written out by hand
+        (
+            "send",
+            1.5,
+            {},
+            '"t":1.5,"kind":"send","engine":"client","msg":0,"method":"m","version":"1.0",'
+            '"queue":"engine","call":true,"row":3}',
+        ),
+        ("recv", 2, {}, '"t":2,"kind":"recv","engine":"e","msg":2,"wait":0.25,"cause":[1]}'),
+        (
+            "recv",
+            2.0,
+            {"cause": [1, 4], "wait": 0},
+            '"t":2.0,"kind":"recv","engine":"e","msg":2,"wait":0,"cause":[1,4]}',
+        ),
+        ("done", 0.1 + 0.2, {"ok": False}, '"t":0.30000000000000004,"kind":"done","engine":"e","msg":2,"ok":false}'),
+        # a value of another type than the fast line checks for: the encoder's line, as json writes it
+        (
+            "send",
+            True,
+            {},
+            '"t":true,"kind":"send","engine":"client","msg":0,"method":"m","version":"1.0",'
+            '"queue":"engine","call":true,"row":3}',
+        ),
+        (
+            "send",
+            1.0,
+            {"call": 1},
+            '"t":1.0,"kind":"send","engine":"client","msg":0,"method":"m","version":"1.0",'
+            '"queue":"engine","call":1,"row":3}',
+        ),
+        (
+            "send",
+            1.0,
+            {"row": True, "msg": 1.5},
+            '"t":1.0,"kind":"send","engine":"client","msg":1.5,"method":"m",'
+            '"version":"1.0","queue":"engine","call":true,"row":true}',
+        ),
+        ("recv", 1.0, {"cause": [True]}, '"t":1.0,"kind":"recv","engine":"e","msg":2,"wait":0.25,"cause":[true]}'),
+        ("recv", 1.0, {"cause": [2.0]}, '"t":1.0,"kind":"recv","engine":"e","msg":2,"wait":0.25,"cause":[2.0]}'),
+        (
+            "recv",
+            1.0,
+            {"wait": False, "msg": True},
+            '"t":1.0,"kind":"recv","engine":"e","msg":true,"wait":false,"cause":[1]}',
+        ),
+        ("done", 1.0, {"ok": None}, '"t":1.0,"kind":"done","engine":"e","msg":2,"ok":null}'),
+        ("done", 1.0, {"ok": 0, "msg": False}, '"t":1.0,"kind":"done","engine":"e","msg":false,"ok":0}'),
+    ],
+)
+def test_the_per_message_records_write_what_json_writes(kind: str, t: Any, fields: dict, expected: str) -> None:
+    base = {"send": _SEND, "recv": _RECV, "done": _DONE}[kind]
+    fields = {**base, **fields}
+    fast = _line(lambda tr: getattr(tr, kind)(t, **fields))
+    generic = _line(lambda tr: tr.emit(t, kind, **fields))
+    reference = json.dumps({"i": 0, "t": t, "kind": kind, **fields}, ensure_ascii=False, separators=(",", ":"))
+    assert fast == generic == reference + "\n" == '{"i":0,' + expected + "\n"
+
+
+@pytest.mark.parametrize("bad", [math.nan, -math.inf])
+@pytest.mark.parametrize("kind", ["send", "recv", "done"])
+def test_a_non_finite_time_is_refused_by_the_per_message_records(kind: str, bad: float) -> None:
+    fields = {"send": _SEND, "recv": _RECV, "done": _DONE}[kind]
+    with pytest.raises(ValueError):
+        _line(lambda tr: getattr(tr, kind)(bad, **fields))

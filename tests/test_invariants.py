@@ -211,7 +211,7 @@ def test_no_stranded_message_taken_holds_and_vacuous_without_messages():
     tr.done(3.0, "e1", 0)
     c = feed(NoStrandedMessage(), tr.recs)
     assert (c.count, c.checked, c.vacuous) == (0, 1, False)
-    assert c.score() == 2.5  # the longest wait
+    assert c.score() == 0.0  # a long wait is not a near miss: no engine that took it left
     assert feed(NoStrandedMessage(), [])
     assert NoStrandedMessage().vacuous
 
@@ -220,6 +220,34 @@ def test_no_stranded_message_score_counts_work_in_flight_at_a_stop():
     tr = T()
     tr(1.0, "stop", engine="e1", inflight=[3, 4], cause=[])
     assert feed(NoStrandedMessage(), tr.recs).score() == 2000.0
+
+
+def _last_taker_leaves(arrival: float, also_e2: bool = False, kill: bool = False) -> T:
+    """e1 takes two 1.0 messages, the second arriving at ``arrival`` (sent at 2.0, held on the
+    wire), then leaves at 5.0; ``also_e2``: e2 took a 1.0 message too and stays."""
+    tr = T()
+    tr.start(0.0, "e1")
+    tr.start(0.0, "e2")
+    tr.send(1.0, 0)
+    tr.recv(1.0, "e2" if also_e2 else "e1", 0)
+    tr.send(2.0, 1)
+    tr.recv(max(arrival, 2.0) + 0.5, "e1", 1, wait=0.5)  # arrived at `arrival`, taken 0.5 s later
+    tr.send(3.0, 2, version="2.0")  # another version: its own key
+    tr.recv(3.0, "e2", 2)
+    if kill:
+        tr(5.0, "kill", engine="e1", inflight=[], cause=[])
+    else:
+        tr(5.0, "stop", engine="e1", inflight=[], cause=[])
+    return tr
+
+
+def test_no_stranded_message_score_is_the_slack_before_the_last_taker_leaves():
+    # the path of a delay on the wire: message 1 arrives later and later, then after e1 is gone
+    scores = [feed(NoStrandedMessage(), _last_taker_leaves(a).recs).score() for a in (2.0, 3.0, 4.0, 5.0)]
+    assert scores == pytest.approx([1 / 4, 1 / 3, 1 / 2, 1.0])  # 1 / (1 + slack): slack 3, 2, 1, 0 s
+    assert feed(NoStrandedMessage(), _last_taker_leaves(3.0, kill=True).recs).score() == pytest.approx(1 / 3)
+    # e2, which took a 1.0 message too, is still there: e1 was not the last, no near miss
+    assert feed(NoStrandedMessage(), _last_taker_leaves(4.0, also_e2=True).recs).score() == 0.0
 
 
 # ============================================================================ no-incompatible-delivery

@@ -15,7 +15,7 @@ import re
 import textwrap
 
 import pytest
-from conftest import BASE, kinds, scenario
+from conftest import BASE, SCENARIOS, kinds, scenario
 
 from simroll import run_scenario
 from simroll.check.invariants import INVARIANTS, PlanCompletes
@@ -494,3 +494,197 @@ def test_a_live_cap_follows_every_start_and_stop():
     # and a new r1 engine brings them back down at its start
     res = run_scenario(_two(ROLL + ", {add: old-1, release: r1}]", releases=_caps_releases("live"), workload=wl))
     assert _caps(res)[2:5] == [("engine-1", "1.0", "live"), ("engine-2", "1.0", "live"), ("engine-3", "1.0", "live")]
+
+
+# ============================================================================ service records (database.service_records)
+RECORDS_DB = "{tables: {resource: [id, properties]}, rows: 4, service_records: true}"
+
+
+def _records(plan: str, computed: str = "at-start", records: bool = True, **more):
+    db = RECORDS_DB if records else RECORDS_DB.replace(", service_records: true", "")
+    return run_scenario(_two(plan, releases=_caps_releases(computed), database=db, **more))
+
+
+def _start_caps(res):
+    return [(r["engine"], r["release"], r["cap"]) for r in kinds(res, "start")][3:]
+
+
+def test_a_killed_engines_record_stays_and_holds_the_auto_cap_down():
+    # engine-3 dies on r1 (1.0); engine-1 then engine-2 restart on r2 (1.1). engine-2's start: the records say
+    # engine-1 1.1, engine-2 1.1, engine-3 1.0 (killed) -> 1.0; reading the running engines it would be 1.1
+    plan = "[{kill: engine-3}, {restart: engine-1, release: r2}, {restart: engine-2, release: r2}]"
+    res = _records(plan)
+    assert _start_caps(res) == [("engine-1", "r2", "1.0"), ("engine-2", "r2", "1.0")]
+    assert _start_caps(_records(plan, records=False)) == [("engine-1", "r2", "1.0"), ("engine-2", "r2", "1.1")]
+    # where each cap came from: a cap record caused by the start
+    starts = {r["engine"]: r["i"] for r in kinds(res, "start") if r["release"] == "r2"}
+    assert [(r["engine"], r["cap"], r["why"], r["cause"]) for r in kinds(res, "cap")] == [
+        (
+            e,
+            "1.0",
+            "start; from the service records: 1.0 registered by engine-2 (r1, running), engine-3 (r1, killed)"
+            if e == "engine-1"
+            else "start; from the service records: 1.0 registered by engine-3 (r1, killed)",
+            [starts[e]],
+        )
+        for e in ("engine-1", "engine-2")
+    ]
+
+
+def test_a_gracefully_stopped_engines_record_stays_too():
+    plan = "[{stop: engine-3}, {restart: engine-1, release: r2}, {restart: engine-2, release: r2}]"
+    res = _records(plan)
+    assert _start_caps(res)[-1] == ("engine-2", "r2", "1.0")
+    assert kinds(res, "cap")[-1]["why"].endswith("1.0 registered by engine-3 (r1, stopped)")
+
+
+def test_a_restart_replaces_the_engines_record_it_does_not_add_one():
+    # boundary: every engine re-registers on r2, so the last one's start finds 1.1 only (a second record per
+    # engine would keep 1.0)
+    res = _records(ROLL + "]")
+    assert _start_caps(res) == [("engine-1", "r2", "1.0"), ("engine-2", "r2", "1.0"), ("engine-3", "r2", "1.1")]
+    assert kinds(res, "cap")[-1]["why"] == (
+        "start; from the service records: 1.1 registered by engine-1 (r2, running), engine-2 (r2, running), "
+        "engine-3 (r2, running)"
+    )
+
+
+def test_remove_deregisters_and_live_caps_rise_at_once():
+    plan = "[{kill: engine-3}, {restart: engine-1, release: r2}, {restart: engine-2, release: r2}, {remove: engine-3}]"
+    res = _records(plan, computed="live")
+    [removed] = kinds(res, "removed")
+    up = [(r["engine"], r["cap"], r["why"]) for r in kinds(res, "cap") if r["cause"] == [removed["i"]]]
+    origin = "from the service records: 1.1 registered by engine-1 (r2, running), engine-2 (r2, running)"
+    assert up == [("engine-1", "1.1", f"live; {origin}"), ("engine-2", "1.1", f"live; {origin}")]
+    # without the remove nothing lifts them: the stale record stays to the end
+    res = _records(plan.replace(", {remove: engine-3}", ""), computed="live")
+    assert all(r["cap"] == "1.0" for r in kinds(res, "cap"))
+
+
+def test_an_on_sighup_cap_reads_the_records_at_the_sighup():
+    # engine-3 removed after the roll: the records hold 1.1 only, but an on-sighup cap waits for the sighup
+    plan = (
+        "[{kill: engine-3}, {restart: engine-1, release: r2}, {restart: engine-2, release: r2}, "
+        "{remove: engine-3}, {sighup: [engine-1]}]"
+    )
+    res = _records(plan, computed="on-sighup")
+    [hup] = [r for r in kinds(res, "step") if r["action"] == "sighup"]
+    assert [(r["engine"], r["cap"]) for r in kinds(res, "cap") if r["cause"] == [hup["i"]]] == [("engine-1", "1.1")]
+    assert [r["cap"] for r in kinds(res, "cap") if r["engine"] == "engine-2"] == ["1.0"]  # its start's only
+
+
+def test_without_service_records_no_cap_record_is_written_at_a_start():
+    res = _records(ROLL + "]", records=False)
+    assert kinds(res, "cap") == []
+
+
+# ============================================================================ the search and the matrix on the new steps
+def test_the_search_may_turn_a_remove_into_a_kill():
+    from simroll.explore.search import Schedule, apply_schedule
+
+    s = _two(
+        "[{restart: engine-1, release: r2}, {remove: engine-3}]",
+        search="{kill_instead_of_stop: true, max_pause: 0}",
+    )
+    killed = apply_schedule(s, Schedule((0, 1), (True, True), (0, 0), (False, True)))
+    assert [(st.action, getattr(st, "how", None)) for st in killed.plan] == [
+        ("restart", "graceful"),
+        ("remove", "kill"),
+    ]
+    res = run_scenario(killed)
+    assert [r["engine"] for r in kinds(res, "kill")] == ["engine-3"]
+    assert [r["engine"] for r in kinds(res, "removed")] == ["engine-3"]
+
+
+def test_kill_last_legacy_follows_added_engines_and_kills_at_a_remove():
+    from simroll.explore.matrix import kill_last_legacy
+
+    # spare-1 joins on r1 (the initial release): engine-3's remove leaves it running r1, so the last legacy
+    # engine to leave is spare-1, at step 4
+    plan = (
+        "[{add: spare-, count: 1, release: r1}, {restart: engine-1, release: r2}, {restart: engine-2, release: r2}, "
+        "{remove: engine-3}, {remove: spare-1}]"
+    )
+    t = kill_last_legacy(_two(plan))
+    assert t is not None
+    assert [(st.action, getattr(st, "how", None)) for st in t.plan][3:] == [("remove", "graceful"), ("remove", "kill")]
+
+
+def test_flip_early_takes_a_config_flip_with_the_engine_it_moves():
+    from simroll import load_scenario
+    from simroll.explore.matrix import flip_early, three_releases
+
+    s = load_scenario(SCENARIOS / "patterns" / "config_switch.yaml")
+    # 0 expand, 1-3 restart onto new, 4 backfill, 5 set_config (every engine), 6-8 restart onto new, 9-11 plus2,
+    # 12 contract: engine-1's second restart (6) moves after its first (1), its own set_config just before it
+    t = flip_early(s)
+    assert t is not None
+    got = [(st.action, getattr(st, st.action), getattr(st, "engines", None)) for st in t.plan][:10]
+    assert got == [
+        ("expand", ["resource_properties_data.data"], None),
+        ("restart", "engine-1", None),
+        ("set_config", {"read_from": "new"}, ["engine-1"]),
+        ("restart", "engine-1", None),
+        ("restart", "engine-2", None),
+        ("restart", "engine-3", None),
+        ("backfill", s.plan[4].backfill, None),
+        ("set_config", {"read_from": "new"}, None),
+        ("restart", "engine-2", None),
+        ("restart", "engine-3", None),
+    ]
+    res = run_scenario(t)
+    assert "no-lost-write" in res.violated and "version-skew" not in res.violated  # a flip is not a release
+    # three-releases: engine-1's flip moves before engine-3's first restart, with its set_config
+    t3 = three_releases(s)
+    assert t3 is not None
+    assert [(st.action, getattr(st, "engines", None)) for st in t3.plan][2:6] == [
+        ("restart", None),
+        ("set_config", ["engine-1"]),
+        ("restart", None),
+        ("restart", None),
+    ]
+
+
+# ============================================================================ the config on the release timeline
+def test_by_config_splits_a_run_where_the_config_changes():
+    from simroll.view.plots.timeline import _by_config, _config_changes
+
+    records = [
+        {"kind": "start", "t": 0.0, "engine": "e1", "config": {"read_from": "old"}},
+        {"kind": "config", "t": 5.0, "engine": "e1", "config": {"read_from": "new"}},
+        {"kind": "start", "t": 9.0, "engine": "e1"},  # a release without options
+        {"kind": "start", "t": 0.0, "engine": "e2"},  # no config ever: not listed
+    ]
+    changes = _config_changes(records)
+    assert changes == {"e1": [(0.0, "read_from=old"), (5.0, "read_from=new"), (9.0, "")]}
+    assert _by_config(changes["e1"], 0.0, 8.0) == [(0.0, 5.0, "read_from=old"), (5.0, 8.0, "read_from=new")]
+    # boundaries: a change at the run's start is in force from it; one at its end splits nothing
+    assert _by_config(changes["e1"], 5.0, 9.0) == [(5.0, 9.0, "read_from=new")]
+    assert _by_config(changes["e1"], 9.0, 12.0) == [(9.0, 12.0, "")]
+    assert _by_config(changes.get("e2"), 0.0, 3.0) == [(0.0, 3.0, "")]
+
+
+def test_the_release_timeline_names_and_hatches_the_config_in_force():
+    from simroll import load_scenario
+    from simroll.view.plots.timeline import release_timeline
+
+    res = run_scenario(load_scenario(SCENARIOS / "config_switch_after_backfill.yaml"))
+    ax = release_timeline(res).axes[0]
+    labels = sorted(t.get_text() for t in ax.texts if "[" in t.get_text())
+    # each engine: plus1 with read_from=old until the sighup at t=52, then read_from=new
+    assert labels == ["plus1 [read_from=new]"] * 3 + ["plus1 [read_from=old]"] * 3
+    hatched = [p for p in ax.patches if p.get_gid() and p.get_hatch() == "o"]
+    assert sorted(p.get_gid() for p in hatched) == [f"engine-{k}|plus1|running" for k in (1, 2, 3)]
+    assert [p.get_x() for p in hatched] == [pytest.approx(52.0)] * 3  # the sighup (t=52, less a rounding)
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "config read_from=old" in legend and "config read_from=new" in legend
+
+
+def test_the_release_timeline_without_config_has_no_config_label_or_hatch():
+    from simroll import load_scenario
+    from simroll.view.plots.timeline import release_timeline
+
+    ax = release_timeline(run_scenario(load_scenario(SCENARIOS / "late_host_replaced.yaml"))).axes[0]
+    assert not [t for t in ax.texts if "[" in t.get_text()]
+    assert {p.get_hatch() for p in ax.patches if p.get_gid()} <= {None, "////"}
+    assert not [t for t in ax.get_legend().get_texts() if t.get_text().startswith("config")]

@@ -139,18 +139,37 @@ def test_trigger_sync_is_enabled_for_the_upgrade_window_only():
     assert "contract" not in [st.action for st in one_way.plan]
 
 
-def test_config_switch_flips_the_read_location_with_a_restart():
+def test_config_switch_flips_the_read_location_with_set_config_and_a_restart():
     s = load(f"- {{pattern: config-switch, field: f, to: {NEW}}}\n")
-    assert list(s.releases) == ["legacy", "new.read-old", "new.read-new", "plus2"]
-    assert access(s, "new.read-old") == ("resource.props", ["resource.props", NEW])
-    assert access(s, "new.read-new") == (NEW, ["resource.props", NEW])
+    assert list(s.releases) == ["legacy", "new", "plus2"]  # the switch is config, not a release
+    assert access(s, "new") == ("resource.props", ["resource.props", NEW])  # read_from: old, the default
+    [option] = s.releases["new"].config.values()
+    assert list(s.releases["new"].config) == ["read_from"]
+    assert (option.default, option.applies, list(option.values)) == ("old", "restart", ["old", "new"])
+    assert option.values["old"].data == {}
+    new_data = option.values["new"].data["f"]
+    assert (new_data.read, list(new_data.write)) == (NEW, ["resource.props", NEW])
     assert access(s, "plus2") == (NEW, [NEW])
-    assert [st.release for st in s.plan if st.action == "restart"] == (
-        ["new.read-old"] * 2 + ["new.read-new"] * 2 + ["plus2"] * 2
-    )
+    actions = [st.action for st in s.plan]
+    flip = actions.index("set_config")
+    assert s.plan[flip].set_config == {"read_from": "new"} and s.plan[flip].engines is None  # every engine
+    assert actions.index("backfill") < flip  # after the backfill; then a rolling restart applies it
+    assert [(st.restart, st.release) for st in s.plan[flip + 1 : flip + 3]] == [
+        ("engine-1", "new"),
+        ("engine-2", "new"),
+    ]
+    assert [st.release for st in s.plan if st.action == "restart"] == ["new"] * 4 + ["plus2"] * 2
     no_final = load(f"- {{pattern: config-switch, field: f, to: {NEW}, final: null}}\n")
-    assert list(no_final.releases) == ["legacy", "new.read-old", "new.read-new"]
+    assert list(no_final.releases) == ["legacy", "new"]
     assert "contract" not in [st.action for st in no_final.plan]
+
+
+def test_config_switch_reads_the_new_location_only_after_the_flip():
+    s = load(f"- {{pattern: config-switch, field: f, to: {NEW}, final: null}}\n")
+    res = simroll.run_scenario(s)
+    flip = next(r["t"] for r in res.records if r["kind"] == "step" and r["action"] == "set_config")
+    starts = [(r["t"] > flip, r["config"]) for r in res.records if r["kind"] == "start" and r["release"] == "new"]
+    assert starts == [(False, {"read_from": "old"})] * 2 + [(True, {"read_from": "new"})] * 2
 
 
 # ------------------------------------------------------------------ RPC patterns

@@ -189,6 +189,8 @@ OPERATOR = {
     "config_switch_after_backfill": [],
     "cap_cached_late_host": ["no-incompatible-delivery"],
     "cap_live_late_host": [],
+    "service_record_stale_cap": ["no-refused-send"],
+    "service_record_removed": [],
 }
 
 
@@ -343,6 +345,20 @@ def test_cached_cap_is_engine_3s_1_1_reaching_the_late_legacy_host():
     assert rejects and {(r["engine"], sends[r["msg"]]["engine"], r["version"]) for r in rejects} == {
         ("engine-4", "engine-3", "1.1")
     }
+
+
+def test_stale_service_record_of_dead_engine_4_pins_the_newer_engines_cap():
+    s = load_scenario(SCENARIOS / "service_record_stale_cap.yaml")
+    res = run_scenario(s)
+    caps = {r["engine"]: r["cap"] for r in kinds(res, "start") if r["release"] == "newer"}
+    assert caps == {"engine-1": "1.4", "engine-2": "1.4", "engine-3": "1.4"}  # every running engine has 1.5
+    errors = {r["error"] for r in kinds(res, "send_error")}
+    assert errors == {
+        "RPCVersionCapError (cap 1.4; from the service records: 1.4 registered by engine-4 (old, killed))"
+    }
+    # read from the running engines instead, the dead engine does not count and nothing is refused
+    db = s.database.model_copy(update={"service_records": False})
+    assert run_scenario(s.model_copy(update={"database": db})).violated == []
 
 
 def test_live_cap_drops_to_1_0_when_the_late_host_starts():

@@ -289,7 +289,7 @@ def test_cli_sweep_errors_exit_2(scenario_file, capsys):
     assert err.startswith(f"simroll: {scenario_file} with engines.count=0: engines.count: ")
     assert main(["sweep", str(scenario_file), "--param", "engines.cnt.x=1"]) == 2
     assert capsys.readouterr().err == (
-        f"simroll: {scenario_file}: --param engines.cnt.x: engines has no key 'cnt' (keys: count, release, prefix)\n"
+        f"simroll: {scenario_file}: --param engines.cnt.x: engines has no key 'cnt' (keys: count, release, prefix, service)\n"
     )
     assert main(["sweep", str(scenario_file), "--param", "engines.count"]) == 2
     assert "expected KEY=V1,V2" in capsys.readouterr().err

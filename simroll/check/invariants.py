@@ -250,22 +250,56 @@ class NoStrandedMessage(Checker):
     ``checked``: messages sent. Vacuous: no message was sent."""
 
     name = "no-stranded-message"
-    kinds = ("send", "left", "lost", "expire", "dropped", "recv", "stop")
+    kinds = ("send", "left", "lost", "expire", "dropped", "recv", "stop", "kill")
+
+    def __init__(self) -> None:
+        super().__init__()
+        # score, besides 1000 per message in flight when an engine stops gracefully (one kill away
+        # from a loss): the slack between the latest arrival of a (queue, version) and the moment
+        # the last engine that took that kind of message stops, as 1 / (1 + slack). A message
+        # that arrives after that moment is stranded; a delay on the wire moves its arrival
+        # towards it. Which engines accept a version is learnt: those that took one.
+        self.key_of: dict[int, tuple[str, str]] = {}  # message sent, not yet taken -> (queue, version)
+        self.arrived: dict[tuple[str, str], float] = {}  # latest arrival of a message taken, per key
+        self.takers: dict[tuple[str, str], set[str]] = {}  # running engines that took one, per key
+        self.took: dict[str, set[tuple[str, str]]] = {}  # engine -> keys it took since it started
+        self.near = 0.0
+
+    def score(self) -> float:
+        return super().score() + self.near
+
+    def _gone(self, engine: str, t: float) -> None:
+        for key in self.took.pop(engine, ()):
+            takers = self.takers[key]
+            takers.discard(engine)
+            if not takers:
+                closeness = _closeness(t - self.arrived[key])
+                if closeness > self.near:
+                    self.near = closeness
 
     def observe(self, rec: Record) -> None:
-        # score: work in flight when an engine stops gracefully (one kill away from a loss),
-        # else the longest wait (a message nearly left behind)
         kind = rec["kind"]
         if kind == "send":
             self.checked += 1
+            self.key_of[rec["msg"]] = (rec.get("queue", ""), rec.get("version", ""))
             return
         if kind == "recv":
-            if rec["wait"] > self._score:
-                self._score = rec["wait"]
+            key = self.key_of.pop(rec["msg"], None)
+            if key is not None:
+                arrival = rec["t"] - rec["wait"]
+                if arrival > self.arrived.get(key, -1.0):
+                    self.arrived[key] = arrival
+                self.takers.setdefault(key, set()).add(rec["engine"])
+                self.took.setdefault(rec["engine"], set()).add(key)
             return
         if kind == "stop":
             self._score = max(self._score, 1000.0 * len(rec["inflight"]))
+            self._gone(rec["engine"], rec["t"])
             return
+        if kind == "kill":
+            self._gone(rec["engine"], rec["t"])
+            return
+        self.key_of.pop(rec["msg"], None)
         if kind == "left":
             msg = f"message m{rec['msg']} (version {rec['version']}) was never taken: left in {rec['queue']}"
         elif kind == "lost":
@@ -767,15 +801,32 @@ class NoRefusedSend(Checker):
 class _Op:
     """One client operation and the messages it caused."""
 
-    __slots__ = ("root", "issued", "rec", "method", "outstanding", "failed")
+    __slots__ = ("root", "issued", "rec", "method", "outstanding", "failed", "call", "gave_up")
 
-    def __init__(self, root: int, issued: float, rec: int, method: str) -> None:
+    def __init__(self, root: int, issued: float, rec: int, method: str, call: _Call | None = None) -> None:
         self.root = root
         self.issued = issued
         self.rec = rec
         self.method = method
         self.outstanding = 1
         self.failed = False
+        self.call = call  # the logical operation this attempt belongs to (a call the client may retry)
+        self.gave_up = False  # the client's timeout record for this attempt was seen
+
+
+class _Call:
+    """A call the client may retry (issue 20): one logical operation, its attempts each an :class:`_Op`."""
+
+    __slots__ = ("first", "attempts", "open", "waiting", "more", "decided", "last")
+
+    def __init__(self, first: _Op, more: bool) -> None:
+        self.first = first
+        self.attempts = 1
+        self.open = 1  # attempts neither completed nor failed
+        self.waiting = False  # a timeout announced a retry (retry_at) not sent yet
+        self.more = more  # the latest attempt may still be followed by a retry
+        self.decided = False
+        self.last: tuple[Record, str, tuple[int, ...]] | None = None  # the latest attempt's failure
 
 
 class OperationsComplete(Checker):
@@ -817,12 +868,17 @@ class OperationsComplete(Checker):
         "schema_error",
         "write_refused",
         "unknown_value",
+        "timeout",
         "end",
     )
 
-    def __init__(self, within: float | None = None) -> None:
+    def __init__(self, within: float | None = None, retries: int = 0) -> None:
         super().__init__()
         self.within = within
+        # issue 20: with a client retry policy (workload.retry.count > 0), a call and its retries are
+        # one logical operation, decided as a whole
+        self.retries = retries
+        self.calls: dict[int, _Call] = {}  # first attempt's message -> its logical operation
         self.ops: dict[int, _Op] = {}  # root message -> operation not yet decided or with messages out
         self.op_of: dict[int, _Op] = {}  # outstanding message -> its operation
         self.sent_by: dict[str, list[int]] = {}  # engine -> messages it sent in the handling under way
@@ -869,6 +925,14 @@ class OperationsComplete(Checker):
         if op.failed:
             return
         op.failed = True
+        call = op.call
+        if call is not None:  # one attempt failed: the operation fails when every attempt has
+            call.open -= 1
+            call.last = (rec, why, causes)
+            if rec["kind"] == "reject" and not op.gave_up:
+                call.more = False  # the caller got an error reply: it does not retry
+            self._settle(call, rec)
+            return
         self.checked += 1
         engines = (rec["engine"],) if rec.get("engine") not in (None, CLIENT, "backfill") else ()
         self.violate(
@@ -876,6 +940,29 @@ class OperationsComplete(Checker):
                 self.name,
                 rec["t"],
                 f"operation m{op.root} ({op.method}, issued at t={op.issued:.3f}) did not complete: {why}",
+                rec["i"],
+                engines,
+                f"m{op.root}",
+                tuple(dict.fromkeys((op.rec, *causes))),
+            )
+        )
+
+    def _settle(self, call: _Call, rec: Record) -> None:
+        """Fail the logical operation ``call`` if every attempt failed and none is to come."""
+        if call.decided or call.open > 0 or call.waiting or call.more or call.last is None:
+            return
+        call.decided = True
+        self.checked += 1
+        last, why, causes = call.last
+        op = call.first
+        n = call.attempts
+        engines = (last["engine"],) if last.get("engine") not in (None, CLIENT, "backfill") else ()
+        tries = f" (every one of its {n} attempts failed; the last: {why})" if n > 1 else f": {why}"
+        self.violate(
+            Violation(
+                self.name,
+                rec["t"],
+                f"operation m{op.root} ({op.method}, issued at t={op.issued:.3f}) did not complete{tries}",
                 rec["i"],
                 engines,
                 f"m{op.root}",
@@ -896,6 +983,15 @@ class OperationsComplete(Checker):
         t, heap = rec["t"], self.deadlines
         while heap and heap[0][0] < t:
             deadline, root = heapq.heappop(heap)
+            call = self.calls.get(root)
+            if call is not None:  # a logical operation: late however its attempts fare
+                if not call.decided:
+                    why = f"not complete {self.within:g} s after it was issued (deadline t={deadline:.3f})"
+                    call.last = (rec, why, ())
+                    call.open = 0
+                    call.waiting = call.more = False
+                    self._settle(call, rec)
+                continue
             op = self.ops.get(root)
             if op is not None and not op.failed:
                 self._fail(op, rec, f"not complete {self.within:g} s after it was issued (deadline t={deadline:.3f})")
@@ -907,8 +1003,20 @@ class OperationsComplete(Checker):
         if kind == "send":
             m = rec["msg"]
             if rec["engine"] == CLIENT:
+                first = rec.get("retry_of")
+                call = self.calls.get(first) if first is not None else None
+                if call is not None:  # a retry: an attempt of the operation its first attempt began
+                    attempt = rec.get("attempt", call.attempts + 1)
+                    self.ops[m] = self.op_of[m] = _Op(m, rec["t"], rec["i"], rec["method"], call)
+                    call.attempts += 1
+                    call.open += 1
+                    call.waiting = False
+                    call.more = attempt <= self.retries
+                    return
                 self._issue(rec["t"])
-                self.ops[m] = self.op_of[m] = _Op(m, rec["t"], rec["i"], rec["method"])
+                new = self.ops[m] = self.op_of[m] = _Op(m, rec["t"], rec["i"], rec["method"])
+                if self.retries > 0 and rec["call"]:
+                    new.call = self.calls[m] = _Call(new, more=True)
                 if self.within is not None:
                     heapq.heappush(self.deadlines, (rec["t"] + self.within, m))
             else:
@@ -932,6 +1040,8 @@ class OperationsComplete(Checker):
                 self.refused_by.setdefault(rec["engine"], []).append(rec["i"])
         elif kind == "done":
             self._done(rec)
+        elif kind == "timeout":
+            self._timeout(rec)
         elif kind == "end":
             self._end(rec)
         elif kind == "late":
@@ -1011,11 +1121,32 @@ class OperationsComplete(Checker):
         if op.outstanding == 0 and not op.failed:
             self._complete(op, t)
 
+    def _timeout(self, rec: Record) -> None:
+        """The client gave up on an attempt: a retry follows (``retry_at``) or none does."""
+        if rec.get("engine") != CLIENT:
+            return
+        op = self.ops.get(rec["msg"])
+        if op is None or op.call is None:
+            return
+        op.gave_up = True
+        call = op.call
+        call.waiting = "retry_at" in rec
+        call.more = False  # a further attempt is announced now (waiting), or never
+        self._settle(call, rec)
+
     def _complete(self, op: _Op, t: float) -> None:
         del self.ops[op.root]
+        call = op.call
+        t0 = op.issued
+        if call is not None:  # an attempt completed in time: the operation completes, once
+            call.open -= 1
+            if call.decided:
+                return
+            call.decided = True
+            t0 = call.first.issued  # the operation's time runs from its first attempt
         self.checked += 1
         self.completed += 1
-        took = t - op.issued
+        took = t - t0
         if took > self._score:
             self._score = took
         prev = self.last_completion if self.last_completion is not None else self.first_issue
@@ -1030,6 +1161,10 @@ class OperationsComplete(Checker):
         for op in list(self.ops.values()):
             if not op.failed:
                 self._fail(op, rec, "still under way when the run ended")
+        for call in self.calls.values():  # a retry that was announced but never sent
+            if not call.decided and call.open == 0:
+                call.waiting = call.more = False
+                self._settle(call, rec)
 
 
 class NoLostUpdate(Checker):
@@ -1264,6 +1399,8 @@ def make_checkers(enabled: dict[str, BaseModel], scenario: Scenario | None = Non
     out = []
     for name, params in enabled.items():
         kw = params.model_dump()
+        if name == OperationsComplete.name and scenario is not None and scenario.workload.retry is not None:
+            kw["retries"] = scenario.workload.retry.count  # a call and its retries: one operation (issue 20)
         if name == BoundedImbalance.name and scenario is not None:
             kw["endpoints"] = {
                 rel: [ep.version for ep in spec.rpc.endpoints] for rel, spec in scenario.releases.items()

@@ -27,7 +27,18 @@ from simroll._io import atomic_write_text, check_new_file
 from simroll.errors import UsageError
 from simroll.run import run_scenario
 from simroll.scenario.load import dump_scenario, load_scenario
-from simroll.scenario.spec import BackfillStep, KillStep, RestartStep, Scenario, StartStep, StepSpec, WaitStep
+from simroll.scenario.spec import (
+    AddStep,
+    BackfillStep,
+    KillStep,
+    RemoveStep,
+    RestartStep,
+    Scenario,
+    SetConfigStep,
+    StartStep,
+    StepSpec,
+    WaitStep,
+)
 
 DELIVERIES = ("oslo", "version-routed")
 PAUSE = 100.0  # seconds the operator waits after the first engine (pause-first)
@@ -38,7 +49,7 @@ _RESTARTS = ("restart", "start")
 
 # ------------------------------------------------------------------ plan surgery
 def _target(step: StepSpec) -> str | None:
-    return getattr(step, step.action) if step.action in ("restart", "stop", "kill", "start") else None
+    return getattr(step, step.action) if step.action in ("restart", "stop", "kill", "start", "remove") else None
 
 
 def _release_of(step: StepSpec) -> str:
@@ -113,13 +124,16 @@ def kill_last_legacy(s: Scenario) -> Scenario | None:
     initial = engines[0].release
     running = {e.name: e.release for e in engines}
     for i, step in enumerate(s.plan):
+        if isinstance(step, AddStep):  # engines that join run its release
+            running.update(dict.fromkeys(step.names(), step.release))
+            continue
         name = _target(step)
         if name is None:
             continue
         was = running.pop(name, None)
         if isinstance(step, (RestartStep, StartStep)):
             running[name] = step.release
-        if was == initial and initial not in running.values() and step.action in ("restart", "stop"):
+        if was == initial and initial not in running.values() and step.action in ("restart", "stop", "remove"):
             return _replan(s, [_kill_while_busy(s, i, name) if j == i else j for j in range(len(s.plan))])
     return None
 
@@ -130,7 +144,7 @@ def _kill_while_busy(s: Scenario, i: int, engine: str) -> StepSpec:
     step = s.plan[i]
     killed: StepSpec = (
         step.model_copy(update={"how": "kill"})
-        if isinstance(step, RestartStep)
+        if isinstance(step, (RestartStep, RemoveStep))
         else KillStep(after=step.after, kill=engine)
     )
     records = run_scenario(s).trace()
@@ -188,7 +202,7 @@ def flip_early(s: Scenario) -> Scenario | None:
     old, new = (s.releases[_release_of(s.plan[ph[0]])] for ph in phases[:2])
     if old.rpc != new.rpc:  # a new RPC API is new code, not a switch
         return None
-    return _replan(s, _move(len(s.plan), phases[1][0], phases[0][0] + 1))
+    return _replan(s, _early(s, phases[1][0], phases[0][0] + 1))
 
 
 def three_releases(s: Scenario) -> Scenario | None:
@@ -196,7 +210,20 @@ def three_releases(s: Scenario) -> Scenario | None:
     phases = _phases(s)
     if len(phases) < 2 or len(phases[0]) < 2:
         return None
-    return _replan(s, _move(len(s.plan), phases[1][0], phases[0][-1]))
+    return _replan(s, _early(s, phases[1][0], phases[0][-1]))
+
+
+def _early(s: Scenario, src: int, dst: int) -> list[int | StepSpec]:
+    """The plan with step ``src`` (a restart) moved before the step now at ``dst``. When the operator
+    changes the config just before ``src`` (a set_config for every engine, applied by the rolling
+    restart that follows), the moved engine takes that change with it: a set_config of that engine
+    alone goes before it, and the original stays where it was for the others."""
+    order: list[int | StepSpec] = list(_move(len(s.plan), src, dst))
+    prev = s.plan[src - 1] if src > 0 else None
+    engine = _target(s.plan[src])
+    if isinstance(prev, SetConfigStep) and engine is not None and (prev.engines is None or engine in prev.engines):
+        order.insert(order.index(src), prev.model_copy(update={"engines": [engine], "after": 0.0}))
+    return order
 
 
 FAMILIES: dict[str, Callable[[Scenario], Scenario | None]] = {

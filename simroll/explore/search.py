@@ -46,6 +46,7 @@ from simroll.scenario.spec import (
     ExpandStep,
     FaultSpec,
     KillStep,
+    RemoveStep,
     RestartStep,
     Scenario,
     SearchSpec,
@@ -94,7 +95,7 @@ def apply_schedule(scenario: Scenario, sched: Schedule) -> Scenario:
             update["after"] = step.after + space.max_pause * sched.pause[i] / PAUSE_LEVELS
         if sched.kill[i] and isinstance(step, StopStep):  # the stop becomes a kill step
             step = KillStep(after=update.pop("after", step.after), kill=step.stop)
-        elif sched.kill[i] and isinstance(step, RestartStep):
+        elif sched.kill[i] and isinstance(step, (RestartStep, RemoveStep)):  # a remove kills, then deregisters
             update["how"] = "kill"
         position[i] = len(plan)
         plan.append(step.model_copy(update=update) if update else step)
@@ -124,7 +125,8 @@ def apply_schedule(scenario: Scenario, sched: Schedule) -> Scenario:
             "plan": plan,
             "faults": faults,
             "choices": [ChoiceSpec(kind=k, at=a, pick=p) for (k, a), p in choices],
-            "search": None,
+            # the backfill's crash points stay (issue 20): they number the choices, and a pin needs them
+            "search": SearchSpec(backfill_crash=True) if space.backfill_crash else None,
         }
     )
 
@@ -156,7 +158,7 @@ def _build_schedule(
     pause = tuple(ints(0, PAUSE_LEVELS) for _ in range(n)) if space.max_pause > 0 else (0,) * n
     kill = tuple(
         bool(ints(0, 1))
-        if s.action in ("stop", "restart") and (flips is True or (isinstance(flips, list) and i in flips))
+        if s.action in ("stop", "restart", "remove") and (flips is True or (isinstance(flips, list) and i in flips))
         else False
         for i, s in enumerate(scenario.plan)
     )
@@ -285,6 +287,8 @@ def describe_counterexample(result: RunResult, invariant: str | None) -> list[st
                 text = f"m{rec['msg']} is delivered to {rec['to']} (round robin: {rec['default']})"
             elif rec["what"] == "delay":
                 text = f"m{rec['msg']} is delayed {rec['delay']:.3f} s"
+            elif rec["what"] == "backfill_crash":
+                text = f"the backfill dies after reading row {rec['row']}"
             else:
                 text = f"the backfill waits {rec['gap']:.3f} s between reading and writing row {rec['row']}"
             lines.append(f"t={rec['t']:.3f}  choice point {rec['at']}: {text}")

@@ -5,7 +5,7 @@ A *deviation* is one of the choices :mod:`simroll.explore.search` draws, taken a
 default:
 
 * plan level (within the scenario's ``search`` space): drop a step, pause before a step (each of
-  the 16 pause levels is one deviation), turn a stop or restart into a kill, kill an engine at one
+  the 16 pause levels is one deviation), turn a stop, restart or remove into a kill, kill an engine at one
   of the 65 instants of the search's fault grid, and reorder a declared group (a permutation
   costs as many deviations as the swaps it needs: its Cayley distance);
 * event level (if ``search.events``): one choice point of the run taken with another option:
@@ -152,7 +152,9 @@ def _plan_variants(scenario: Scenario, cost: int) -> Iterator[Schedule]:
     dims: list[list[tuple[int, Any]]] = []
     for i, step in enumerate(scenario.plan):
         opts: list[tuple[int, Any]] = [(0, ("step", i, True, 0, False))]
-        may_kill = step.action in ("stop", "restart") and (flips is True or (isinstance(flips, list) and i in flips))
+        may_kill = step.action in ("stop", "restart", "remove") and (
+            flips is True or (isinstance(flips, list) and i in flips)
+        )
         if space.drop_steps:
             opts.append((1, ("step", i, False, 0, False)))
         pauses = range(1, PAUSE_LEVELS + 1) if space.max_pause > 0 else range(0)

@@ -617,8 +617,12 @@ def _check_references(s: Scenario, source: str, root: yaml.Node) -> None:
                 if item not in known_cols and item not in known_tables:
                     fail(("plan", i, "contract", j), f"{item!r} is not a known table or column")
     for i, f in enumerate(s.faults):
-        if f.kill not in engines:
-            fail(("faults", i, "kill"), f"undefined engine {f.kill!r} (defined: {choices(engines)})")
+        if f.kill == "backfill" and f.kill in engines:  # issue 20: 'backfill' names the backfill utility
+            fail(("faults", i, "kill"), "'backfill' names both an engine and the backfill utility: rename the engine")
+        if f.kill != "backfill" and f.kill not in engines:
+            fail(("faults", i, "kill"), f"undefined engine {f.kill!r} (defined: {choices(engines)}, or 'backfill')")
+        if f.at_row is not None and f.at_row >= s.database.rows:
+            fail(("faults", i, "at_row"), f"row {f.at_row} does not exist (the database has {s.database.rows} rows)")
         if f.at_step is not None and f.at_step >= len(s.plan):
             fail(("faults", i, "at_step"), f"step {f.at_step} does not exist (the plan has {len(s.plan)} steps)")
     if s.search is not None and isinstance(s.search.kill_instead_of_stop, list):
@@ -821,20 +825,6 @@ def _check_services(
     if s.workload.service is not None and s.workload.service not in services:
         fail(("workload", "service"), f"undefined service {s.workload.service!r} (defined: {choices(names)})")
     return service_of
-
-
-def with_limits(s: Scenario, **limits: float | int | None) -> Scenario:
-    """``s`` with some of its run limits replaced (``max_time=``, ``max_events=``; None keeps
-    one), held to the bounds a scenario file has. Raises :class:`ValueError` naming the key."""
-    current = s.limits
-    for key, value in limits.items():
-        if value is None:
-            continue
-        try:
-            current = type(current).model_validate({**current.model_dump(), key: value})
-        except ValidationError as e:
-            raise ValueError(f"{key}={value}: {e.errors()[0]['msg'].lower()}") from None
-    return s if current is s.limits else s.model_copy(update={"limits": current})
 
 
 def scenario_json_schema() -> dict[str, Any]:

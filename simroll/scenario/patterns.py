@@ -121,8 +121,9 @@ class TriggerSync(_Moves):
 
 
 class ConfigSwitch(_Moves):
-    """One new release whose read location is a config switch the operator flips after a full
-    rolling restart (modelled as a restart into the switched policy); a later release writes new only."""
+    """One new release that writes both locations and reads where its config option ``read_from``
+    says (``old``, the default, or ``new``); the operator flips it (``set_config``) after a full rolling
+    restart and the backfill, and a second rolling restart applies it; a later release writes new only."""
 
     pattern: Literal["config-switch"]
     name: Name = "new"
@@ -512,11 +513,18 @@ def _trigger_sync(p: TriggerSync, ctx: _Context) -> None:
 
 def _config_switch(p: ConfigSwitch, ctx: _Context) -> None:
     base, src = _moving(ctx, p)
+    # one release, writing both; where it reads is its config option read_from (old: its own data), which
+    # set_config flips after the backfill and a second rolling restart applies (a restart option)
+    spec = _with_access(base, p.field, src, [src, p.to])
+    read_new = {"data": {p.field: {"read": p.to, "write": [src, p.to]}}}
+    option = {"default": "old", "applies": "restart", "values": {"old": {}, "new": read_new}}
+    ctx.add_release(p.name, ReleaseSpec.model_validate({**_dump(spec), "config": {"read_from": option}}), ("name",))
     steps = (
         _expand_if_missing(ctx, p.to)
-        + _stage(ctx, p, base, src, f"{p.name}.read-old", ("name",), read_new=False, write_old=True)
+        + ctx.rolling(p.name)
         + _backfill(p, src)
-        + _stage(ctx, p, base, src, f"{p.name}.read-new", ("name",), read_new=True, write_old=True)
+        + [{"set_config": {"read_from": "new"}}]
+        + ctx.rolling(p.name)
     )
     if p.final is not None:
         steps += _stage(ctx, p, base, src, p.final, ("final",), read_new=True, write_old=False) + _contract(p, src)

@@ -95,8 +95,9 @@ class RpcSpec(_Frozen):
     )
     cap: VersionStr | Literal["auto"] | None = Field(
         None,
-        description="Version cap: a version, 'auto' (lowest version any running engine implements, "
-        "computed when the engine starts or on set_cap), or none.",
+        description="Version cap: a version, 'auto' (lowest version any running engine of the service "
+        "implements, or with database.service_records any registered one; computed when the engine starts, "
+        "on set_cap, and as 'computed' says), or none.",
     )
     computed: Literal["at-start", "on-sighup", "live"] = Field(
         "at-start",
@@ -267,6 +268,13 @@ class DatabaseSpec(_Frozen):
         "read). location and sqlite take serializable only, mariadb not serializable (docs/sql.md).",
     )
     tables: dict[Name, list[Name]] = Field(description="Table -> columns that exist at the start.")
+    service_records: bool = Field(
+        False,
+        description="Each engine registers (service, release, RPC version) in the database's service table "
+        "when it starts, and 'cap: auto' is the lowest version registered for the service (Nova's "
+        "upgrade_levels=auto): a stopped or killed engine's record stays (stale) until a remove step "
+        "deregisters it. Default: 'cap: auto' reads the running engines (docs/operator.md).",
+    )
     rows: int = Field(10, ge=1, le=1_000_000, description="Rows per table (one key space shared by all tables).")
     canonical: dict[Name, Location] = Field(
         default_factory=dict,
@@ -868,17 +876,31 @@ def parse_step(data: Any) -> StepSpec:
 
 
 class FaultSpec(_Frozen):
-    """Kill an engine at a simulated time or when a plan step begins."""
+    """Kill an engine at a simulated time or when a plan step begins; or kill the running backfill
+    (``kill: backfill``) at a time or when a pass reaches a row."""
 
-    kill: Name
+    kill: Name = Field(description="The engine killed, or 'backfill': the running backfill pass (issue 20).")
     at: Seconds | None = None
     at_step: int | None = Field(None, ge=0, description="Index of the plan step at whose start the kill happens.")
+    at_row: int | None = Field(
+        None,
+        ge=0,
+        description="With 'kill: backfill': the first pass to read this row dies there, before writing it.",
+    )
 
     @model_validator(mode="after")
     def _when(self) -> FaultSpec:
-        if (self.at is None) == (self.at_step is None):
+        if self.kill == BACKFILL:
+            if (self.at is None) == (self.at_row is None) or self.at_step is not None:
+                raise ValueError("'kill: backfill' expects exactly one of 'at' (seconds) or 'at_row' (row index)")
+        elif self.at_row is not None:
+            raise ValueError("'at_row' needs 'kill: backfill' (an engine is killed 'at' a time or 'at_step')")
+        elif (self.at is None) == (self.at_step is None):
             raise ValueError("expected exactly one of 'at' (seconds) or 'at_step' (plan step index)")
         return self
+
+
+BACKFILL = "backfill"  # a fault's 'kill' naming the backfill utility rather than an engine
 
 
 # ---------------------------------------------------------------- invariants
@@ -967,10 +989,11 @@ class ChoiceSpec(_Frozen):
     """A pinned event-level choice: the ``at``-th choice point of ``kind`` (counting from 0) takes
     option ``pick`` instead of the default 0."""
 
-    kind: Literal["consumer", "delay", "backfill_gap"] = Field(
+    kind: Literal["consumer", "delay", "backfill_gap", "backfill_crash"] = Field(
         description="'consumer': which engine a topic message is pushed to (option k = k places after the "
         "round-robin one); 'delay': a message's extra delay (k/8 of bus.max_delay); 'backfill_gap': the "
-        "backfill's read-to-write gap for a row (k/8 of max_gap)."
+        "backfill's read-to-write gap for a row (k/8 of max_gap); 'backfill_crash' (with search: "
+        "{backfill_crash: true}): an odd pick kills the backfill pass at the row it has just read."
     )
     at: int = Field(ge=0)
     pick: int = Field(ge=0)
@@ -988,11 +1011,16 @@ class SearchSpec(_Frozen):
     max_pause: Seconds = Field(30.0, description="Upper bound of the pause the search may add before a step.")
     kill_instead_of_stop: bool | list[int] = Field(
         False,
-        description="A graceful stop or restart may become a kill: every one (true), none (false), or "
+        description="A graceful stop, restart or remove may become a kill: every one (true), none (false), or "
         "those of the listed plan step indices.",
     )
     kill_engines: list[Name] = Field(default_factory=list, description="Engines the search may kill at any time.")
     events: bool = Field(True, description="Vary event-level choices: consumer picks and message delays.")
+    backfill_crash: bool = Field(
+        False,
+        description="Every backfill row read is a choice point ('backfill_crash'): the search and verify may "
+        "kill the pass there, before it writes the row (issue 20). Off: no such choice points.",
+    )
 
 
 class LimitsSpec(_Frozen):

@@ -596,12 +596,13 @@ class Broker:
 
         return deliver
 
-    def ack(self, msg: Message) -> None:
-        """The engine acknowledges ``msg`` (before dispatch or after handling, per ``bus.ack``)."""
+    def ack(self, msg: Message, now: float | None = None) -> None:
+        """The engine acknowledges ``msg`` (before dispatch or after handling, per ``bus.ack``), at
+        ``now`` if the caller has the time at hand (else the broker reads the clock)."""
         if msg.sub is not None:  # else it was requeued, or its consumer's channel closed
             q = msg.queue
             assert q is not None, "a delivered message has a queue"
-            q.ack(msg, self.env.now)
+            q.ack(msg, self.env.now if now is None else now)
             if self.depth is not None:
                 self._gone(q.vhost)
 

@@ -84,6 +84,14 @@ class Database:
         self.isolation = spec.isolation or DEFAULT_ISOLATION.get(spec.backend, "serializable")
         self.sql_log: deque[tuple[Any, ...]] | None = None  # a SQL backend's statement log (see sqlbase)
         self.markers: dict[tuple[str, str], int] = {}  # (from, to) -> the row a crashed backfill pass died at
+        # the service table (database.service_records, issue 15): engine -> [service, release, RPC version,
+        # state]; a plain internal table on every backend (not SQL): only the engines' auto caps read it
+        self.service_table: dict[str, list[Any]] = {}
+        # issue 20: kills of the backfill beyond a plan's crash_at_row (the kernel sets them)
+        self.row_faults: list[int] = []  # rows at which the first pass to read them dies (faults: at_row)
+        self.fault_cause: list[int] = []  # the fault record of each of those, as emitted
+        self.crash_choices = False  # search: {backfill_crash: true}: every row read is a choice point
+        self.bf_read = -1  # the running pass's bf_read record of the row it is copying (-1: none yet)
         # existing columns and tables
         self.columns: set[str] = set()
         self.tables: set[str] = set()
@@ -187,56 +195,104 @@ class Database:
     # -------------------------------------------------------------- the backfill utility
     def backfill(self, spec: BackfillSpec, step_rec: int):
         """The process copying ``spec.from_`` into ``spec.to``, one row after the other."""
-        env, emit, chooser = self.env, self.trace.emit, self.chooser
+        env, emit = self.env, self.trace.emit
         per_row = 1.0 / spec.rate
         first = 0
         if spec.start == "resume":  # issue 20: begin at the marker of the last crashed pass
             first = self.markers.get((spec.from_, spec.to), 0)
             emit(env.now, "bf_resume", engine="backfill", row=first, cause=[step_rec])
-        for row in range(first, self.rows):
-            yield env.timeout(per_row)
-            self.actor = ("backfill", None)
-            missing = self.missing([spec.from_, spec.to])
-            if missing:
-                emit(env.now, "schema_error", engine="backfill", op="backfill", locs=missing, cause=[step_rec])
-                return
-            value, src = self.read(spec.from_, row)
-            read = emit(
+        row = first
+        try:
+            for row in range(first, self.rows):
+                self.bf_read = -1  # the bf_read record of the row being copied, once read
+                yield env.timeout(per_row)
+                if (yield from self._backfill_row(spec, row, step_rec)) is None:
+                    return  # a schema error, or the pass died at this row
+        except simpy.Interrupt as killed:  # issue 20: a 'kill: backfill' fault at a time (see the kernel)
+            self.markers[(spec.from_, spec.to)] = row  # the row being copied was not written
+            read = self.bf_read
+            emit(
                 env.now,
-                "bf_read",
+                "bf_crash",
                 engine="backfill",
                 row=row,
-                loc=spec.from_,
-                value=value,
-                cause=[step_rec] if src is None else [step_rec, src],
+                cause=[read, killed.cause] if read >= 0 else [killed.cause],
             )
-            if row == spec.crash_at_row:  # issue 20: the pass dies here; a resumed pass starts at this row
-                self.markers[(spec.from_, spec.to)] = row
-                emit(env.now, "bf_crash", engine="backfill", row=row, cause=[read])
-                return
-            both = spec.guard == "if-unchanged-both"
-            target_read = self.read(spec.to, row)[0] if both else None  # compared again before the write
-            gap = spec.gap
-            if spec.max_gap > 0:
-                level = chooser.pick("backfill_gap", DELAY_LEVELS + 1)
-                if level:
-                    gap += spec.max_gap * level / DELAY_LEVELS
-                    emit(
-                        env.now, "choice", at=chooser.counts["backfill_gap"] - 1, what="backfill_gap", row=row, gap=gap
-                    )
-            if gap > 0:
-                yield env.timeout(gap)
-            if value is None or spec.to not in self.columns:
-                continue
-            if both and self.read(spec.to, row)[0] != target_read:
-                continue  # the target changed since the read: the compare-and-set on it fails
-            rec = self.trace.count
-            self.actor = ("backfill", None)
-            fired = self.backfill_write(spec, row, value, rec)
-            if fired is None:
-                continue
-            emit(env.now, "bf_write", engine="backfill", row=row, loc=spec.to, value=value, trig=fired, cause=[read])
+            return
         self.markers[(spec.from_, spec.to)] = self.rows  # done: a resumed pass has nothing left
+
+    def _backfill_row(self, spec: BackfillSpec, row: int, step_rec: int):
+        """One row of a backfill pass: read, maybe die, wait the gap, write under the guard. Returns
+        the row's ``bf_read`` record, or None when the pass ends here."""
+        env, emit, chooser = self.env, self.trace.emit, self.chooser
+        self.actor = ("backfill", None)
+        missing = self.missing([spec.from_, spec.to])
+        if missing:
+            emit(env.now, "schema_error", engine="backfill", op="backfill", locs=missing, cause=[step_rec])
+            return None
+        value, src = self.read(spec.from_, row)
+        read = emit(
+            env.now,
+            "bf_read",
+            engine="backfill",
+            row=row,
+            loc=spec.from_,
+            value=value,
+            cause=[step_rec] if src is None else [step_rec, src],
+        )
+        self.bf_read = read
+        killer = None  # issue 20: what kills the pass at this row, after its read and before its write
+        if row == spec.crash_at_row:  # a plan's crash_at_row
+            killer = read
+        elif row in self.row_faults:  # a fault 'kill: backfill, at_row: N', once
+            self.row_faults.remove(row)
+            killer = emit(env.now, "fault", action="kill", engine="backfill", cause=[read])
+        elif self.crash_choices and chooser.pick("backfill_crash", 2):  # the search's choice
+            killer = emit(env.now, "choice", at=chooser.counts["backfill_crash"] - 1, what="backfill_crash", row=row)
+        if killer is not None:  # a resumed pass starts at this row
+            self.markers[(spec.from_, spec.to)] = row
+            emit(env.now, "bf_crash", engine="backfill", row=row, cause=[read] if killer == read else [read, killer])
+            return None
+        both = spec.guard == "if-unchanged-both"
+        target_read = self.read(spec.to, row)[0] if both else None  # compared again before the write
+        gap = spec.gap
+        if spec.max_gap > 0:
+            level = chooser.pick("backfill_gap", DELAY_LEVELS + 1)
+            if level:
+                gap += spec.max_gap * level / DELAY_LEVELS
+                emit(env.now, "choice", at=chooser.counts["backfill_gap"] - 1, what="backfill_gap", row=row, gap=gap)
+        if gap > 0:
+            yield env.timeout(gap)
+        if value is None or spec.to not in self.columns:
+            return read
+        if both and self.read(spec.to, row)[0] != target_read:
+            return read  # the target changed since the read: the compare-and-set on it fails
+        rec = self.trace.count
+        self.actor = ("backfill", None)
+        fired = self.backfill_write(spec, row, value, rec)
+        if fired is None:
+            return read
+        emit(env.now, "bf_write", engine="backfill", row=row, loc=spec.to, value=value, trig=fired, cause=[read])
+        return read
+
+    # -------------------------------------------------------------- the service table
+    def register(self, engine: str, service: str, release: str, version: Any) -> Any:
+        """``engine`` (re)starts: its row of the service table says (service, release, version), up.
+        Returns the version its row held before (None: it had none)."""
+        row = self.service_table.get(engine)
+        self.service_table[engine] = [service, release, version, "running"]
+        return None if row is None else row[2]
+
+    def mark(self, engine: str, state: str) -> None:
+        """``engine`` stopped or was killed: its row stays (a stale record), with ``state``."""
+        row = self.service_table.get(engine)
+        if row is not None:
+            row[3] = state
+
+    def deregister(self, engine: str) -> Any:
+        """``engine`` was removed: its row is deleted. Returns the version it held (None: no row)."""
+        row = self.service_table.pop(engine, None)
+        return None if row is None else row[2]
 
     # -------------------------------------------------------------- the end of the run
     def canonical(self, reads: Iterable[Mapping[str, str]]) -> list[tuple[str, str]]:

@@ -269,6 +269,14 @@ def state_digest(sim: Simulation, kind: str, n: int, memo: dict[int, tuple[Any, 
         )
     )
     parts.append(("backfills", sim.backfills.running, sim.backfills.done))  # what wait_until's backfill_done reads
+    if cluster.records:  # the service table and where each auto cap came from (database.service_records)
+        parts.append(
+            (
+                "services",
+                tuple((e, tuple(str(x) for x in row)) for e, row in sorted(sim.db.service_table.items())),
+                tuple(sorted(cluster.cap_from.items())),
+            )
+        )
     db = sim.db
     parts.append(
         (
@@ -277,6 +285,8 @@ def state_digest(sim: Simulation, kind: str, n: int, memo: dict[int, tuple[Any, 
             tuple(sorted(db.columns)),
             tuple((k, tuple(v)) for k, v in sorted(db.triggers.items())),
             _cells(db, enc),
+            tuple(sorted(db.markers.items())),  # where a resumed backfill begins (issue 20)
+            tuple(db.row_faults),  # the backfill kills at a row still to come
         )
     )
     # hash() of a tuple of ints does not depend on PYTHONHASHSEED (str and bytes do, and None's

@@ -222,6 +222,57 @@ class Cluster:
         # service -> implemented version -> its engines started and not yet stopped: `cap: auto` is the
         # lowest key, kept up to date at each start and stop so that resolving a cap is O(releases), not O(engines)
         self._started: dict[str, dict[Version, int]] = {svc: {} for svc in self.services}
+        # database.service_records: `_started` counts the versions registered in the service table instead
+        # (an engine registers at its start; stopped or killed, its record stays until a remove)
+        self.records = scenario.database.service_records
+        self.cap_from: dict[tuple[str, str], str] = {}  # (sender, service) -> where its auto cap came from
+        self._origin: str | None = None  # where the auto cap resolve_cap last computed came from
+
+    def _register(self, eng: Engine, rel: Release) -> None:
+        """``eng`` starts on ``rel``: its row of the service table (database.service_records)."""
+        old = self.db.register(eng.name, eng.service, rel.name, rel.implemented)
+        started = self._started[eng.service]
+        if old is not None:
+            started[old] -= 1
+            if not started[old]:
+                del started[old]
+        started[rel.implemented] = started.get(rel.implemented, 0) + 1
+
+    def _deregister(self, eng: Engine) -> bool:
+        """``eng`` was removed: its row is deleted. Did it have one?"""
+        old = self.db.deregister(eng.name)
+        if old is None:
+            return False
+        started = self._started[eng.service]
+        started[old] -= 1
+        if not started[old]:
+            del started[old]
+        return True
+
+    def _records_origin(self, service: str, low: Version) -> str:
+        """Where an auto cap ``low`` for ``service`` comes from: the records that hold it down."""
+        self.trace.meter.work += len(self.db.service_table)
+        who = sorted(
+            f"{name} ({row[1]}, {row[3]})"
+            for name, row in self.db.service_table.items()
+            if row[0] == service and row[2] == low
+        )
+        more = f" and {len(who) - 3} more" if len(who) > 3 else ""
+        return f"from the service records: {low} registered by {', '.join(who[:3])}{more}"
+
+    def resolve_for(self, who: str, cap: Version | str | None, service: str | None = None) -> Version | None:
+        """:meth:`resolve_cap` for the sends of ``who`` (an engine, or ``client``); with service records
+        it keeps where an auto cap came from, which a refused send names."""
+        if not self.records:
+            return self.resolve_cap(cap, service)
+        self._origin = None
+        v = self.resolve_cap(cap, service)
+        key = (who, self.client_service if service is None else service)
+        if self._origin is None:
+            self.cap_from.pop(key, None)
+        else:
+            self.cap_from[key] = self._origin
+        return v
 
     def _count(self, eng: Engine, rel: Release, delta: int) -> None:
         started = self._started[eng.service]
@@ -242,8 +293,14 @@ class Cluster:
         if self.cap_overridden and cap is not None:
             cap = self.cap_override
         if cap == "auto":
-            started = self._started[self.client_service if service is None else service]
-            return min(started) if started else None
+            svc = self.client_service if service is None else service
+            started = self._started[svc]
+            if not started:
+                return None
+            low = min(started)
+            if self.records:
+                self._origin = self._records_origin(svc, low)
+            return low
         assert not isinstance(cap, str), "the only named cap is 'auto'"
         return cap
 
@@ -255,7 +312,7 @@ class Cluster:
         for eng in self.engines.values():
             if eng.state != STOPPED:
                 assert eng.release is not None, "a started engine has a release"
-                eng.cap = self.resolve_cap(eng.release.cap, eng.service)
+                eng.cap = self.resolve_for(eng.name, eng.release.cap, eng.service)
                 eng.caps = {}
 
     def send(
@@ -301,8 +358,17 @@ class Cluster:
             return None
         rule = choose_send_rule(rules, cap)
         if rule is None:
+            origin = ""
+            if self.records:  # where the cap came from (the service records that hold it down)
+                svc = service or (self.engines[sender].service if sender in self.engines else self.client_service)
+                got = self.cap_from.get((sender, svc))
+                origin = f"; {got}" if got else ""
             self.trace.emit(
-                self.env.now, "send_error", engine=sender, method=method, error=f"RPCVersionCapError (cap {cap})"
+                self.env.now,
+                "send_error",
+                engine=sender,
+                method=method,
+                error=f"RPCVersionCapError (cap {cap}{origin})",
             )
             return None
         return self.broker.publish(sender, method, rule, row, call, queue, hop, service, retry_of, attempt, cause)
@@ -328,7 +394,7 @@ class Cluster:
                 self._client_caps = {}
             caps = self._client_caps
         if service not in caps:
-            caps[service] = self.resolve_cap(rel.cap, service)
+            caps[service] = self.resolve_for(sender, rel.cap, service)
         return caps[service]
 
     def set_client_vhost(self, vhost: str, cause: int) -> None:
@@ -364,12 +430,15 @@ class Cluster:
             eng.config = None
         eng.release = rel
         eng.state = RUNNING
-        self._count(eng, rel, +1)
+        if self.records:
+            self._register(eng, rel)
+        else:
+            self._count(eng, rel, +1)
         eng.generation += 1
         eng.accepts = {}
         eng.outcomes = {}
         eng.stopped_event = self.env.event()
-        eng.cap = self.resolve_cap(rel.cap, eng.service)
+        eng.cap = self.resolve_for(eng.name, rel.cap, eng.service)
         eng.caps = {}
         if rel.vhost != eng.vhost:  # it connects to another vhost: its own queue is declared there
             eng.vhost = rel.vhost
@@ -400,6 +469,9 @@ class Cluster:
                 **config,
                 cause=_causes(cause),
             )
+        origin = self.cap_from.get((eng.name, eng.service)) if self.records else None
+        if origin is not None:  # where its auto cap came from
+            self.trace.emit(self.env.now, "cap", engine=eng.name, cap=cap, why=f"start; {origin}", cause=[start_rec])
         if self.live_caps:  # the others' live caps follow this start
             self._live(eng.service, start_rec)
         if rel.local:  # issue 20: fill the local copies it has never kept
@@ -498,7 +570,10 @@ class Cluster:
 
     def _stopped(self, eng: Engine, rel: Release) -> None:
         eng.state = STOPPED
-        self._count(eng, rel, -1)
+        if self.records:
+            self.db.mark(eng.name, "stopped")
+        else:
+            self._count(eng, rel, -1)
         rec = self.trace.emit(self.env.now, "stopped", engine=eng.name, release=rel.name)
         if self.live_caps:
             self._live(eng.service, rec)
@@ -518,7 +593,10 @@ class Cluster:
         )
         self.broker.leave(eng, kill_rec, eng.release.endpoints)
         eng.state = STOPPED
-        self._count(eng, eng.release, -1)
+        if self.records:
+            self.db.mark(eng.name, "killed")
+        else:
+            self._count(eng, eng.release, -1)
         eng.generation += 1  # workers of the old generation never resume
         for p in eng.procs:
             if p.is_alive:
@@ -593,16 +671,17 @@ class Cluster:
         """Compute ``eng``'s cap again; record ``cap`` if it changed (its caps to other services are
         resolved again at their next send)."""
         assert eng.release is not None, "a running engine has a release"
-        cap = self.resolve_cap(eng.release.cap, eng.service)
+        cap = self.resolve_for(eng.name, eng.release.cap, eng.service)
         eng.caps = {}
         if cap != eng.cap:
             eng.cap = cap
+            origin = self.cap_from.get((eng.name, eng.service)) if self.records else None
             self.trace.emit(
                 self.env.now,
                 "cap",
                 engine=eng.name,
                 cap=None if cap is None else str(cap),
-                why=why,
+                why=why if origin is None else f"{why}; {origin}",
                 cause=_causes(cause),
             )
 
@@ -633,7 +712,9 @@ class Cluster:
             return
         eng.member = False
         eng.removed = True
-        self.trace.emit(self.env.now, "removed", engine=eng.name, cause=[cause])
+        rec = self.trace.emit(self.env.now, "removed", engine=eng.name, cause=[cause])
+        if self.records and self._deregister(eng) and self.live_caps:  # its record is gone: live caps follow
+            self._live(eng.service, rec)
 
     def reads_at_end(self) -> list[dict[str, str]]:
         """Where the releases that count at the end read each field: those of the engines running
@@ -664,10 +745,10 @@ class Cluster:
                 msg.taken = True
                 if eng.release is not rel and eng.release is not None:  # a sighup changed its config
                     rel = eng.release
-                if not ack_after:
-                    ack(msg)  # oslo.messaging's RPC server acknowledges here, before dispatching
-                eng.inflight[slot] = msg
                 now = env.now
+                if not ack_after:
+                    ack(msg, now)  # oslo.messaging's RPC server acknowledges here, before dispatching
+                eng.inflight[slot] = msg
                 recv = trace.recv(now, engine=eng.name, msg=msg.id, wait=now - msg.enqueued, cause=[msg.send_rec])
                 # dispatch is pure: cache its outcome per kind of message, for this start of the engine
                 version = msg.version

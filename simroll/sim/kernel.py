@@ -22,6 +22,7 @@ import simpy
 from simpy.core import Infinity
 
 from simroll.scenario.spec import (
+    BACKFILL,
     AddStep,
     BackfillStep,
     ContractStep,
@@ -82,6 +83,10 @@ class Simulation:
                 self._step_faults.setdefault(f.at_step, []).append(f.kill)
         self.end_reason = "quiescent"
         self.backfills = Backfills()  # for wait_until's backfill_done
+        # issue 20: the backfill killed by a fault at a row, and by the search's choice at any row
+        self.db.row_faults = sorted(f.at_row for f in scenario.faults if f.at_row is not None)
+        self.db.crash_choices = scenario.search is not None and scenario.search.backfill_crash
+        self._operator_proc: simpy.Process | None = None
 
     def _initial_release_name(self) -> str:
         return next(iter(self._initial.values()))
@@ -98,10 +103,10 @@ class Simulation:
             if name in late:
                 continue
             self.cluster.start(self.engines[name], self.releases[rel], cause=None)
-        self.client_cap = self.cluster.resolve_cap(self.client.cap)
+        self.client_cap = self.cluster.resolve_for("client", self.client.cap)
         self.broker.caller_timeout = self.scenario.workload.timeout
         env.process(self._workload())
-        env.process(self._operator())
+        self._operator_proc = env.process(self._operator())
         for f in self.scenario.faults:
             if f.at is not None:
                 env.process(self._fault_at(f.at, f.kill))
@@ -234,7 +239,8 @@ class Simulation:
 
     def _client_recap(self, why: str, cause: int | None) -> None:
         """Compute the clients' cap again (a sighup, or live); record ``cap`` for ``client`` if it changed."""
-        cap = self.cluster.resolve_cap(self.client.cap)
+        cap = self.cluster.resolve_for("client", self.client.cap)
+        origin = self.cluster.cap_from.get(("client", self.cluster.client_service))
         if cap != self.client_cap:
             self.client_cap = cap
             self.trace.emit(
@@ -242,13 +248,17 @@ class Simulation:
                 "cap",
                 engine="client",
                 cap=None if cap is None else str(cap),
-                why=why,
+                why=why if origin is None else f"{why}; {origin}",
                 cause=[] if cause is None else [cause],
             )
 
     def _fault_at(self, at: float, engine: str):
         yield self.env.timeout(at)
         rec = self.trace.emit(self.env.now, "fault", action="kill", engine=engine)
+        if engine == BACKFILL:  # issue 20: the running pass dies (see Database.backfill); none: no effect
+            if self.backfills.running and self._operator_proc is not None:
+                self._operator_proc.interrupt(rec)  # the operator is inside the backfill step
+            return
         self.cluster.kill(self.engines[engine], rec)
 
     def _operator(self):
@@ -302,7 +312,7 @@ class Simulation:
                 self.trace.meter.work += 2 * len(engines)  # every engine's cap, then the caps record
                 cap = step.set_cap
                 cluster.override_cap(None if cap == "none" else ("auto" if cap == "auto" else Version.parse(cap)))
-                self.client_cap = cluster.resolve_cap(self.client.cap)
+                self.client_cap = cluster.resolve_for("client", self.client.cap)
                 self.trace.emit(
                     env.now,
                     "caps",
@@ -317,7 +327,7 @@ class Simulation:
                 self.db.set_trigger(step.disable_trigger, False)
             case SetClientStep():
                 self.client = releases[step.set_client]
-                self.client_cap = cluster.resolve_cap(self.client.cap)
+                self.client_cap = cluster.resolve_for("client", self.client.cap)
             case SetVhostStep():
                 cluster.set_client_vhost(step.set_vhost, rec)
             case DrainStep():

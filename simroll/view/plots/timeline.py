@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import matplotlib
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
@@ -16,6 +19,9 @@ def release_timeline(source: Source) -> Figure:
 
     One lane per engine; a bar per run of a release (hatched while the engine finishes
     in-flight work after a stop). Each bar patch has the gid ``"ENGINE|RELEASE|PHASE"``.
+    When the trace has configuration (issue 15: a ``start`` record's ``config``, a ``config``
+    record at a sighup), a run is split where its config changes, its label names the config
+    (``new [read_from=new]``) and each config after the first seen gets a hatch of its own.
     When the trace names services, the lanes are grouped by service (``ENGINE (SERVICE)``,
     a line between two services); with more than one vhost, a bar names its vhost too.
     """
@@ -38,23 +44,30 @@ def release_timeline(source: Source) -> Figure:
             ax, axs = fig.add_subplot(), None
         lane = {e: k for k, e in enumerate(run.engines)}
         several_vhosts = len(run.vhosts) > 1
+        changes = _config_changes(run.records)
+        hatches = _config_hatches(changes)
         for e, spans in engine_intervals(run).items():
             for t0, t1, rel, phase, vhost in spans:
-                width = max(t1 - t0, run.end * 0.002)  # a zero-length stop still shows
-                p = ax.barh(
-                    lane[e],
-                    width,
-                    left=t0,
-                    height=0.6,
-                    color=colors[rel],
-                    edgecolor="black" if phase == "stopping" else colors[rel],
-                    lw=0.6,
-                    hatch="////" if phase == "stopping" else None,
-                )[0]
-                p.set_gid(f"{e}|{rel}|{phase}")
-                if phase == "running" and t1 - t0 > run.end * 0.08:
-                    text = f"{rel} on vhost {vhost}" if several_vhosts else rel
-                    ax.text(t0 + (t1 - t0) / 2, lane[e], text, ha="center", va="center", fontsize=8)
+                pieces = _by_config(changes.get(e), t0, t1) if phase == "running" else [(t0, t1, "")]
+                for a, b, cfg in pieces:
+                    width = max(b - a, run.end * 0.002)  # a zero-length stop still shows
+                    hatch = "////" if phase == "stopping" else hatches.get(cfg)
+                    p = ax.barh(
+                        lane[e],
+                        width,
+                        left=a,
+                        height=0.6,
+                        color=colors[rel],
+                        edgecolor="black" if hatch else colors[rel],
+                        lw=0.6,
+                        hatch=hatch,
+                    )[0]
+                    p.set_gid(f"{e}|{rel}|{phase}")
+                    if phase == "running" and b - a > run.end * 0.08:
+                        text = f"{rel} on vhost {vhost}" if several_vhosts else rel
+                        text = f"{text} [{cfg}]" if cfg else text
+                        box = dict(boxstyle="round,pad=0.1", facecolor="white", alpha=0.7, lw=0) if hatch else None
+                        ax.text(a + (b - a) / 2, lane[e], text, ha="center", va="center", fontsize=8, bbox=box)
         stops = [(r["t"], lane[r["engine"]]) for r in run.records if r["kind"] == "stop"]
         kills = [(r["t"], lane[r["engine"]]) for r in run.records if r["kind"] == "kill"]
         if stops:
@@ -123,6 +136,10 @@ def release_timeline(source: Source) -> Figure:
         extra.append(
             Patch(facecolor="white", edgecolor="black", hatch="////", label="stopping (finishing in-flight work)")
         )
+        configs = sorted({c for ch in changes.values() for _, c in ch if c}, key=_first_seen(changes))
+        extra += [
+            Patch(facecolor="white", edgecolor="black", hatch=hatches.get(c), label=f"config {c}") for c in configs
+        ]
         ax.legend(
             extra + handles,
             [h.get_label() for h in extra] + labels,
@@ -146,6 +163,56 @@ def release_timeline(source: Source) -> Figure:
                     family="monospace",
                 )
     return fig
+
+
+def _config_changes(records: list[dict[str, Any]]) -> dict[str, list[tuple[float, str]]]:
+    """Engine -> when its config in force changed, and to what (``option=value, ...``; "" for a start
+    on a release without options); empty when the trace has no configuration."""
+    out: dict[str, list[tuple[float, str]]] = {}
+    for r in records:
+        k = r["kind"]
+        if k == "config" or (k == "start" and "config" in r):
+            text = ", ".join(f"{o}={v}" for o, v in r["config"].items())
+            out.setdefault(r["engine"], []).append((r["t"], text))
+        elif k == "start" and r["engine"] in out:
+            out[r["engine"]].append((r["t"], ""))
+    return out
+
+
+def _first_seen(changes: dict[str, list[tuple[float, str]]]) -> Callable[[str], tuple[float, str]]:
+    """Sort key of a config: when it is first in force anywhere (then by its text)."""
+    first: dict[str, float] = {}
+    for ch in changes.values():
+        for t, c in ch:
+            first[c] = min(first.get(c, t), t)
+    return lambda c: (first[c], c)
+
+
+_HATCHES = ("o", "x", "\\", ".", "+", "-", "*")  # sparse, so that the label stays legible
+
+
+def _config_hatches(changes: dict[str, list[tuple[float, str]]]) -> dict[str, str | None]:
+    """A hatch per config: none for the first seen, then one each (cycling)."""
+    configs = sorted({c for ch in changes.values() for _, c in ch if c}, key=_first_seen(changes))
+    return {c: None if i == 0 else _HATCHES[(i - 1) % len(_HATCHES)] for i, c in enumerate(configs)}
+
+
+def _by_config(changes: list[tuple[float, str]] | None, t0: float, t1: float) -> list[tuple[float, float, str]]:
+    """The run [t0, t1] split where the engine's config changes: (from, to, config) pieces."""
+    if not changes:
+        return [(t0, t1, "")]
+    cfg = ""
+    for t, c in changes:
+        if t <= t0:
+            cfg = c
+    pieces: list[tuple[float, float, str]] = []
+    a = t0
+    for t, c in changes:
+        if t0 < t < t1 and c != cfg:
+            pieces.append((a, t, cfg))
+            a, cfg = t, c
+    pieces.append((a, t1, cfg))
+    return pieces
 
 
 __all__ = ["release_timeline"]
