@@ -214,7 +214,7 @@ def run_scenario(
         hashed = report or trace_path is not None
         trace = Trace(keep=keep_trace, stream=stream, hashed=hashed)
         checkers = make_checkers(scenario.invariants.enabled(), scenario)
-        ops = _operations(checkers)
+        ops = _operations(checkers, scenario)
         coverage = Coverage() if report else None
         consumers: list[Checker | Coverage] = [*checkers]
         if coverage is not None:
@@ -286,10 +286,12 @@ def _with_every_release(cov: dict[str, Any], scenario: Scenario) -> dict[str, An
     return dict(cov, releases=dict(sorted(releases.items())))
 
 
-def _operations(checkers: list[Checker]) -> OperationsComplete:
+def _operations(checkers: list[Checker], scenario: Scenario) -> OperationsComplete:
     """The run's ``operations-complete`` checker if the scenario enables it (its ``within`` then
-    decides what counts as completed), else a fresh one that only measures availability."""
+    decides what counts as completed), else a fresh one that only measures availability, counting
+    a call and its retries as one operation as the checker would."""
     for c in checkers:
         if isinstance(c, OperationsComplete):
             return c
-    return OperationsComplete()
+    retry = scenario.workload.retry
+    return OperationsComplete(retries=retry.count if retry is not None else 0)
