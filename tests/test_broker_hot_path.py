@@ -122,7 +122,8 @@ def test_the_consumer_choice_point_counts_and_pins_as_chooser_pick_does() -> Non
     # choice point 1 pinned to 5: 5 % 3 = 2 places after the head. Rotation [e0 e1 e2]:
     # m0 -> e0 ([e1 e2 e0]); m1 -> 2 after e1 = e0 ([e1 e2 e0] -> e0 to the tail: same); m2 -> e1; m3 -> e2
     pinned = {("consumer", 1): 5, ("delay", 0): 3}
-    for chooser in (Chooser(0, pinned), _Subclass(0, pinned)):
+    sub = _Subclass(0, pinned)
+    for chooser in (Chooser(0, pinned), sub):
         got, recs = _broker_run(chooser)
         assert got == [[0, 1], [2], [3]]
         assert chooser.counts == {"consumer": 4}
@@ -131,7 +132,7 @@ def test_the_consumer_choice_point_counts_and_pins_as_chooser_pick_does() -> Non
         assert [(r["at"], r["what"], r["msg"], r["to"], r["default"]) for r in choices] == [
             (1, "consumer", 1, "e0", "e1")
         ]
-    assert chooser.asked == [("consumer", 3)] * 4
+    assert sub.asked == [("consumer", 3)] * 4  # the subclass saw every choice point
 
 
 def test_no_pins_no_choice_records_but_every_point_counted() -> None:

@@ -82,14 +82,6 @@ def _num(x: Any) -> str:
     raise TypeError
 
 
-def _bool(x: Any) -> str:
-    if x is True:
-        return "true"
-    if x is False:
-        return "false"
-    raise TypeError
-
-
 def _ints(xs: Any) -> str:
     if type(xs) is not list:
         raise TypeError
@@ -209,7 +201,7 @@ class Trace:
             "row": row,
         }
         line = None
-        # _num, _int and _bool's checks inlined (four calls less per record); else the encoder makes the line
+        # the number and boolean checks inlined (four calls less per record); else the encoder makes the line
         if (
             self._lines
             and (type(t) is float and t - t == 0.0 or type(t) is int)
@@ -262,7 +254,7 @@ class Trace:
             return i
         rec = {"i": i, "t": t, "kind": "done", "engine": engine, "msg": msg, "ok": ok}
         line = None
-        # _num, _int and _bool's checks inlined (three calls less per record); else the encoder makes the line
+        # the number and boolean checks inlined (three calls less per record); else the encoder makes the line
         if (
             self._lines
             and (type(t) is float and t - t == 0.0 or type(t) is int)

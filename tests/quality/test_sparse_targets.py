@@ -2,7 +2,8 @@
 written, each names the real failure it is shaped after, and `verify` finds each bug at depth 1
 (one deviation) with a counterexample that replays byte for byte, except the sparse backfill
 race, which needs two. How rarely plain random
-sampling finds them, and how the guided search does, is measured by bench/search.py, not here."""
+sampling finds them, and how the guided search does, is measured by bench/search.py, not here.
+The refused send after a swapped runbook step needs two as well (the swap and a consumer choice)."""
 
 import pytest
 from conftest import ROOT
@@ -12,8 +13,22 @@ from simroll.explore.search import Schedule, apply_schedule, deviations, undo_de
 from simroll.explore.verify import verify
 from simroll.scenario.load import dump_scenario, load_scenario_text
 
-# the utility started 11/16 of max_pause later, and one read-to-write gap of 3/8 of max_gap
-TWO_DEVIATIONS = {"sparse_backfill_race": Schedule((0,), (True,), (11,), (False,), (("backfill_gap", 0, 3),))}
+# sparse_backfill_race: the utility started 11/16 of max_pause later, and one read-to-write gap of 3/8 of max_gap;
+# refused_send_runbook_order: the two steps of the runbook's reorder group swapped (engine-1 onto newer while
+# engine-3 still runs legacy), and the one request sent in that 0.6 s window handed to engine-1 (option 2 of
+# 3 idle consumers; round robin gives it to engine-2)
+TWO_DEVIATIONS = {
+    "sparse_backfill_race": Schedule((0,), (True,), (11,), (False,), (("backfill_gap", 0, 3),)),
+    "refused_send_runbook_order": Schedule(
+        (0, 1, 3, 2, 4, 5), (True,) * 6, (0,) * 6, (False,) * 6, (("consumer", 124, 2),)
+    ),
+}
+# targets whose depth-1 space is too large for verify in a test (slow_first_engine_starved: 4000 choice points x 8
+# options, 0.06 s a run): the plain run holds and this one deviation breaks it, so its minimal depth is 1 (the
+# request sent at t=1998 held back 1 s, level 5 of 8 of bus.max_delay 1.6 s)
+ONE_DEVIATION = {
+    "slow_first_engine_starved": Schedule((0, 1), (True,) * 2, (0,) * 2, (False,) * 2, (("delay", 1997, 5),))
+}
 TARGETS = sorted((ROOT / "bench" / "targets").glob("*.yaml")) + [ROOT / "bench" / "sparse_backfill_race.yaml"]
 
 
@@ -31,7 +46,20 @@ def test_verify_finds_each_sparse_bug_with_one_deviation(path):
     if path.stem in TWO_DEVIATIONS:
         # no single deviation breaks it; this pair does (verify at depth 2 takes tens of thousands of runs)
         assert verify(scenario, depth=1).verified
-        assert invariant in run_scenario(apply_schedule(scenario, TWO_DEVIATIONS[path.stem])).violated
+        pair = TWO_DEVIATIONS[path.stem]
+        assert deviations(pair) == 2
+        assert invariant in run_scenario(apply_schedule(scenario, pair)).violated
+        for smaller in undo_deviations(pair):  # each of the two is needed
+            assert run_scenario(apply_schedule(scenario, smaller)).ok
+        return
+    if path.stem in ONE_DEVIATION:
+        one = ONE_DEVIATION[path.stem]
+        assert deviations(one) == 1
+        cx = apply_schedule(scenario, one)
+        ran = run_scenario(cx)
+        assert ran.violated == [invariant]
+        replay = load_scenario_text(dump_scenario(cx), f"{path.stem}.counterexample.yaml")
+        assert run_scenario(replay).trace_sha256 == ran.trace_sha256
         return
     vr = verify(scenario, depth=1)
     assert vr.found and vr.invariant == invariant
