@@ -498,24 +498,7 @@ class Broker:
         mid = self._next_msg
         self._next_msg = mid + 1
         q = queue if queue is not None else self.topic
-        if retry_of is not None:
-            routed: dict[str, Any] = {} if service is None else {"service": service}
-            rec = self.trace.emit(
-                now,
-                "send",
-                engine=sender,
-                msg=mid,
-                method=method,
-                version=_text(rule.version),
-                queue=q.name,
-                call=call,
-                row=row,
-                **routed,
-                retry_of=retry_of,
-                attempt=attempt,
-                cause=[] if cause is None else [cause],
-            )
-        elif service is None:
+        if retry_of is None and service is None:  # the common case: the trace's fast writer
             rec = self.trace.send(
                 now,
                 engine=sender,
@@ -526,7 +509,10 @@ class Broker:
                 call=call,
                 row=row,
             )
-        else:
+        else:  # the optional keys, in the order the trace has them: service, then the retry's
+            optional: dict[str, Any] = {} if service is None else {"service": service}
+            if retry_of is not None:
+                optional.update(retry_of=retry_of, attempt=attempt, cause=[] if cause is None else [cause])
             rec = self.trace.emit(
                 now,
                 "send",
@@ -537,7 +523,7 @@ class Broker:
                 queue=q.name,
                 call=call,
                 row=row,
-                service=service,
+                **optional,
             )
         msg = Message(
             mid,
