@@ -161,9 +161,11 @@ def atomic_open(
             f: IO[Any] = os.fdopen(fd, "wb")
         else:
             f = os.fdopen(fd, "w", encoding=encoding, newline=newline)
-    except BaseException:
-        os.close(fd)
-        os.unlink(tmp)
+    except BaseException:  # e.g. a signal inside fdopen, whose half-built file object may have closed fd
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
     try:
         try:

@@ -157,3 +157,24 @@ def test_run_refuses_special_files_without_reading_them(tmp_path, capsys, path, 
         expected = expected.replace("FIFO:", f"{path}:", 1)
     assert main(["run", path]) == 2
     assert expected in capsys.readouterr().err
+
+
+def test_an_interrupt_inside_fdopen_is_the_interrupt_not_a_bad_descriptor(tmp_path, monkeypatch):
+    # a SIGTERM turned KeyboardInterrupt can land inside os.fdopen after its half-built file object
+    # closed the descriptor: the cleanup must not fail on the closed fd (seen once in CI as exit 70,
+    # "OSError: [Errno 9] Bad file descriptor", instead of the interrupt's 130)
+    import os
+
+    import pytest
+
+    import simroll._io as io_mod
+
+    def fdopen_interrupted(fd, *args, **kwargs):
+        os.close(fd)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(io_mod.os, "fdopen", fdopen_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with io_mod.atomic_open(tmp_path / "t.jsonl"):
+            pass
+    assert list(tmp_path.iterdir()) == []  # no temporary file left behind
