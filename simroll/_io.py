@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -152,29 +153,39 @@ def atomic_open(
     target = Path(path)
     check_new_file(target, overwrite)
     binary = mode == "wb"
+    # Ctrl-C and SIGTERM are held off (blocked) from creating the temporary file until the block
+    # that removes it on an exception has begun: one arriving in between left the file behind
+    held = _hold_signals()
     try:
         tmp, fd = _temp_beside(target, binary)
     except OSError as e:  # read-only directory, no space, ...
+        _release_signals(held)
         raise UsageError(f"{os.fspath(path)}: cannot write: {e.strerror or e}") from None
-    try:
-        if binary:
-            f: IO[Any] = os.fdopen(fd, "wb")
-        else:
-            f = os.fdopen(fd, "w", encoding=encoding, newline=newline)
-    except BaseException:  # e.g. a signal inside fdopen, whose half-built file object may have closed fd
-        with contextlib.suppress(OSError):
-            os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    except BaseException:
+        _release_signals(held)
         raise
     try:
         try:
-            with f:
-                yield f
-                f.flush()
-                os.fsync(f.fileno())  # the content is on disk before the name points at it
-        except OSError as e:  # no space left, an I/O error: say where, never a traceback
-            raise UsageError(f"{os.fspath(path)}: cannot write: {e.strerror or e}") from None
+            if binary:
+                f: IO[Any] = os.fdopen(fd, "wb")
+            else:
+                f = os.fdopen(fd, "w", encoding=encoding, newline=newline)
+        except BaseException:  # a half-built file object may have closed fd already
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            raise
+        try:
+            _release_signals(held)  # a signal held meanwhile is raised here, inside the cleanup
+            held = None
+            try:
+                with f:
+                    yield f
+                    f.flush()
+                    os.fsync(f.fileno())  # the content is on disk before the name points at it
+            except OSError as e:  # no space left, an I/O error: say where, never a traceback
+                raise UsageError(f"{os.fspath(path)}: cannot write: {e.strerror or e}") from None
+        finally:
+            f.close()
         try:
             _publish(tmp, target, overwrite)
         except OSError as e:  # e.g. the target became a directory
@@ -183,6 +194,24 @@ def atomic_open(
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    finally:
+        _release_signals(held)
+
+
+_HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _hold_signals() -> set[int | signal.Signals] | None:
+    """Block SIGINT and SIGTERM in this thread; returns the mask to restore (None where not possible)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
+
+
+def _release_signals(old: set[int | signal.Signals] | None) -> None:
+    """Restore the mask :func:`_hold_signals` returned; a signal that came meanwhile is handled now."""
+    if old is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def atomic_write_text(path: StrPath, text: str, overwrite: bool = False) -> Path:
