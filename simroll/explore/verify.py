@@ -229,16 +229,26 @@ def _run(job: tuple[Scenario, Schedule, int | None, bool, Any]) -> tuple[list[st
     points after ``after`` (none if ``after`` is None)."""
     scenario, sched, after, digests, seen = job
     sc = apply_schedule(scenario, sched)
-    trace = Trace(keep=False)
+    # only the verdicts are read: the trace is neither kept nor hashed (no JSON line is made), and
+    # the checks count against the work budget as in run_scenario (a replay gives the same verdicts)
+    trace = Trace(keep=False, hashed=False)
     checkers = make_checkers(sc.invariants.enabled(), sc)
     for c in checkers:
+        c.meter = trace.meter
         trace.subscribe(c.kinds, c.observe)
-    chooser = _Recorder(sc.seed, {(c.kind, c.at): c.pick for c in sc.choices}, after, digests, seen)
-    sim = Simulation(sc, chooser, trace)
-    chooser.sim = sim
-    sim.run()
+    pinned: dict[tuple[str, int], int] = {(c.kind, c.at): c.pick for c in sc.choices}
+    log: list[Point] = []
+    if after is None:  # nothing to note: the plain chooser (the broker inlines its pick)
+        sim = Simulation(sc, Chooser(sc.seed, pinned), trace)
+        sim.run()
+    else:
+        chooser = _Recorder(sc.seed, pinned, after, digests, seen)
+        sim = Simulation(sc, chooser, trace)
+        chooser.sim = sim
+        sim.run()
+        log = chooser.log
     results = [InvariantResult.of(c) for c in checkers]
-    return [r.name for r in results if not r.held], {r.name: r.checked for r in results}, chooser.log
+    return [r.name for r in results if not r.held], {r.name: r.checked for r in results}, log
 
 
 # ------------------------------------------------------------------ the search

@@ -20,7 +20,8 @@ explores the choices after that point in one of them only. What the digest reads
   consumer's unacknowledged messages in order, credit, TTL and deletion; the version-routed
   queues; who consumes; the version pins in force;
 * the database: tables, columns, enabled triggers, the value of every cell;
-* the state of the workload's random generator.
+* the state of the workload's random generator;
+* the plan still to come: the steps after the operator's current one (and kills bound to them).
 
 Naming is left out, so that runs differing only in it meet: message ids are renamed in the
 order the digest first meets them, written values (``v17``) likewise, and trace record
@@ -59,8 +60,13 @@ _SKIP_LOCALS = frozenset(
     {
         *("self", "rec", "recv", "src", "cause", "kill_rec", "fault", "emit", "trace", "env", "ack", "arrive", "peek"),
         *("handlers", "outcomes", "backlog", "ack_after"),
+        # more naming: a message's id (the message itself is read, renamed), the record numbers of a
+        # backfill's step and row read (``read`` elsewhere is the database's read function), and an
+        # engine's restart generation
+        *("mid", "step_rec", "read", "generation"),
     }
 )
+_NAMES: dict[types.CodeType, tuple[str, ...]] = {}  # code -> the locals its frames are read for
 _VALUE = re.compile(r"v\d+")
 _MAX_DEPTH = 8
 
@@ -71,10 +77,10 @@ class _Encoder:
     def __init__(self, memo: dict[int, tuple[Any, str]]) -> None:
         self.msgs: dict[int, int] = {}
         self.values: dict[str, int] = {}
-        self.memo = memo  # id -> (scenario object, its repr): they live as long as the run
+        self.memo = memo  # id -> (scenario object, a digest of its repr): they live as long as the run
 
     def value(self, v: Any) -> Any:
-        if isinstance(v, str) and _VALUE.fullmatch(v):
+        if isinstance(v, str) and v[:1] == "v" and _VALUE.fullmatch(v):
             return ("v", self.values.setdefault(v, len(self.values)))
         return v
 
@@ -111,11 +117,12 @@ class _Encoder:
     def frame(self, f: types.FrameType) -> tuple[Any, ...]:
         code = f.f_code
         local = f.f_locals
-        return (
-            code.co_qualname,
-            f.f_lasti,
-            tuple((k, self.any(local[k], 1)) for k in sorted(local) if k not in _SKIP_LOCALS),
-        )
+        names = _NAMES.get(code)
+        if names is None:  # the locals a frame of this code may have, sorted, naming left out
+            every = {*code.co_varnames, *code.co_cellvars, *code.co_freevars}
+            names = _NAMES[code] = tuple(sorted(k for k in every if k not in _SKIP_LOCALS))
+        enc = self.any
+        return (code.co_qualname, f.f_lasti, tuple([(k, enc(local[k], 1)) for k in names if k in local]))
 
     def process(self, p: Process) -> tuple[Any, ...]:
         out: list[Any] = ["proc"]
@@ -142,6 +149,13 @@ class _Encoder:
 
     def any(self, v: Any, depth: int = 0) -> Any:
         """A value met in a local variable or a closure."""
+        t = type(v)
+        if t is int or t is float or t is bool or v is None:  # the common cases first, by exact type
+            return v
+        if t is str:
+            return v if v[:1] != "v" else self.value(v)
+        if t is Message:
+            return self.msg(v)
         if v is None or isinstance(v, bool | int | float):
             return v
         if isinstance(v, str):
@@ -173,8 +187,8 @@ class _Encoder:
             return ("set", tuple(sorted((self.any(x, d) for x in v), key=repr)))
         if hasattr(v, "model_dump"):  # a scenario object (a plan step, a handler): frozen, its repr is its value
             held = self.memo.get(id(v))
-            if held is None or held[0] is not v:
-                held = self.memo[id(v)] = (v, repr(v))
+            if held is None or held[0] is not v:  # its repr can be long: 12 bytes of its digest stand for it
+                held = self.memo[id(v)] = (v, hashlib.blake2b(repr(v).encode(), digest_size=12).hexdigest())
             return ("spec", held[1])
         if isinstance(v, types.FunctionType | types.MethodType | types.BuiltinFunctionType):
             return ("fn", getattr(v, "__qualname__", type(v).__name__))
@@ -289,6 +303,7 @@ def state_digest(sim: Simulation, kind: str, n: int, memo: dict[int, tuple[Any, 
             tuple(db.row_faults),  # the backfill kills at a row still to come
         )
     )
+    parts.append(("plan", _plan_to_come(sim, enc)))
     # hash() of a tuple of ints does not depend on PYTHONHASHSEED (str and bytes do, and None's
     # hash is its address before Python 3.12): the generator's words only, the rest by value
     version, words, gauss = sim.chooser.rng.getstate()
@@ -308,6 +323,24 @@ def _cells(db: Any, enc: _Encoder) -> tuple[Any, ...]:
     return tuple(
         (loc, tuple((row, enc.value(db.read(loc, row)[0])) for row in range(db.rows))) for loc in sorted(db.columns)
     )
+
+
+def _plan_to_come(sim: Simulation, enc: _Encoder) -> tuple[Any, ...]:
+    """The operator's steps after the one under way, and the kills bound to steps: the future of
+    the plan. The operator's frame holds only its current step (the iterator over the rest is not
+    a local), so without this two schedules that differ in a later step (a swap, a pause, a kill, a
+    dropped step) would look alike until that step begins, and the later one would be cut there."""
+    plan = sim.scenario.plan
+    gen = getattr(getattr(sim, "_operator_proc", None), "_generator", None)
+    start = 0
+    if gen is not None:
+        frame = gen.gi_frame
+        if frame is None:  # the plan is done (or failed): nothing is to come
+            return ()
+        i = frame.f_locals.get("i")
+        start = 0 if i is None else i + 1
+    faults = tuple(sorted((k, tuple(v)) for k, v in getattr(sim, "_step_faults", {}).items() if k >= start))
+    return (tuple(enc.any(step, 1) for step in plan[start:]), faults)
 
 
 def _order_of_positions(q: Queue, sim: Simulation) -> tuple[int, ...]:
