@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     trace_cls = trace_module.Trace
     orig_subscribe = trace_cls.subscribe
     try:
-        trace_cls.subscribe = lambda self, kinds, fn: None  # type: ignore[method-assign]
+        trace_cls.subscribe = lambda self, kinds, fn, positional=None: None  # type: ignore[method-assign]
         rows.append(
             ("  encoded and hashed, nothing checked", best(lambda: run_scenario(s, keep_trace=False), args.repeat))
         )

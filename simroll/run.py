@@ -227,8 +227,8 @@ def run_scenario(
             if isinstance(c, Coverage):
                 for kind, fn in c.handlers().items():  # straight to the method of each kind
                     trace.subscribe((kind,), fn)
-            else:
-                trace.subscribe(c.kinds, c.observe)
+            else:  # a checker that reads some kinds from their fields says so (no record built for it)
+                trace.subscribe(c.kinds, c.observe, getattr(c, "positional", dict)())
         if progress is not None:
             trace.subscribe(("send", "done", "step"), _every(PROGRESS_EVERY, progress))
         sim, trace = simulate(scenario, seed, choices, trace)

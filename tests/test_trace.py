@@ -175,3 +175,139 @@ def test_search_runs_give_the_verdicts_scores_and_counts_of_full_runs(bundled):
             full.end_reason,
             full.choice_counts,
         ), path.name
+
+
+def test_wanted_says_which_records_a_lean_trace_builds():
+    """A writer that numbers a record itself (the worker's recv and done, the broker's send) asks
+    ``wanted``: a lean trace builds only what a subscriber reads; any other trace builds everything."""
+    lean = Trace(keep=False, hashed=False)
+    lean.subscribe(("recv",), lambda rec: None)
+    assert lean.wanted("recv") and not lean.wanted("send") and not lean.wanted("done")
+    for full in (
+        Trace(keep=False),
+        Trace(keep=True, hashed=False),
+        Trace(keep=False, hashed=False, stream=io.StringIO()),
+    ):
+        assert full.wanted("send") and full.wanted("done")
+
+
+def test_positional_subscribers_get_the_fields_and_no_record_is_built():
+    """A lean trace whose every subscriber of ``read`` (``write``) reads its fields calls them with the
+    fields in the record's order; one subscriber that wants the record makes every one get it."""
+    calls: list[tuple] = []
+    records: list[dict] = []
+
+    def fields(*args: object) -> None:
+        calls.append(args)
+
+    tr = Trace(keep=False, hashed=False)
+    tr.subscribe(("read", "write", "begin"), records.append, {"read": fields, "write": fields})
+    tr.emit(0.0, "begin")
+    tr.read(1.0, engine="e", msg=3, field="f", row=2, loc="t.c", value="v0", cause=[0])
+    tr.write(2.0, engine="e", msg=3, field="f", row=2, value="v1", locs=["t.c"], trig=["u.d"])
+    assert tr.count == 3
+    assert calls == [
+        (1, 1.0, "e", 3, "f", 2, "t.c", "v0", [0]),
+        (2, 2.0, "e", 3, "f", 2, "v1", ["t.c"], ["u.d"]),
+    ]
+    assert records == [{"i": 0, "t": 0.0, "kind": "begin"}]  # begin has no positional reader
+
+    calls.clear()
+    records.clear()
+    mixed = Trace(keep=False, hashed=False)
+    mixed.subscribe(("read",), records.append, {"read": fields})
+    mixed.subscribe(("read",), records.append)  # wants the record: both get it
+    mixed.read(1.0, engine="e", msg=3, field="f", row=2, loc="t.c", value=None, cause=[])
+    assert calls == [] and len(records) == 2 and records[0]["value"] is None
+
+    kept = Trace(keep=True, hashed=False)  # a kept trace builds every record: its subscribers get them
+    kept.subscribe(("write",), records.append, {"write": fields})
+    kept.write(0.5, engine="e", msg=1, field="f", row=0, value="v2", locs=["t.c"], trig=[])
+    assert calls == [] and records[-1] is kept.records[0]
+
+
+def test_no_lost_write_reads_fields_as_it_reads_records():
+    """NoLostWrite's positional readers (a search's runs) and observe (full runs) judge alike."""
+    from simroll.check.invariants import NoLostWrite
+
+    recs = [
+        {"i": 0, "t": 0.0, "kind": "init", "field": "f", "locs": ["a.x"], "rows": 2},
+        {"i": 1, "t": 1.0, "kind": "write", "engine": "e", "msg": 0, "field": "f", "row": 1, "value": "v0",
+         "locs": ["a.x", "b.y"], "trig": []},
+        {"i": 2, "t": 2.0, "kind": "bf_write", "engine": "backfill", "row": 1, "loc": "b.y", "value": "init1",
+         "trig": []},
+        {"i": 3, "t": 3.0, "kind": "read", "engine": "e", "msg": 1, "field": "f", "row": 1, "loc": "b.y",
+         "value": "init1", "cause": [2, 2]},
+        {"i": 4, "t": 4.0, "kind": "read", "engine": "e", "msg": 2, "field": "f", "row": 0, "loc": "a.x",
+         "value": "init0", "cause": [3, 0]},
+    ]  # fmt: skip
+    by_record, by_fields = NoLostWrite(), NoLostWrite()
+    fast = by_fields.positional()
+    for rec in recs:
+        by_record.observe(rec)
+        if rec["kind"] in fast:
+            fast[rec["kind"]](*[v for k, v in rec.items() if k != "kind"])
+        else:
+            by_fields.observe(rec)
+    assert by_record.checked == by_fields.checked == 2  # both reads compared
+    assert [v.event for v in by_record.violations] == [v.event for v in by_fields.violations] == [3]  # the stale copy
+    assert by_record.violations[0].message == by_fields.violations[0].message
+    assert by_record.score() == by_fields.score() > 1e6
+    assert by_record.stale == by_fields.stale == {("b.y", 1)}
+
+
+@pytest.mark.parametrize("name", ["fuzz_backfill_race", "lost_dual_writes", "single_upgraded_starvation"])
+def test_the_inlined_event_loop_and_row_draws_give_the_traces_of_simpys_step_and_randrange(name, monkeypatch):
+    """Simulation._loop runs SimPy's step inlined (kernel.INLINE_STEP) and the engines draw a cast's row
+    inline (engine.INLINE_DRAW): with either switched off (SimPy's own step, random.randrange) every
+    record is the same."""
+    from pathlib import Path
+
+    from simroll.sim import engine, kernel
+
+    path = Path(__file__).resolve().parent.parent / "scenarios" / f"{name}.yaml"
+    s = simroll.load_scenario(path)
+    assert kernel.INLINE_STEP and engine.INLINE_DRAW  # on the SimPy and Python the suite runs on
+    fast = simroll.run_scenario(s, keep_trace=False)
+    monkeypatch.setattr(kernel, "INLINE_STEP", False)
+    monkeypatch.setattr(engine, "INLINE_DRAW", False)
+    slow = simroll.run_scenario(s, keep_trace=False)
+    assert (fast.trace_sha256, fast.events, fast.end_reason) == (slow.trace_sha256, slow.events, slow.end_reason)
+
+
+@pytest.mark.parametrize("inline", [True, False])
+def test_an_event_that_fails_unhandled_stops_the_run_as_simpy_does(inline, monkeypatch):
+    from pathlib import Path
+
+    from simroll.sim import kernel
+    from simroll.sim.chooser import Chooser
+
+    monkeypatch.setattr(kernel, "INLINE_STEP", inline)
+    s = simroll.load_scenario(Path(__file__).resolve().parent.parent / "scenarios" / "fuzz_backfill_race.yaml")
+    sim = kernel.Simulation(s, Chooser(s.seed), Trace(keep=False))
+    sim.env.timeout(1.5).callbacks.append(lambda ev: sim.env.event().fail(KeyError("boom")))
+    with pytest.raises(KeyError, match="boom") as info:
+        sim.run()
+    assert isinstance(info.value.__cause__, KeyError)  # SimPy raises a copy, caused by the original
+    assert sim.env.now == 1.5
+
+
+def test_releases_and_engine_groups_are_built_once_per_spec():
+    """Compiled releases and an engine group's expansion are cached per spec object (a search's
+    copies of one scenario share them); another spec gets its own, and callers get fresh lists."""
+    from pathlib import Path
+
+    from simroll.sim.engine import _compiled
+
+    s = simroll.load_scenario(Path(__file__).resolve().parent.parent / "scenarios" / "fuzz_backfill_race.yaml")
+    spec = s.releases["plus1"]
+    assert _compiled("plus1", spec) is _compiled("plus1", s.model_copy().releases["plus1"])
+    slower = spec.model_copy(update={"service_time": 0.5})
+    assert _compiled("plus1", slower).service_time == 0.5 and _compiled("plus1", spec).service_time == 0.1
+    first = s.engine_list()
+    first.append(first[0])  # the caller's list: the next call does not see it
+    assert [e.name for e in s.engine_list()] == ["engine-1", "engine-2", "engine-3"]
+    more = s.model_copy(update={"engines": s.engines.model_copy(update={"count": 4})})
+    assert [e.name for e in more.engine_list()] == ["engine-1", "engine-2", "engine-3", "engine-4"]
+    assert s.engine_list()[0] is s.engine_list()[0]
+    assert list(s.service_map()) == [s.bus.topic] and s.service_map() is not s.service_map()

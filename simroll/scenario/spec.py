@@ -1083,7 +1083,15 @@ class Scenario(_Frozen):
         """Engines in declaration order (a group expands to prefix1..prefixN)."""
         if isinstance(self.engines, EngineGroupSpec):
             g = self.engines
-            return [EngineSpec(name=f"{g.prefix}{i + 1}", release=g.release, service=g.service) for i in range(g.count)]
+            held = _EXPANDED.get(id(g))  # the group's engines, built once (frozen objects, shared)
+            if held is None or held[0] is not g:
+                if len(_EXPANDED) >= 64:
+                    _EXPANDED.clear()
+                engines = [
+                    EngineSpec(name=f"{g.prefix}{i + 1}", release=g.release, service=g.service) for i in range(g.count)
+                ]
+                held = _EXPANDED[id(g)] = (g, engines)
+            return list(held[1])
         return list(self.engines)
 
     def added_engines(self) -> list[EngineSpec]:
@@ -1099,7 +1107,13 @@ class Scenario(_Frozen):
         """Service name -> its spec, in order: the declared ones, or the implicit one named after ``bus.topic``."""
         if self.services:
             return dict(self.services)
-        return {self.bus.topic: ServiceSpec(topic=self.bus.topic)}
+        topic = self.bus.topic
+        implicit = _IMPLICIT.get(topic)  # a frozen object: made once per topic
+        if implicit is None:
+            if len(_IMPLICIT) >= 64:
+                _IMPLICIT.clear()
+            implicit = _IMPLICIT[topic] = ServiceSpec(topic=topic)
+        return {topic: implicit}
 
     def topic_of(self, service: str) -> str:
         """The topic of ``service``."""
@@ -1136,6 +1150,12 @@ class Scenario(_Frozen):
         named |= {s.drain for s in self.plan if isinstance(s, DrainStep)}
         return sorted(named, key=lambda v: (v != DEFAULT_VHOST, v))
 
+
+# caches of Scenario's derived objects, outside the (frozen, model_copy'd) models: an engine group's
+# expansion, keyed by the group object's id (the entry holds the group, so the id is not reused while
+# it is cached), and the implicit service of a topic
+_EXPANDED: dict[int, tuple[EngineGroupSpec, list[EngineSpec]]] = {}
+_IMPLICIT: dict[str, ServiceSpec] = {}
 
 DatabaseSpec.model_rebuild()
 ReleaseSpec.model_rebuild()  # its handlers name HandlerSpec, defined below it

@@ -381,6 +381,9 @@ class Broker:
         # a subclass (simroll verify's recorder) sees every choice point through its own pick
         self._plain_chooser = type(chooser) is Chooser
         self.trace = trace
+        # a search's trace only numbers the send records nobody reads (Trace.wanted): the broker
+        # numbers them itself (subscriptions are made before the model is built)
+        self._send_built = trace.wanted("send")
         self.version_routed = bus.delivery == "version-routed"
         self.ack_after = bus.ack in ("after-handling", "on-complete")
         self.prefetch = bus.prefetch
@@ -494,11 +497,14 @@ class Broker:
         ``send`` record (a scenario that declares services or vhosts); None writes the record without it.
         ``retry_of``: a call's retry names its first attempt (written with ``attempt``, caused by ``cause``,
         the caller's ``timeout`` record)."""
-        now = self.env.now
+        now = self.env._now  # Environment.now, without the property call
         mid = self._next_msg
         self._next_msg = mid + 1
         q = queue if queue is not None else self.topic
-        if retry_of is None and service is None:  # the common case: the trace's fast writer
+        if retry_of is None and service is None and not self._send_built:  # a search's: numbered only
+            rec = self.trace.count
+            self.trace.count = rec + 1
+        elif retry_of is None and service is None:  # the common case: the trace's fast writer
             rec = self.trace.send(
                 now,
                 engine=sender,

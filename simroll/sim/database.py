@@ -369,8 +369,19 @@ class LocationDatabase(Database):
 
     def write_field(self, locs: Iterable[str], row: int, value: Any, rec: int, sql: str | None = None) -> list[str]:
         fired: list[str] = []
-        for loc in locs:
-            fired += self._put(loc, row, value, rec)
+        values, triggers, columns = self.values, self.triggers, self.columns
+        cell = (value, rec)
+        for loc in locs:  # _put, inlined (one call less per location written)
+            col = values.get(loc)
+            if col is None:
+                col = values[loc] = {}
+            col[row] = cell
+            targets = triggers.get(loc)
+            if targets:
+                for to in targets:
+                    if to in columns:
+                        values.setdefault(to, {})[row] = cell
+                        fired.append(to)
         return fired
 
     def rewrite(self, cols: Mapping[str, Any], row: int, rec: int) -> None:

@@ -7,6 +7,7 @@ A :class:`Cluster` holds every engine of a run; engines consume from the
 
 from __future__ import annotations
 
+import random
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,6 +108,24 @@ class Release:
         )
 
 
+# releases compiled once per release spec (a search runs copies of one scenario that share them):
+# (name, id(spec)) -> (spec, its Release); the entry holds the spec, so the id is not reused meanwhile
+_COMPILED: dict[tuple[str, int], tuple[ReleaseSpec, Release]] = {}
+_COMPILED_MAX = 256
+
+
+def _compiled(name: str, spec: ReleaseSpec) -> Release:
+    """``Release.compile(name, spec)``, cached. A Release is frozen and nothing changes its tables."""
+    held = _COMPILED.get((name, id(spec)))
+    if held is not None and held[0] is spec:
+        return held[1]
+    if len(_COMPILED) >= _COMPILED_MAX:
+        _COMPILED.clear()
+    rel = Release.compile(name, spec)
+    _COMPILED[(name, id(spec))] = (spec, rel)
+    return rel
+
+
 # ------------------------------------------------------------------ engines
 STOPPED, RUNNING, STOPPING = "stopped", "running", "stopping"
 
@@ -157,6 +176,32 @@ class Engine:
         return ok
 
 
+def _probe_draw() -> bool:
+    """Does ``getrandbits(n.bit_length())``, drawn again while ``>= n``, give exactly the numbers
+    ``random.Random.randrange(n)`` gives (CPython's ``_randbelow``)? Checked on this Python at import,
+    on two seeds and a range of sizes; if not, the hot paths call ``randrange`` (same trace, a little slower)."""
+    try:
+        for seed in (0, 1):
+            a, b = random.Random(seed), random.Random(seed)
+            for n in (*range(1, 34), 100, 1000, 1_000_000):
+                for _ in range(6):
+                    k = n.bit_length()
+                    r = b.getrandbits(k)
+                    while r >= n:
+                        r = b.getrandbits(k)
+                    if a.randrange(n) != r:
+                        return False
+            if a.getstate() != b.getstate():
+                return False
+    except Exception:  # pragma: no cover - depends on the Python
+        return False
+    return True
+
+
+INLINE_DRAW = _probe_draw()
+"""Whether the engines draw a cast's row (``randrange(rows)``) inline; see :func:`_probe_draw`."""
+
+
 def _causes(cause: int | None) -> list[int]:
     return [] if cause is None else [cause]
 
@@ -173,7 +218,7 @@ class Cluster:
         self.chooser = chooser
         self.trace = trace
         self.scenario = scenario
-        self.releases = {n: Release.compile(n, r) for n, r in scenario.releases.items()}
+        self.releases = {n: _compiled(n, r) for n, r in scenario.releases.items()}
         # services and vhosts: a scenario that declares neither has one service (named after bus.topic)
         # on '/', and writes its records as it always did
         self.explicit = scenario.routing_explicit()
@@ -356,7 +401,7 @@ class Cluster:
                 self.env.now, "send_error", engine=sender, method=method, error=f"release {rel.name} has no {method}"
             )
             return None
-        rule = choose_send_rule(rules, cap)
+        rule = rules[0] if cap is None else choose_send_rule(rules, cap)  # no cap: the first rule
         if rule is None:
             origin = ""
             if self.records:  # where the cap came from (the service records that hold it down)
@@ -725,12 +770,15 @@ class Cluster:
 
     # -------------------------------------------------------------- workers
     def _worker(self, eng: Engine, rel: Release, slot: int, generation: int):
-        env, trace, emit = self.env, self.trace, self.trace.emit
-        ack = self.broker.ack
+        env, trace, emit, broker = self.env, self.trace, self.trace.emit, self.broker
+        ack = broker.ack
         ack_after = self.broker.ack_after
         handlers = self.handlers_of[rel.name]
         backlog = eng.backlog
         outcomes = eng.outcomes
+        # a search's trace numbers the recv and done records nobody reads without building them
+        # (Trace.emit's rule, inlined: two calls and a list less per message)
+        recv_built, done_built = trace.wanted("recv"), trace.wanted("done")
         try:
             while eng.state == RUNNING and eng.generation == generation:
                 backlog = eng.backlog
@@ -745,11 +793,18 @@ class Cluster:
                 msg.taken = True
                 if eng.release is not rel and eng.release is not None:  # a sighup changed its config
                     rel = eng.release
-                now = env.now
-                if not ack_after:
-                    ack(msg, now)  # oslo.messaging's RPC server acknowledges here, before dispatching
+                now = env._now  # SimPy's clock (Environment.now, without the property call)
+                if not ack_after and msg.sub is not None:
+                    # oslo.messaging's RPC server acknowledges here, before dispatching (Broker.ack, inlined)
+                    msg.queue.ack(msg, now)  # type: ignore[union-attr]  # a delivered message has a queue
+                    if broker.depth is not None:
+                        broker._gone(msg.queue.vhost)  # type: ignore[union-attr]
                 eng.inflight[slot] = msg
-                recv = trace.recv(now, engine=eng.name, msg=msg.id, wait=now - msg.enqueued, cause=[msg.send_rec])
+                if recv_built:
+                    recv = trace.recv(now, engine=eng.name, msg=msg.id, wait=now - msg.enqueued, cause=[msg.send_rec])
+                else:
+                    recv = trace.count
+                    trace.count = recv + 1
                 # dispatch is pure: cache its outcome per kind of message, for this start of the engine
                 version = msg.version
                 assert version is not None, "every message a sender publishes carries its version"
@@ -779,31 +834,48 @@ class Cluster:
                 handler = handlers.get(msg.method)
                 snapshot = None
                 ok = True
-                keyed = handler is not None and handler.idempotency_key is not None
-                dup = keyed and self._duplicate(eng, msg, recv)  # its request id is recorded: no work
-                if not dup and handler is not None and handler.sync and rel.local:
-                    for fld in handler.sync:
-                        if fld in rel.local:
-                            self._sync_row(eng, rel, fld, msg, recv)
-                if not dup and handler is not None and (handler.read or handler.write):
-                    ok, snapshot = self._reads(eng, rel, handler, msg, recv)
-                if ok and not dup:
+                if handler is None:
                     yield env.timeout(rel.service_time)
-                    if handler is not None:
-                        ok = self._writes_and_casts(eng, rel, handler, msg, snapshot)
-                if keyed and not ok:
-                    self._unclaim(msg)  # the handling failed: its transaction, and the request id, roll back
+                else:
+                    dup = handler.idempotency_key is not None and self._duplicate(eng, msg, recv)
+                    if not dup:  # a duplicate's request id is recorded: no work
+                        if handler.sync and rel.local:
+                            for fld in handler.sync:
+                                if fld in rel.local:
+                                    self._sync_row(eng, rel, fld, msg, recv)
+                        if handler.read or handler.write:
+                            if handler.transaction:
+                                ok, snapshot = self._reads(eng, rel, handler, msg, recv)
+                            else:  # _reads without a transaction: straight to the reads
+                                self.db.actor = (eng.name, msg.id)
+                                ok, snapshot = self._read_fields(eng, rel, handler, msg, recv)
+                        if ok:
+                            yield env.timeout(rel.service_time)
+                            if msg.id in self.txns:
+                                ok = self._writes_and_casts(eng, rel, handler, msg, snapshot)
+                            else:  # _writes_and_casts without a transaction, inlined
+                                self.db.actor = (eng.name, msg.id)
+                                if handler.write:
+                                    ok = self._writes(eng, rel, handler, msg, snapshot, None)
+                                if ok and (handler.cast or handler.fanout):
+                                    self._casts(eng, rel, handler, msg)
+                        if handler.idempotency_key is not None and not ok:
+                            self._unclaim(msg)  # the handling failed: its transaction, and the request id, roll back
                 del eng.inflight[slot]
                 if ack_after:
                     ack(msg)
                 msg.replied = True
                 if msg.waiter is not None and not msg.waiter.triggered:
                     msg.waiter.succeed()
-                if msg.deadline is not None and (env.now > msg.deadline or msg.gave_up):
+                now = env._now
+                if msg.deadline is not None and (now > msg.deadline or msg.gave_up):
                     # the caller timed out before the reply: the work was done for nobody (written
                     # just before the done, so that a reader knows it when the handling ends)
-                    emit(env.now, "late", engine=eng.name, msg=msg.id, deadline=msg.deadline, cause=[msg.send_rec])
-                trace.done(env.now, engine=eng.name, msg=msg.id, ok=ok)
+                    emit(now, "late", engine=eng.name, msg=msg.id, deadline=msg.deadline, cause=[msg.send_rec])
+                if done_built:
+                    trace.done(now, engine=eng.name, msg=msg.id, ok=ok)
+                else:
+                    trace.count += 1
         except simpy.Interrupt:
             return
         if eng.state == STOPPING and eng.generation == generation and not eng.inflight:
@@ -884,7 +956,7 @@ class Cluster:
     def _read_fields(
         self, eng: Engine, rel: Release, handler: HandlerSpec, msg: Message, recv: int
     ) -> tuple[bool, dict[str, Any] | None]:
-        now, emit, row = self.env.now, self.trace.emit, msg.row
+        now, emit, row = self.env._now, self.trace.emit, msg.row  # _now: Environment.now without the property
         columns, read, read_sql = self.db.columns, self.db.read, rel.read_sql
         snapshot: dict[str, Any] | None = None
         defaulted: dict[str, str | None] | None = None  # location -> the default read instead
@@ -997,13 +1069,14 @@ class Cluster:
         held: list[tuple[str, int, dict[str, Any]]] | None,
     ) -> bool:
         """The writes of a handling; a transaction's records ``held`` until it commits."""
-        now, emit, row, db = self.env.now, self.trace.emit, msg.row, self.db
+        now, emit, row, db = self.env._now, self.trace.emit, msg.row, self.db  # _now: Environment.now
         written: set[str] = set()
+        columns = db.columns
         for fld in handler.write:
             locs = rel.write.get(fld)
             if not locs:
                 continue
-            missing = db.missing(locs)
+            missing = None if columns.issuperset(locs) else db.missing(locs)
             if missing:
                 if held:  # after a held write: held too, to keep the numbers the writes were given
                     fields = dict(engine=eng.name, msg=msg.id, op="write", locs=missing)
@@ -1023,7 +1096,8 @@ class Cluster:
             except WriteRefused as e:
                 emit(now, "write_refused", engine=eng.name, msg=msg.id, op="write", field=fld, row=row, error=str(e))
                 return False
-            written.update(locs)
+            if snapshot:  # only a whole-row save reads what was written
+                written.update(locs)
             if held is not None:
                 fields = dict(engine=eng.name, msg=msg.id, field=fld, row=row, value=value, locs=list(locs), trig=fired)
                 held.append(("write", rec, fields))
@@ -1060,10 +1134,25 @@ class Cluster:
         row = msg.row
         if handler.depth is not None and msg.hop >= handler.depth:
             return True
-        rng, hop = self.chooser.rng, msg.hop + 1
-        for method, n in handler.cast.items():
-            for _ in range(n):
-                self.send(eng.name, rel, eng.cap, method, rng.randrange(self.rows), call=False, hop=hop)
+        rng, hop, rows = self.chooser.rng, msg.hop + 1, self.rows
+        if handler.cast:
+            draw = INLINE_DRAW and type(rng) is random.Random
+            getrandbits, k = rng.getrandbits, rows.bit_length()
+            publish = self.broker.publish
+            for method, n in handler.cast.items():
+                # Cluster.send's common case, inlined: no routing, no cap (the first send rule)
+                rules = None if self.explicit or eng.cap is not None else rel.send_rules.get(method)
+                for _ in range(n):
+                    if draw:  # rng.randrange(rows), inlined: the same draws (see INLINE_DRAW)
+                        r = getrandbits(k)
+                        while r >= rows:
+                            r = getrandbits(k)
+                    else:
+                        r = rng.randrange(rows)
+                    if rules:
+                        publish(eng.name, method, rules[0], r, False, None, hop)
+                    else:
+                        self.send(eng.name, rel, eng.cap, method, r, call=False, hop=hop)
         for method in handler.fanout:
             self.trace.meter.work += len(self.engines)  # the scan below, charged to the run's work budget
             if self.explicit:  # to the running engines of the service it names, on the sender's vhost

@@ -136,12 +136,33 @@ class Trace:
         self._lean = not self._lines and not keep  # records only for their subscribers
         self._pending: list[str] = []  # lines not yet hashed
         self._subscribers: dict[str, list[Callable[[Record], None]]] = {}
+        # kind -> its subscribers' positional readers; None: one of them has none (see subscribe)
+        self._fast: dict[str, list[Callable[..., None]] | None] = {}
         self.count = 0
         self.meter = Meter()
 
-    def subscribe(self, kinds: tuple[str, ...], fn: Callable[[Record], None]) -> None:
+    def subscribe(
+        self,
+        kinds: tuple[str, ...],
+        fn: Callable[[Record], None],
+        positional: dict[str, Callable[..., None]] | None = None,
+    ) -> None:
+        """``fn`` gets each record of ``kinds``. ``positional``: for some of those kinds (``read``,
+        ``write``), a function that takes the record's fields instead, in the record's order without
+        ``kind`` (``i, t, engine, msg, ...``, as :meth:`read` and :meth:`write` take them): a trace
+        that makes no line and keeps no record calls it instead of ``fn`` and builds no record, as
+        long as every subscriber of that kind gave one."""
         for k in kinds:
             self._subscribers.setdefault(k, []).append(fn)
+            p = positional.get(k) if positional else None
+            fast = self._fast.get(k, [])
+            self._fast[k] = None if p is None or fast is None else [*fast, p]
+
+    def wanted(self, kind: str) -> bool:
+        """Is a record of ``kind`` built (encoded, kept or read by a subscriber)? If not, a writer may
+        only number it: ``i = trace.count; trace.count = i + 1`` (what :meth:`emit` does then).
+        Subscriptions are made before a run starts, so the answer holds for the whole run."""
+        return not self._lean or kind in self._subscribers
 
     def emit(self, t: float, kind: str, **fields: Any) -> int:
         """Append one record; returns its number."""
@@ -274,9 +295,16 @@ class Trace:
         self, t: float, *, engine: str, msg: int, field: str, row: int, loc: str, value: str | None, cause: list[int]
     ) -> int:
         i = self.count
-        if self._lean and "read" not in self._subscribers:  # wanted by nobody: numbered only
-            self.count = i + 1
-            return i
+        if self._lean:
+            if "read" not in self._subscribers:  # wanted by nobody: numbered only
+                self.count = i + 1
+                return i
+            fast = self._fast["read"]
+            if fast is not None:  # every subscriber reads the fields: no record is built
+                self.count = i + 1
+                for fn in fast:
+                    fn(i, t, engine, msg, field, row, loc, value, cause)
+                return i
         rec = {
             "i": i,
             "t": t,
@@ -289,6 +317,11 @@ class Trace:
             "value": value,
             "cause": cause,
         }
+        if self._lean:  # no line, not kept: straight to its subscribers (what _append does then)
+            self.count = i + 1
+            for fn in self._subscribers["read"]:
+                fn(rec)
+            return i
         line = None
         if self._lines:
             try:
@@ -305,9 +338,16 @@ class Trace:
         self, t: float, *, engine: str, msg: int, field: str, row: int, value: str, locs: list[str], trig: list[str]
     ) -> int:
         i = self.count
-        if self._lean and "write" not in self._subscribers:  # wanted by nobody: numbered only
-            self.count = i + 1
-            return i
+        if self._lean:
+            if "write" not in self._subscribers:  # wanted by nobody: numbered only
+                self.count = i + 1
+                return i
+            fast = self._fast["write"]
+            if fast is not None:  # every subscriber reads the fields: no record is built
+                self.count = i + 1
+                for fn in fast:
+                    fn(i, t, engine, msg, field, row, value, locs, trig)
+                return i
         rec = {
             "i": i,
             "t": t,
@@ -320,6 +360,11 @@ class Trace:
             "locs": locs,
             "trig": trig,
         }
+        if self._lean:  # no line, not kept: straight to its subscribers (what _append does then)
+            self.count = i + 1
+            for fn in self._subscribers["write"]:
+                fn(rec)
+            return i
         line = None
         if self._lines:
             try:
