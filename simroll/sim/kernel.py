@@ -16,6 +16,8 @@ the invariants read them.
 
 from __future__ import annotations
 
+import contextlib
+from heapq import heappop
 from typing import Any
 
 import simpy
@@ -59,6 +61,10 @@ event ``max_events`` allows. Records cost nothing from it; it bounds what per-en
 fanout, stops, kills, the checks' scans) do besides writing records, so no input spends long between
 two records: a run stops at ``max_events`` records or ``WORK_PER_EVENT * max_events`` units, whichever
 comes first (``end_reason`` then says which, like every limit)."""
+
+INLINE_STEP = simpy.__version__.split(".")[:2] == ["4", "1"]
+"""Whether :meth:`Simulation._loop` runs SimPy's ``Environment.peek`` and ``step`` inlined: on SimPy 4.1, whose
+internals (``_queue``, ``_now``, an event's ``callbacks``, ``_ok``, ``_value``, ``_defused``) it reads."""
 
 
 class Simulation:
@@ -110,14 +116,48 @@ class Simulation:
         for f in self.scenario.faults:
             if f.at is not None:
                 env.process(self._fault_at(f.at, f.kill))
-        max_time, max_events = limits.max_time, limits.max_events
+        try:
+            self._loop(limits.max_time, limits.max_events)
+            self._finish()
+        except BaseException:
+            # a run that fails midway (a statement the server refuses outright, Ctrl-C) still drops a
+            # server's scratch schema; the failure, not a second one while closing, is what is raised
+            with contextlib.suppress(Exception):
+                self.db.close()
+            raise
+        self.db.close()  # a SQL backend's connection, and a server's scratch schema
+
+    def _loop(self, max_time: float, max_events: int) -> None:
+        """SimPy's ``Environment.step`` until nothing is left to happen or a limit is reached, with
+        ``peek`` and ``step`` inlined (two calls less per event) on the SimPy it was written against
+        (:data:`INLINE_STEP`; else it calls them). It runs each event's callbacks as ``step`` does;
+        ``tests/test_trace.py`` checks that both loops give the same traces. Its locals are no state of
+        the model (simroll verify's digest reads the frames of a choice point): the event queue is
+        read from the environment each time."""
+        env, trace = self.env, self.trace
         max_work = WORK_PER_EVENT * max_events
         meter = trace.meter
-        peek, step = env.peek, env.step
+        if not INLINE_STEP:
+            peek, step = env.peek, env.step
+            while True:
+                at = peek()  # the time of the next event; Infinity when none is left
+                if at == Infinity:
+                    break  # quiescent, unless the operator stopped at a limit (it set end_reason)
+                if at > max_time:
+                    if self.end_reason == "quiescent":
+                        self.end_reason = f"limit: simulated time reached max_time={max_time:g} s"
+                    break
+                if trace.count > max_events or meter.work > max_work:
+                    self.end_reason = self._over_limits() or self.end_reason
+                    break
+                step()
+            return
         while True:
-            at = peek()  # the time of the next event; Infinity when none is left
-            if at == Infinity:
+            if not env._queue:
                 break  # quiescent, unless the operator stopped at a limit (it set end_reason)
+            at = env._queue[0][0]  # the time of the next event (Environment.peek)
+            if at == Infinity:
+                break
             if at > max_time:
                 if self.end_reason == "quiescent":
                     self.end_reason = f"limit: simulated time reached max_time={max_time:g} s"
@@ -125,9 +165,16 @@ class Simulation:
             if trace.count > max_events or meter.work > max_work:
                 self.end_reason = self._over_limits() or self.end_reason
                 break
-            step()
-        self._finish()
-        self.db.close()  # a SQL backend's connection, and a server's scratch schema
+            # Environment.step, inlined
+            env._now, _, _, event = heappop(env._queue)
+            callbacks, event.callbacks = event.callbacks, None  # type: ignore[assignment]  # as SimPy does
+            for callback in callbacks:
+                callback(event)
+            if not event._ok and not hasattr(event, "_defused"):
+                # the event failed and nobody handled it: crash as SimPy does
+                exc = type(event._value)(*event._value.args)
+                exc.__cause__ = event._value
+                raise exc
 
     def _over_limits(self) -> str | None:
         """The end reason if the trace has passed ``max_events`` or the work its budget, else None."""
