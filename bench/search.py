@@ -1,12 +1,15 @@
 """Search benchmark: how fast does `simroll fuzz` find each fuzz target, guided vs plain random?
 
-For each fuzz scenario and each of 20 seeds, run the search twice with the same budget:
-Hypothesis-guided (generation steered by each invariant's distance-to-violation score)
-and plain random sampling of the same space. Report the median number of simulations
-and the median wall time to the first violation, the shrink time and the length of
-the final counterexample (its numbered steps, the violation included).
+For each fuzz scenario and each of 20 seeds, run the search once per method with the same
+budget: `aim` (fuzz's default: pins aimed at the moments a run came close, mutation of the
+best schedules), Hypothesis-guided (`guided`: generation steered by each invariant's
+distance-to-violation score) and plain random sampling of the same space. Report, per method,
+found/seeds and the median number of simulations to the first violation; for aim and guided
+the median wall time, the shrink time and the length of the final counterexample (its
+numbered steps, the violation included).
 
     python bench/search.py [--json] [--seeds 20] [--budget 200] [--only NAME ...] [--no-sweep]
+                           [--methods aim,hypothesis,random]
 
 A search that finds nothing within the budget counts as budget+1 simulations. The sparse targets
 of bench/targets/ are meant to be found by plain random sampling in under 30 % of the seeds:
@@ -34,10 +37,14 @@ EXTRA = {"sparse_backfill_race": ROOT / "bench" / "sparse_backfill_race.yaml"}
 EXTRA.update({path.stem: path for path in sorted((ROOT / "bench" / "targets").glob("*.yaml"))})
 
 
-def measure(name: str, seeds: int, budget: int, sweep: bool = True) -> dict:
+KEYS = {"aim": "aim", "hypothesis": "guided", "random": "random"}
+
+
+def measure(name: str, seeds: int, budget: int, sweep: bool = True, methods: tuple[str, ...] = tuple(KEYS)) -> dict:
     scenario = simroll.load_scenario(EXTRA.get(name, ROOT / "scenarios" / f"{name}.yaml"))
     row: dict = {"scenario": name}
-    for method, key in (("hypothesis", "guided"), ("random", "random")):
+    for method in methods:
+        key = KEYS[method]
         sims, secs, shrink, steps, found = [], [], [], [], 0
         for seed in range(seeds):
             r = fuzz(scenario, max_examples=budget, seed=seed, method=method, opening_sweep=sweep)
@@ -55,10 +62,10 @@ def measure(name: str, seeds: int, budget: int, sweep: bool = True) -> dict:
         row[f"{key}_found"] = f"{found}/{seeds}"
         if key == "random":
             row["sparse"] = found < 0.3 * seeds
-        if key == "guided":
-            row["shrink_seconds"] = round(statistics.median(shrink), 3) if shrink else None
-            row["shrink_seconds_max"] = round(max(shrink), 3) if shrink else None
-            row["counterexample_steps"] = statistics.median(steps) if steps else None
+        else:
+            row[f"{key}_shrink_seconds"] = round(statistics.median(shrink), 3) if shrink else None
+            row[f"{key}_shrink_seconds_max"] = round(max(shrink), 3) if shrink else None
+            row[f"{key}_counterexample_steps"] = statistics.median(steps) if steps else None
     return row
 
 
@@ -69,28 +76,34 @@ def main() -> None:
     p.add_argument("--budget", type=int, default=200)
     p.add_argument("--only", nargs="*", help="these scenarios only")
     p.add_argument("--no-sweep", action="store_true", help="guided search without its opening random sweep")
+    p.add_argument("--methods", default="aim,hypothesis,random", help="comma-separated: aim, hypothesis, random")
     args = p.parse_args()
+    methods = tuple(m for m in args.methods.split(",") if m)
+    bad = [m for m in methods if m not in KEYS]
+    if bad:
+        p.error(f"--methods: unknown {', '.join(bad)} (expected some of {', '.join(KEYS)})")
     names = [n for n in SCENARIOS + list(EXTRA) if not args.only or n in args.only]
-    rows = [measure(name, args.seeds, args.budget, not args.no_sweep) for name in names]
+    rows = []
+    for name in names:
+        rows.append(measure(name, args.seeds, args.budget, not args.no_sweep, methods))
+        if not args.json:  # one row at a time: a long run shows its progress
+            if len(rows) == 1:
+                print(" | ".join(_columns(rows[0])), flush=True)
+            print(" | ".join(str(rows[-1][c]) for c in _columns(rows[0])), flush=True)
     if args.json:
         print(json.dumps(rows, indent=2))
-        return
-    cols = [
-        "scenario",
-        "guided_median_simulations",
-        "random_median_simulations",
-        "guided_median_seconds",
-        "random_median_seconds",
-        "guided_found",
-        "random_found",
-        "sparse",
-        "shrink_seconds",
-        "shrink_seconds_max",
-        "counterexample_steps",
-    ]
-    print(" | ".join(cols))
-    for r in rows:
-        print(" | ".join(str(r[c]) for c in cols))
+
+
+def _columns(row: dict) -> list[str]:
+    cols = ["scenario"]
+    for suffix in ("found", "median_simulations"):
+        cols += [f"{k}_{suffix}" for k in ("aim", "guided", "random") if f"{k}_{suffix}" in row]
+    cols += [c for c in ("sparse",) if c in row]
+    for k in ("aim", "guided"):
+        cols += [
+            f"{k}_{c}" for c in ("shrink_seconds", "shrink_seconds_max", "counterexample_steps") if f"{k}_{c}" in row
+        ]
+    return cols
 
 
 if __name__ == "__main__":

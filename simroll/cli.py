@@ -594,10 +594,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--dask", metavar="ADDRESS", help="run them on this Dask scheduler instead (extra: dask)")
     f.add_argument(
         "--method",
-        choices=("hypothesis", "random"),
-        default="hypothesis",
-        help="hypothesis: a random sweep (a tenth of the budget) then guided generation, which runs in "
-        "one process; random: plain random sampling of the whole budget, all of it on the workers",
+        choices=("aim", "hypothesis", "random"),
+        default="aim",
+        help="aim (default): pins aimed where runs came close to a violation, and mutation of the best "
+        "schedules, a batch at a time on the workers; hypothesis: a random sweep (a tenth of the budget) "
+        "then Hypothesis' guided generation, which runs in one process; random: plain random sampling "
+        "of the whole budget, all of it on the workers",
     )
     f.add_argument(
         "--invariant",

@@ -1436,3 +1436,175 @@ def test_bounded_imbalance_counts_only_engines_on_the_message_queue():
     for other in ("engine_worker", "heat_new/engine"):
         c = _imbalance_two_queues(other)
         assert (c.count, c.checked, c.vacuous) == (0, 0, True)
+
+
+# ============================================================================ near misses a consumer choice away
+def _late_host(second_release_takes: str = "1.0", e2_queue: str | None = None, stop_e2_at: float | None = None):
+    """e1 runs r-new (1.1), e2 runs r-old (endpoints: ``second_release_takes``). m0, version 1.1, is
+    sent at 2.0 to the topic queue 'engine' and handed to e1, while e2 is up: had the broker
+    picked e2, e2 would have raised UnsupportedVersion unless its release takes 1.1."""
+    tr = T()
+    tr(0.0, "begin", scenario="s", delivery="oslo")
+    tr.start(0.0, "e1", "r-new")
+    if e2_queue is None:
+        tr.start(1.0, "e2", "r-old")
+    else:
+        tr(1.0, "start", engine="e2", release="r-old", workers=1, cap=None, queue=e2_queue, cause=[])
+    if stop_e2_at is not None:
+        tr(stop_e2_at, "stopped", engine="e2", release="r-old")
+    tr.send(2.0, 0, version="1.1")
+    tr.recv(2.0, "e1", 0)
+    tr.done(2.1, "e1", 0)
+    return tr, {"r-new": ["1.1"], "r-old": [second_release_takes]}
+
+
+def test_no_incompatible_delivery_near_miss_a_consumer_choice_away():
+    from simroll.check.invariants import NEAR_MISS
+
+    tr, endpoints = _late_host()
+    c = feed(NoIncompatibleDelivery(endpoints=endpoints), tr.recs)
+    # positive: one message sent while mixed (1) and the near miss, at the delivery's time
+    assert (c.count, c.score(), c.near_t) == (0, NEAR_MISS + 1.0, 2.0)
+    # without the endpoints (no scenario), the score is the mixed traffic only, and says no time
+    c = feed(NoIncompatibleDelivery(), tr.recs)
+    assert (c.score(), c.near_t) == (1.0, None)
+
+
+def test_no_incompatible_delivery_no_near_miss_when_the_other_engine_could_take_it():
+    # e2's release takes 1.1 too (same major, higher minor: oslo's rule): no near miss
+    tr, endpoints = _late_host(second_release_takes="1.2")
+    assert feed(NoIncompatibleDelivery(endpoints=endpoints), tr.recs).score() == 1.0
+    # e2 takes 1.0 only but consumes another queue: it could not have been offered m0
+    tr, endpoints = _late_host(e2_queue="engine_worker")
+    assert feed(NoIncompatibleDelivery(endpoints=endpoints), tr.recs).score() == 1.0
+    # e2 stopped just before m0 was sent (boundary: gone at the send's instant)
+    tr, endpoints = _late_host(stop_e2_at=2.0)
+    c = feed(NoIncompatibleDelivery(endpoints=endpoints), tr.recs)
+    assert (c.score(), c.near_t) == (0.0, None)  # nothing mixed when m0 was sent
+    # a version-routed bus offers each engine only the versions it takes
+    tr, endpoints = _late_host()
+    tr.recs[0]["delivery"] = "version-routed"
+    assert feed(NoIncompatibleDelivery(endpoints=endpoints), tr.recs).score() == 1.0
+
+
+def _exposed(cap: str = "1.0", lowest_rule: str = "1.1", caps_at: float | None = None, recv_by: str = "e2"):
+    """e1 starts on r-newer with ``cap``; r-newer sends check at ``lowest_rule`` at the lowest. m0 is
+    handed to ``recv_by`` at 2.0. With ``caps_at``, a set_cap step lifts e1's cap to 1.1 then."""
+    tr = T()
+    tr.start(0.0, "e2", "r-legacy")
+    tr.start(1.0, "e1", "r-newer", cap=cap)
+    if caps_at is not None:
+        tr(caps_at, "caps", caps={"e1": "1.1", "e2": None}, client=None)
+    tr.send(2.0, 0, method="update")
+    tr.recv(2.0, recv_by, 0)
+    sends = {"r-newer": {"check": [lowest_rule, "1.2"]}, "r-legacy": {"check": ["1.0"]}}
+    return feed(NoRefusedSend(sends=sends), tr.recs)
+
+
+def test_no_refused_send_near_miss_while_an_engine_runs_exposed():
+    from simroll.check.invariants import NEAR_MISS
+
+    # positive: e1's cap 1.0 allows none of r-newer's rules for check (1.1, 1.2), and m0 went to e2
+    c = _exposed()
+    assert (c.count, c.score(), c.near_t) == (0, NEAR_MISS + 1.0, 2.0)  # + the one send while mixed
+    # negative: a rule at 1.0 (the backport kept), or no cap at all: e1 could have sent check
+    assert _exposed(lowest_rule="1.0").score() == 1.0
+    assert _exposed(cap=None).near_t is None
+    # boundary: a rule exactly at the cap is allowed
+    assert _exposed(cap="1.1").score() == 1.0
+    # the exposed engine took it itself: that is the violation's path, not a choice away from it
+    assert _exposed(recv_by="e1").near_t is None
+    # a caps record lifting e1's cap before m0 ends the exposure
+    assert _exposed(caps_at=1.5).score() == 1.0
+    # without the send rules (no scenario), the score is the mixed traffic only
+    tr = T()
+    assert feed(NoRefusedSend(), tr.recs).near_t is None
+
+
+def test_closeness_scores_say_when_their_near_miss_was():
+    # no-stranded-message: e1, the last taker of (engine, 1.0), stops at 5.0, 1 s after the last arrival
+    assert feed(NoStrandedMessage(), _last_taker_leaves(4.0).recs).near_t == 5.0
+    # no-lost-write: the backfill's copy of row 0 (read at 2, written at 3) 0.5 s before a write at 3.5
+    tr = T()
+    tr(0.0, "init", field="f", locs=["a.x", "b.y"], rows=1)
+    tr(2.0, "bf_read", row=0)
+    tr(3.0, "bf_write", loc="b.y", row=0, value="init0", trig=[])
+    tr.write(3.5, "e1", 0, value="v1", locs=("a.x",))
+    c = feed(NoLostWrite(), tr.recs)
+    # (plus 1: the write went to a.x only, so b.y is a stale copy until someone copies it again)
+    assert c.score() == pytest.approx(1 + 1 / 1.5) and c.near_t == 3.5
+    # a checker whose score says no time leaves it None (the search then uses its score's last rise)
+    assert OperationsComplete().near_t is None
+
+
+def _contract_after(last_read: float, contract: str = "a.x", action: str = "contract"):
+    """e1 reads a.x at ``last_read``, then a contract step removes ``contract`` at 5.0."""
+    tr = T()
+    tr.read(last_read, "e1", 0, loc="a.x", value="init0")
+    tr.write(1.0, "e1", 0, locs=("b.y",))
+    tr(5.0, "step", index=0, action=action, detail={action: [contract]})
+    return feed(SchemaCompatible(), tr.recs)
+
+
+def test_schema_compatible_score_is_how_narrowly_a_contract_missed_an_access():
+    # positive: the last access to a.x 1 s before its contract: 1 / (1 + 1); closer, higher
+    c = _contract_after(4.0)
+    assert (c.count, c.score(), c.near_t) == (0, pytest.approx(0.5), 5.0)
+    assert _contract_after(4.5).score() == pytest.approx(1 / 1.5)
+    assert _contract_after(0.5, contract="a").score() == pytest.approx(1 / 5.5)  # the whole table
+    # boundary: an access at the contract's very instant (before it) is as close as it gets
+    assert _contract_after(5.0).score() == pytest.approx(1.0)
+    # negative: a contract of something nobody touched, or a step that removes nothing
+    assert _contract_after(4.0, contract="c.z").score() == 0.0
+    assert _contract_after(4.0, action="expand").near_t is None
+    # the step is not an access: checked counts the read and the write only
+    assert _contract_after(4.0).checked == 2
+
+
+def _killed_after(kill_at: float, engine: str = "e1"):
+    """e1 handles operation m0 from 1.0 to 1.04; ``engine`` is killed at ``kill_at``."""
+    tr = T()
+    tr.send(1.0, 0, call=True)
+    tr.recv(1.0, "e1", 0)
+    tr.done(1.04, "e1", 0)
+    tr(kill_at, "kill", engine=engine, inflight=[], cause=[])
+    tr.end(3.0)
+    return feed(OperationsComplete(), tr.recs)
+
+
+def test_operations_complete_score_is_how_narrowly_a_kill_missed_a_handling():
+    from simroll.check.invariants import KILL_NEAR
+
+    took = 0.04  # the operation's time, the score's other part
+    # positive: killed 0.06 s after its handling ended; nearer, higher
+    c = _killed_after(1.1)
+    assert (c.count, c.score(), c.near_t) == (0, pytest.approx(took + KILL_NEAR / 1.06), 1.1)
+    assert _killed_after(2.0).score() == pytest.approx(took + KILL_NEAR / 1.96)
+    # boundary: killed at the instant the handling ended (after its done): as near as it gets, held
+    assert _killed_after(1.04).score() == pytest.approx(took + KILL_NEAR)
+    # negative: another engine, which never handled anything, killed: no near miss
+    c = _killed_after(1.1, engine="e2")
+    assert (c.score(), c.near_t) == (pytest.approx(took), None)
+
+
+def _call_done_at(done: float, timeout: float | None = 5.0, ok: bool = True):
+    """The client calls m0 at 1.0; e1 handles it and is done at ``done``; the client's timeout is ``timeout``."""
+    tr = T()
+    tr.send(1.0, 0, call=True)
+    tr.recv(1.0, "e1", 0)
+    tr.done(done, "e1", 0, ok=ok)
+    from simroll.check.invariants import NoDuplicateEffect
+
+    return feed(NoDuplicateEffect(timeout=timeout), tr.recs)
+
+
+def test_no_duplicate_effect_score_is_how_narrowly_a_call_beat_its_timeout():
+    # positive: done at 4.0, the client would have retried at 1 + 5 = 6.0: 2 s to spare; nearer, higher
+    c = _call_done_at(4.0)
+    assert (c.count, c.score(), c.near_t) == (0, pytest.approx(1 / 3), 4.0)
+    assert _call_done_at(5.5).score() == pytest.approx(1 / 1.5)
+    # boundary: done at the deadline's very instant
+    assert _call_done_at(6.0).score() == pytest.approx(1.0)
+    # negative: a failed handling, or no timeout known (no scenario): no near miss
+    assert _call_done_at(4.0, ok=False).near_t is None
+    assert _call_done_at(4.0, timeout=None).score() == 0.0

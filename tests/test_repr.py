@@ -31,7 +31,9 @@ def big():
 
 @pytest.fixture(scope="module")
 def found():
-    return simroll.fuzz(simroll.load_scenario(SCENARIOS / "fuzz_backfill_race.yaml"), max_examples=60, seed=0)
+    return simroll.fuzz(
+        simroll.load_scenario(SCENARIOS / "fuzz_backfill_race.yaml"), max_examples=60, seed=0, method="hypothesis"
+    )
 
 
 def _sweep(n_cells: int) -> Sweep:

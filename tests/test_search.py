@@ -1,6 +1,7 @@
 """The search space, its application to a scenario, and `simroll fuzz`."""
 
 import json
+from dataclasses import replace
 
 import pytest
 from conftest import SCENARIOS, kinds
@@ -169,3 +170,113 @@ def test_cli_fuzz_bad_flags(bad, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["fuzz", str(LAST_LEGACY), bad])
     assert exc.value.code == 2
+
+
+# ---------------------------------------------------------------- the aim strategy (fuzz's default)
+TARGETS = SCENARIOS.parent / "bench" / "targets"
+
+
+def test_fuzz_methods_are_named_and_aim_is_the_default():
+    import inspect
+
+    assert inspect.signature(fuzz).parameters["method"].default == "aim"
+    s = load_scenario(SCENARIOS / "fuzz_add_column_one_release.yaml")
+    with pytest.raises(ValueError, match=r"method='guided': expected one of 'hypothesis', 'random', 'aim'"):
+        fuzz(s, max_examples=5, method="guided")
+
+
+def test_timed_chooser_notes_each_points_time_and_options_and_changes_nothing():
+    from simroll.explore.search import _evaluate, _evaluate_seen
+
+    s = load_scenario(TARGETS / "late_host_takes_new_message.yaml")
+    n = len(s.plan)
+    for sched in (Schedule.default(n), replace(Schedule.default(n), pins=(("consumer", 398, 3),))):
+        violated, scores, seen = _evaluate_seen((s, sched))
+        assert (violated, scores) == _evaluate((s, sched))  # the same verdicts and scores as a plain run
+    # the periodic workload sends one request a second from t=1: consumer point k comes at t=k+1;
+    # engine-4 is back at 398.2, so the last point (t=399) has 4 consumers to choose from, the one before 3
+    times = seen.times["consumer"]
+    assert len(times) == 399 and times[0] == (1.0, 3) and times[397] == (398.0, 3) and times[398] == (399.0, 4)
+    assert seen.marks == (398.2,)  # the one operator step
+
+
+def test_a_near_miss_says_when_and_aim_places_its_first_pins_there():
+    from simroll.explore.search import _Aim, _evaluate_seen
+
+    s = load_scenario(TARGETS / "late_host_takes_new_message.yaml")
+    plain = Schedule.default(len(s.plan))
+    _, scores, seen = _evaluate_seen((s, plain))
+    # as written, the request of t=399 goes to engine-1 while engine-4 (legacy, 1.0 only) could have
+    # taken it: a near miss of no-incompatible-delivery, at t=399 (plus 1 message sent while mixed)
+    assert scores["no-incompatible-delivery"] == 10_001.0
+    assert seen.peaks["no-incompatible-delivery"] == 399.0
+    aim = _Aim(s, {"consumer": 399}, seed=0, wanted=lambda name: True)
+    aim.tried.add(plain)
+    aim.add(plain, scores, seen, None)
+    first = [sched.pins for sched, _ in aim.draw(8) if sched.pins and len(sched.pins) == 1]
+    # the point nearest t=399 is point 398 (t=399 itself), every other consumer of its 4 first
+    assert first[:3] == [(("consumer", 398, 1),), (("consumer", 398, 2),), (("consumer", 398, 3),)]
+
+
+def test_aim_finds_a_sparse_bug_in_a_few_runs_deterministically():
+    s = load_scenario(TARGETS / "late_host_takes_new_message.yaml")
+    a = fuzz(s, max_examples=200, seed=0)
+    b = fuzz(s, max_examples=200, seed=0)
+    assert a.found and a.invariant == "no-incompatible-delivery"
+    # the plain run, then (at most) two random or plan draws around the three aimed picks of point 398
+    assert a.first_violation_after <= 8
+    assert (a.examples, a.schedule, a.trace_sha256) == (b.examples, b.schedule, b.trace_sha256)
+    assert len(a.schedule.pins) == 1 and a.schedule.pins[0][:2] == ("consumer", 398)
+
+
+@pytest.mark.slow
+def test_aim_gives_the_same_search_on_two_workers():
+    from simroll.explore.parallel import make_executor
+
+    s = load_scenario(TARGETS / "refused_send_runbook_order.yaml")
+    serial = fuzz(s, max_examples=60, seed=1)
+    with make_executor(workers=2) as ex:
+        parallel = fuzz(s, max_examples=60, seed=1, executor=ex)
+    assert serial.found
+    assert (parallel.examples, parallel.schedule, parallel.trace_sha256) == (
+        serial.examples,
+        serial.schedule,
+        serial.trace_sha256,
+    )
+
+
+@pytest.mark.slow
+def test_aim_search_is_the_same_under_any_hash_seed(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    target = TARGETS / "refused_send_runbook_order.yaml"
+    outs = []
+    for hashseed in ("0", "12345"):
+        env = {**os.environ, "PYTHONHASHSEED": hashseed, "CI": "1"}
+        out = tmp_path / f"cx{hashseed}.yaml"
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "simroll",
+                "fuzz",
+                str(target),
+                "--seed",
+                "3",
+                "--json",
+                "--no-db",
+                "--out",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        )
+        assert run.returncode == 1, run.stderr  # found
+        outs.append((json.loads(run.stdout), out.read_text()))
+    (a, file_a), (b, file_b) = outs
+    assert (a["examples"], a["trace_sha256"], a["steps"]) == (b["examples"], b["trace_sha256"], b["steps"])
+    assert file_a == file_b

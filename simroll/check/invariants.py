@@ -67,6 +67,9 @@ class Checker:
 
     name = ""
     kinds: tuple[str, ...] = ()
+    # the simulated time of the near miss the score measures (None: the score does not say);
+    # the search's ``aim`` strategy places pins near it
+    near_t: float | None = None
 
     def __init__(self) -> None:
         self.violations: list[Violation] = []
@@ -93,6 +96,14 @@ class Checker:
     def score(self) -> float:
         """Distance to violation, larger is closer; violated runs score high."""
         return self._score + (1e6 if self.count else 0.0)
+
+
+_NO_CELL = object()  # NoLostWrite: a cell it has not seen written
+_NO_VERSION: Any = object()  # NoIncompatibleDelivery: a version text it has not parsed yet
+
+
+NEAR_MISS = 1e4  # a score's part for a run one choice away from the violation (far above any count it adds to)
+KILL_NEAR = 1e3  # operations-complete: a kill right after a handling, above any operation's time
 
 
 def _closeness(seconds: float) -> float:
@@ -126,10 +137,11 @@ class NoLostWrite(Checker):
         self.near = 0.0
         self.started: dict[str, int] = {}  # engine -> its start record (which release it reads with)
 
-    def _near_miss(self, seconds: float) -> None:
+    def _near_miss(self, seconds: float, t: float) -> None:
         closeness = _closeness(seconds)
         if closeness > self.near:
             self.near = closeness
+            self.near_t = t
 
     def score(self) -> float:
         return super().score() + self.near
@@ -146,8 +158,97 @@ class NoLostWrite(Checker):
         else:
             self.stale.discard((loc, row))
 
+    def positional(self) -> dict[str, Callable[..., None]]:
+        """kind -> the method that reads a record of that kind from its fields, given positionally in
+        the record's order without ``kind`` (``i, t, engine, msg, ...``): a trace that builds no record
+        for anyone else calls it instead of :meth:`observe` (see :meth:`Trace.subscribe`)."""
+        return {"write": self._write, "read": self._read}
+
+    def _write(
+        self, i: int, t: float, engine: str, msg: int, fld: str, row: int, value: Any, locs: list[str], trig: list[str]
+    ) -> None:
+        key = (fld, row)
+        self.latest[key] = (value, i)
+        self.written_at[key] = t
+        copied = self.copied_at.get(key)
+        if copied is not None:
+            self._near_miss(t - copied, t)
+        cells, field_of, stale = self.cells, self.field_of, self.stale
+        for loc in locs + trig if trig else locs:
+            field_of.setdefault(loc, fld)
+            cells[(loc, row)] = value
+        for loc, f in field_of.items():  # the new value makes the field's other copies stale
+            if f == fld:
+                cell = cells.get((loc, row), _NO_CELL)
+                if cell is _NO_CELL:
+                    continue
+                # self._cell(loc, row, cell), inlined: the latest value of (fld, row) is ``value``
+                if cell != value:
+                    stale.add((loc, row))
+                    self._score = max(self._score, float(len(stale)))
+                else:
+                    stale.discard((loc, row))
+
+    def _read(
+        self, i: int, t: float, engine: str, msg: int, fld: str, row: int, loc: str, value: Any, cause: list[int]
+    ) -> None:
+        latest = self.latest.get((fld, row))
+        if latest is None:
+            return
+        self.checked += 1
+        if value != latest[0]:
+            got = "nothing (the location is empty)" if value is None else repr(value)
+            # the reader's start (the release it reads with), the write it missed, the one it saw
+            causes = tuple(
+                c
+                for c in (
+                    self.started.get(engine),
+                    latest[1],
+                    cause[-1] if len(cause) > 1 else None,
+                )
+                if c is not None
+            )
+            self.violate(
+                Violation(
+                    self.name,
+                    t,
+                    f"{engine} read {fld} of row {row} from {loc} and got {got}, "
+                    f"but the latest acknowledged write is {latest[0]!r} (record {latest[1]})",
+                    i,
+                    (engine,),
+                    f"{fld}[{row}]",
+                    causes,
+                )
+            )
+
     def observe(self, rec: Record) -> None:
         kind = rec["kind"]
+        if kind == "write":  # the two kinds of nearly every record first
+            self._write(
+                rec["i"],
+                rec["t"],
+                rec["engine"],
+                rec["msg"],
+                rec["field"],
+                rec["row"],
+                rec["value"],
+                rec["locs"],
+                rec["trig"],
+            )
+            return
+        if kind == "read":
+            self._read(
+                rec["i"],
+                rec["t"],
+                rec["engine"],
+                rec["msg"],
+                rec["field"],
+                rec["row"],
+                rec["loc"],
+                rec["value"],
+                rec["cause"],
+            )
+            return
         if kind == "start":
             self.started[rec["engine"]] = rec["i"]
         elif kind == "init":
@@ -157,19 +258,6 @@ class NoLostWrite(Checker):
                 self.latest[(rec["field"], r)] = (f"init{r}", rec["i"])
                 for loc in rec["locs"]:
                     self.cells[(loc, r)] = f"init{r}"
-        elif kind == "write":
-            fld, row, value = rec["field"], rec["row"], rec["value"]
-            self.latest[(fld, row)] = (value, rec["i"])
-            self.written_at[(fld, row)] = rec["t"]
-            copied = self.copied_at.get((fld, row))
-            if copied is not None:
-                self._near_miss(rec["t"] - copied)
-            for loc in rec["locs"] + rec["trig"]:
-                self.field_of.setdefault(loc, fld)
-                self.cells[(loc, row)] = value
-            for loc, f in self.field_of.items():  # the new value makes the field's other copies stale
-                if f == fld and (loc, row) in self.cells:
-                    self._cell(loc, row, self.cells[(loc, row)])
         elif kind == "rewrite":
             for loc, value in rec["cols"].items():
                 self._cell(loc, rec["row"], value)
@@ -184,39 +272,9 @@ class NoLostWrite(Checker):
                 if read_at is None:
                     read_at = rec["t"]
                 if written is not None and written <= read_at:
-                    self._near_miss(read_at - written)
+                    self._near_miss(read_at - written, rec["t"])
             for loc in [rec["loc"]] + rec["trig"]:
                 self._cell(loc, rec["row"], rec["value"])
-        elif kind == "read":
-            fld, row, value = rec["field"], rec["row"], rec["value"]
-            latest = self.latest.get((fld, row))
-            if latest is None:
-                return
-            self.checked += 1
-            if value != latest[0]:
-                got = "nothing (the location is empty)" if value is None else repr(value)
-                # the reader's start (the release it reads with), the write it missed, the one it saw
-                causes = tuple(
-                    c
-                    for c in (
-                        self.started.get(rec["engine"]),
-                        latest[1],
-                        rec["cause"][-1] if len(rec["cause"]) > 1 else None,
-                    )
-                    if c is not None
-                )
-                self.violate(
-                    Violation(
-                        self.name,
-                        rec["t"],
-                        f"{rec['engine']} read {fld} of row {row} from {rec['loc']} and got {got}, "
-                        f"but the latest acknowledged write is {latest[0]!r} (record {latest[1]})",
-                        rec["i"],
-                        (rec["engine"],),
-                        f"{fld}[{row}]",
-                        causes,
-                    )
-                )
         elif kind == "final":
             fld = rec["field"]
             for row, value in enumerate(rec["values"]):
@@ -276,6 +334,7 @@ class NoStrandedMessage(Checker):
                 closeness = _closeness(t - self.arrived[key])
                 if closeness > self.near:
                     self.near = closeness
+                    self.near_t = t
 
     def observe(self, rec: Record) -> None:
         kind = rec["kind"]
@@ -342,26 +401,98 @@ class NoIncompatibleDelivery(Checker):
     """No engine receives a message whose version, method or arguments it cannot handle
     (oslo.messaging: UnsupportedVersion, NoSuchMethod, or a TypeError from the call).
 
-    ``checked``: deliveries (``recv``). Vacuous: no engine received a message."""
+    ``checked``: deliveries (``recv``). Vacuous: no engine received a message.
+    Score: messages sent while more than one release ran, plus :data:`NEAR_MISS` once a message
+    was handed to one engine while another running engine that shares its queue would have
+    rejected its version (a consumer choice away from the violation; ``near_t`` is then its
+    time). Which versions a release accepts comes from the releases' endpoints (oslo's rule: same
+    major, requested version no higher), which :func:`make_checkers` passes with the scenario;
+    on a version-routed bus no such choice exists."""
 
     name = "no-incompatible-delivery"
-    kinds = ("reject", "start", "stopped", "kill", "send", "recv")
+    kinds = ("reject", "start", "stopped", "kill", "send", "recv", "begin")
 
-    def __init__(self) -> None:
+    def __init__(self, endpoints: dict[str, list[str]] | None = None) -> None:
         super().__init__()
         self.releases = _Releases()
+        self.accepts = {
+            rel: [v for v in map(_version, versions) if v is not None] for rel, versions in (endpoints or {}).items()
+        }
+        self.sent: dict[int, tuple[str, Version]] = {}  # message -> (queue, version), until taken
+        # running engine -> (its release, the topic queue it names: None for the default); and how many
+        # running engines each such pair has, so a near miss is O(releases x queues), not O(engines)
+        self.taker: dict[str, tuple[str, str | None]] = {}
+        self.taking: dict[tuple[str, str | None], int] = {}
+        self.parsed: dict[str, Version | None] = {}  # version text -> its Version (None: not one)
+        self.rejects: dict[tuple[str, Version], bool] = {}  # (release, version) -> its endpoints reject it
+        self.near = 0.0
+
+    def score(self) -> float:
+        return super().score() + self.near
+
+    def _near_miss(self, rec: Record) -> None:
+        sent = self.sent.pop(rec["msg"], None)
+        if sent is None or self.near:
+            return
+        queue, v = sent
+        running, dot = self.releases.running, queue.find(".")
+        while dot >= 0:  # one engine's own queue (``<topic>.<engine>``): nobody else could take it
+            if queue[dot + 1 :] in running:
+                return
+            dot = queue.find(".", dot + 1)
+        mine = self.taker.get(rec["engine"])
+        for key, n in self.taking.items():
+            release, named = key
+            if named is not None and named != queue:
+                continue
+            rejects = self.rejects.get((release, v))
+            if rejects is None:
+                accepts = self.accepts.get(release)
+                rejects = self.rejects[(release, v)] = accepts is not None and not any(
+                    a.major == v.major and a >= v for a in accepts
+                )
+            if rejects and (n > 1 or key != mine):
+                self.near, self.near_t = NEAR_MISS, rec["t"]
+                return
+
+    def _run(self, engine: str, release: str | None, queue: str | None = None) -> None:
+        self.releases.run(engine, release)
+        old = self.taker.pop(engine, None)
+        if old is not None:
+            left = self.taking[old] - 1
+            if left:
+                self.taking[old] = left
+            else:
+                del self.taking[old]
+        if release is not None:
+            key = self.taker[engine] = (release, queue)
+            self.taking[key] = self.taking.get(key, 0) + 1
 
     def observe(self, rec: Record) -> None:
         kind = rec["kind"]
         if kind == "recv":
             self.checked += 1
+            if self.sent:
+                self._near_miss(rec)
         elif kind == "send":
             if self.releases.mixed:  # mixed-version traffic is where this breaks
                 self._score += 1.0
+            if self.accepts and not self.near:
+                text: str | None = rec.get("version")
+                v = None
+                if text is not None:
+                    v = self.parsed.get(text, _NO_VERSION)
+                    if v is _NO_VERSION:
+                        v = self.parsed[text] = _version(text)
+                if v is not None:
+                    self.sent[rec["msg"]] = (rec.get("queue", ""), v)
+        elif kind == "begin":
+            if rec.get("delivery") == "version-routed":
+                self.accepts = {}  # each engine is offered only the versions it takes
         elif kind == "start":
-            self.releases.run(rec["engine"], rec["release"])
+            self._run(rec["engine"], rec["release"], rec.get("queue"))
         elif kind in ("stopped", "kill"):
-            self.releases.run(rec["engine"], None)
+            self._run(rec["engine"], None)
         else:
             what = "cast was consumed and lost" if not rec["call"] else "caller got the error"
             self.violate(
@@ -661,14 +792,46 @@ class SchemaCompatible(Checker):
     """No engine (or the backfill) touches a table or column that does not exist at that moment.
 
     ``checked``: database accesses (reads, writes, row rewrites, backfill reads and writes, and
-    the refused ones). Vacuous: the run touched no table."""
+    the refused ones). Vacuous: the run touched no table.
+    Score: how narrowly a contract step missed an access to what it removes, 1 / (1 + seconds
+    between the last access to a removed column (or a column of a removed table) and the
+    contract); ``near_t`` is the contract's time. A later contract, or an earlier last access,
+    is farther from the violation: an access after the contract."""
 
     name = "schema-compatible"
-    kinds = ("schema_error", "read", "write", "rewrite", "bf_read", "bf_write")
+    kinds = ("schema_error", "read", "write", "rewrite", "bf_read", "bf_write", "step")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last_at: dict[str, float] = {}  # location -> the time it was last accessed
+        self.near = 0.0
+
+    def score(self) -> float:
+        return super().score() + self.near
+
+    def _contract(self, rec: Record) -> None:
+        gone = rec["detail"].get("contract") or ()
+        for loc, at in self.last_at.items():
+            if loc in gone or loc.split(".", 1)[0] in gone:
+                closeness = _closeness(rec["t"] - at)
+                if closeness > self.near:
+                    self.near, self.near_t = closeness, rec["t"]
 
     def observe(self, rec: Record) -> None:
+        kind = rec["kind"]
+        if kind == "step":  # not an access: a contract step, for the score
+            if rec["action"] == "contract":
+                self._contract(rec)
+            return
         self.checked += 1
-        if rec["kind"] != "schema_error":
+        if kind != "schema_error":
+            last_at, t = self.last_at, rec["t"]
+            if "loc" in rec:
+                last_at[rec["loc"]] = t
+            for loc in rec.get("locs", ()):
+                last_at[loc] = t
+            for loc in rec.get("cols", ()):
+                last_at[loc] = t
             return
         self.violate(
             Violation(
@@ -756,19 +919,53 @@ class NoRefusedSend(Checker):
     or an engine (a cast or call refused while handling a message).
 
     ``checked``: sends attempted (``send`` and ``send_error``). Vacuous: nothing was sent.
-    Score: sends made while more than one release ran (a cap can only refuse in a mixed cluster)."""
+    Score: sends made while more than one release ran (a cap can only refuse in a mixed cluster),
+    plus :data:`NEAR_MISS` once a message was handed to one engine while another ran *exposed*:
+    with a version cap (at its start, or set by a ``caps`` record) below every send rule its
+    release has for some method, so that handling a message that sends it would be refused (a
+    consumer choice away from the violation; ``near_t`` is then its time). The send rules come
+    from the releases (:func:`make_checkers` passes them with the scenario). A cap the cluster
+    lifts later without a ``caps`` record (``computed: live``) is not seen: the exposure then
+    lasts, for this score, until the engine stops."""
 
     name = "no-refused-send"
-    kinds = ("send", "send_error", "start", "stopped", "kill", "caps")
+    kinds = ("send", "send_error", "start", "stopped", "kill", "caps", "recv")
 
-    def __init__(self) -> None:
+    def __init__(self, sends: dict[str, dict[str, list[str]]] | None = None) -> None:
         super().__init__()
         self.releases = _Releases()
         self.started: dict[str, int] = {}
         self.last_caps: int | None = None
+        # release -> the lowest version of each method's send rules
+        self.lowest: dict[str, list[Version]] = {}
+        for rel, methods in (sends or {}).items():
+            lows = [
+                min(vs)
+                for vs in ([v for v in map(_version, rules) if v is not None] for rules in methods.values())
+                if vs
+            ]
+            if lows:
+                self.lowest[rel] = lows
+        self.exposed: set[str] = set()  # running engines whose cap refuses some method of theirs
+        self.near = 0.0
+
+    def score(self) -> float:
+        return super().score() + self.near
+
+    def _cap(self, engine: str, release: str | None, cap: str | None) -> None:
+        v = _version(cap)
+        lows = self.lowest.get(release or "", ())
+        if v is not None and any(low > v for low in lows):
+            self.exposed.add(engine)
+        else:
+            self.exposed.discard(engine)
 
     def observe(self, rec: Record) -> None:
         kind = rec["kind"]
+        if kind == "recv":
+            if self.exposed and not self.near and (len(self.exposed) > 1 or rec["engine"] not in self.exposed):
+                self.near, self.near_t = NEAR_MISS, rec["t"]
+            return
         if kind == "send":
             self.checked += 1
             if self.releases.mixed:
@@ -792,10 +989,16 @@ class NoRefusedSend(Checker):
         elif kind == "start":
             self.releases.run(rec["engine"], rec["release"])
             self.started[rec["engine"]] = rec["i"]
+            if self.lowest:
+                self._cap(rec["engine"], rec["release"], rec.get("cap"))
         elif kind == "caps":
             self.last_caps = rec["i"]
+            if self.lowest:
+                for engine, cap in rec["caps"].items():
+                    self._cap(engine, self.releases.running.get(engine), cap)
         else:
             self.releases.run(rec["engine"], None)
+            self.exposed.discard(rec["engine"])
 
 
 class _Op:
@@ -852,7 +1055,10 @@ class OperationsComplete(Checker):
 
     ``checked``: operations decided (completed or failed). Vacuous: no client operation.
     :meth:`availability` reports the completed fraction and the longest interval without a
-    completion. Score: the longest time an operation took to complete, in seconds."""
+    completion. Score: the longest time an operation took to complete, in seconds, plus how
+    narrowly a kill missed a handling: :data:`KILL_NEAR` / (1 + seconds from the killed engine's
+    last handling's end to the kill), the larger part (a kill inside a handling loses its message,
+    ``lost``: the violation, whatever the operations' times); ``near_t`` is the kill's time."""
 
     name = "operations-complete"
     kinds = (
@@ -870,10 +1076,15 @@ class OperationsComplete(Checker):
         "unknown_value",
         "timeout",
         "end",
+        "kill",
     )
 
     def __init__(self, within: float | None = None, retries: int = 0) -> None:
         super().__init__()
+        # score, besides the longest time an operation took: how narrowly a kill missed a handling,
+        # KILL_NEAR / (1 + seconds from the killed engine's last handling done to the kill)
+        self.done_at: dict[str, float] = {}
+        self.near = 0.0
         self.within = within
         # issue 20: with a client retry policy (workload.retry.count > 0), a call and its retries are
         # one logical operation, decided as a whole
@@ -1040,6 +1251,10 @@ class OperationsComplete(Checker):
                 self.refused_by.setdefault(rec["engine"], []).append(rec["i"])
         elif kind == "done":
             self._done(rec)
+        elif kind == "kill":
+            done = self.done_at.get(rec["engine"])
+            if done is not None and KILL_NEAR * _closeness(rec["t"] - done) > self.near:
+                self.near, self.near_t = KILL_NEAR * _closeness(rec["t"] - done), rec["t"]
         elif kind == "timeout":
             self._timeout(rec)
         elif kind == "end":
@@ -1102,8 +1317,12 @@ class OperationsComplete(Checker):
             self._fail(failing, rec, why, tuple(rec.get("cause", ())))
             self._release(rec["msg"])
 
+    def score(self) -> float:
+        return super().score() + self.near
+
     def _done(self, rec: Record) -> None:
         e, m, t = rec["engine"], rec["msg"], rec["t"]
+        self.done_at[e] = t
         children = self.sent_by.pop(e, None)
         refused = self.refused_by.pop(e, None)
         op = self.op_of.get(m)
@@ -1196,10 +1415,11 @@ class NoLostUpdate(Checker):
         self.last_write: dict[tuple[str, int], float] = {}
         self.last_rmw: dict[tuple[str, int], float] = {}
 
-    def _near(self, seconds: float) -> None:
+    def _near(self, seconds: float, t: float) -> None:
         c = _closeness(seconds)
         if c > self._score:
             self._score = c
+            self.near_t = t
 
     def _drop(self, h: tuple[str, int]) -> None:
         for cell in self.by_handling.pop(h, ()):
@@ -1227,7 +1447,7 @@ class NoLostUpdate(Checker):
             entries[h] = [rec["i"], t, None]
             written = self.last_write.get(cell)
             if written is not None:
-                self._near(t - written)
+                self._near(t - written, t)
             return
         # a write
         entries = self.reads.get(cell, {})
@@ -1253,7 +1473,7 @@ class NoLostUpdate(Checker):
         else:
             rmw = self.last_rmw.get(cell)
             if rmw is not None:
-                self._near(t - rmw)
+                self._near(t - rmw, t)
         if entries:
             for entry in entries.values():
                 if entry[2] is None:
@@ -1273,19 +1493,28 @@ class NoDuplicateEffect(Checker):
     write different values one after the other, and neither loses the other's write.
 
     ``checked``: operations retried at least once (the only ones that could be applied twice).
-    Vacuous: no call was retried. Score: attempts sent beyond the first, over all operations."""
+    Vacuous: no call was retried. Score: attempts sent beyond the first, over all operations, plus
+    how narrowly a call's first attempt beat the client's timeout (``timeout``, which
+    :func:`make_checkers` passes with the scenario): 1 / (1 + seconds between its handling's end
+    and the moment the client would have given up and retried); ``near_t`` is that handling's end."""
 
     name = "no-duplicate-effect"
     kinds = ("send", "dedup", "done")
 
-    def __init__(self) -> None:
+    def __init__(self, timeout: float | None = None) -> None:
         super().__init__()
+        self.timeout = timeout
+        self.sent_at: dict[int, float] = {}  # a first attempt, until handled -> when it was sent
+        self.near = 0.0
         self.op_of: dict[int, int] = {}  # a client call's message -> its operation (the first attempt)
         self.sends: dict[int, int] = {}  # message -> its send record
         self.method: dict[int, str] = {}  # operation -> method
         self.skipped: set[int] = set()  # messages that found their request id recorded
         self.applied: dict[int, tuple[int, int, str, float]] = {}  # operation -> (msg, done record, engine, t)
         self.retried: set[int] = set()  # operations with a retry
+
+    def score(self) -> float:
+        return super().score() + self.near
 
     def observe(self, rec: Record) -> None:
         kind = rec["kind"]
@@ -1297,6 +1526,8 @@ class NoDuplicateEffect(Checker):
             self.op_of[m] = op
             self.sends[m] = rec["i"]
             self.method.setdefault(op, rec["method"])
+            if self.timeout is not None and op == m:
+                self.sent_at[m] = rec["t"]
             if op != m:
                 if op not in self.retried:
                     self.checked += 1
@@ -1309,6 +1540,11 @@ class NoDuplicateEffect(Checker):
             of = self.op_of.get(m)
             if of is None or not rec["ok"] or m in self.skipped:
                 return
+            sent = self.sent_at.pop(m, None)
+            if sent is not None and self.timeout is not None:
+                closeness = _closeness(sent + self.timeout - rec["t"])
+                if closeness > self.near:
+                    self.near, self.near_t = closeness, rec["t"]
             op = of
             first = self.applied.get(op)
             if first is None:
@@ -1394,16 +1630,24 @@ INVARIANTS: dict[str, type[Checker]] = {
 def make_checkers(enabled: dict[str, BaseModel], scenario: Scenario | None = None) -> list[Checker]:
     """Checkers for the invariants a scenario enables, with their bounds.
 
-    With ``scenario``, ``bounded-imbalance`` knows each release's endpoint versions (which
-    versions it accepts) from the start, instead of learning them from the trace."""
+    With ``scenario``, ``bounded-imbalance`` and ``no-incompatible-delivery`` know each release's
+    endpoint versions (which versions it accepts) from the start, and ``no-refused-send`` each
+    release's send rules (their scores use them)."""
     out = []
     for name, params in enabled.items():
         kw = params.model_dump()
         if name == OperationsComplete.name and scenario is not None and scenario.workload.retry is not None:
             kw["retries"] = scenario.workload.retry.count  # a call and its retries: one operation (issue 20)
-        if name == BoundedImbalance.name and scenario is not None:
+        if name in (BoundedImbalance.name, NoIncompatibleDelivery.name) and scenario is not None:
             kw["endpoints"] = {
                 rel: [ep.version for ep in spec.rpc.endpoints] for rel, spec in scenario.releases.items()
+            }
+        if name == NoDuplicateEffect.name and scenario is not None:
+            kw["timeout"] = scenario.workload.timeout or scenario.bus.call_timeout
+        if name == NoRefusedSend.name and scenario is not None:
+            kw["sends"] = {
+                rel: {m: [r.version for r in rules] for m, rules in spec.rpc.sends.items()}
+                for rel, spec in scenario.releases.items()
             }
         out.append(INVARIANTS[name](**kw))
     return out

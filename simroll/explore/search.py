@@ -37,6 +37,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 
 from simroll._display import html as _display_html
 from simroll._io import atomic_write_text
+from simroll.check.invariants import Checker, make_checkers
 from simroll.errors import UsageError
 from simroll.explore.parallel import Executor
 from simroll.run import RunResult, run_scenario
@@ -53,10 +54,14 @@ from simroll.scenario.spec import (
     StepSpec,
     StopStep,
 )
+from simroll.sim.chooser import TimedChooser
+from simroll.sim.kernel import Simulation
+from simroll.sim.trace import Trace
 
 PAUSE_LEVELS = 16  # a pause choice adds k/16 of max_pause, k in 0..16
 FAULT_LEVELS = 64  # an extra kill happens at k/64 of the default run's length
 MAX_PINS = 3  # event-level choice points a schedule may pin
+METHODS = ("hypothesis", "random", "aim")  # fuzz's search strategies (see fuzz())
 
 
 @dataclass(frozen=True)
@@ -203,6 +208,73 @@ def _evaluate(job: tuple[Scenario, Schedule]) -> tuple[list[str], dict[str, floa
     """Run one schedule (in any process): the invariants it violates, and the scores."""
     res = run_scenario(apply_schedule(*job), keep_trace=False, report=False)
     return res.violated, res.scores
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """What the ``aim`` strategy reads from a run besides its verdicts and scores: each choice
+    point's time and number of options (per kind, by number), the times of the operator's steps
+    and injected kills, the time of each invariant's near miss (its checker's ``near_t``, else the
+    moment its score last rose), and each engine's handling intervals (a kill is interesting while
+    an engine holds work)."""
+
+    times: dict[str, list[tuple[float, int]]]
+    marks: tuple[float, ...]
+    peaks: dict[str, float]
+    busy: dict[str, list[tuple[float, float]]]
+
+
+def _evaluate_seen(job: tuple[Scenario, Schedule]) -> tuple[list[str], dict[str, float], _Seen]:
+    """Run one schedule as :func:`_evaluate` does (same verdicts, same scores), noting what the
+    ``aim`` strategy needs (:class:`_Seen`)."""
+    sc = apply_schedule(*job)
+    trace = Trace(keep=False, hashed=False)
+    checkers = make_checkers(sc.invariants.enabled(), sc)
+    peaks: dict[str, float] = {}
+    for checker in checkers:
+        checker.meter = trace.meter  # as run_scenario: the checks count against the work budget
+        trace.subscribe(checker.kinds, _watch(checker, peaks))
+    marks: list[float] = []
+    busy: dict[str, list[tuple[float, float]]] = {}
+    taken: dict[tuple[str, int], float] = {}
+
+    def note(rec: dict[str, Any]) -> None:
+        kind = rec["kind"]
+        if kind == "recv":
+            taken[(rec["engine"], rec["msg"])] = rec["t"]
+        elif kind in ("done", "reject"):
+            began = taken.pop((rec["engine"], rec["msg"]), None)
+            if began is not None:
+                busy.setdefault(rec["engine"], []).append((began, rec["t"]))
+        else:  # step, fault
+            marks.append(rec["t"])
+
+    trace.subscribe(("recv", "done", "reject", "step", "fault"), note)
+    chooser = TimedChooser(sc.seed, {(c.kind, c.at): c.pick for c in sc.choices})
+    sim = Simulation(sc, chooser, trace)
+    env = sim.env
+    chooser.clock = lambda: env.now
+    sim.run()
+    violated = [c.name for c in checkers if c.count]
+    for checker in checkers:  # a score that says when its near miss was knows better than its last rise
+        if checker.near_t is not None:
+            peaks[checker.name] = checker.near_t
+    return violated, {c.name: c.score() for c in checkers}, _Seen(chooser.times, tuple(marks), peaks, busy)
+
+
+def _watch(checker: Checker, peaks: dict[str, float]) -> Callable[[dict[str, Any]], None]:
+    """``checker.observe``, noting in ``peaks`` the time of the record at which its score last rose."""
+    observe, score, name = checker.observe, checker.score, checker.name
+    best = [score()]
+
+    def watched(rec: dict[str, Any]) -> None:
+        observe(rec)
+        s = score()
+        if s > best[0]:
+            best[0] = s
+            peaks[name] = rec["t"]
+
+    return watched
 
 
 @dataclass
@@ -435,6 +507,388 @@ def minimize(
     return sched
 
 
+AIM_BATCH = 4  # schedules the aim strategy draws before it reads their outcomes (any number of workers)
+AIM_RANKS = 16  # choice points tried around each moment of interest, nearest first
+AIM_ELITE = 4  # best-scoring schedules kept per invariant, as bases and for mutation
+
+
+class _Aim:
+    """The ``aim`` strategy: pins placed where a run came close, then mutation of the best.
+
+    Random sampling spreads a schedule's few pins over hundreds of choice points; a bug that one
+    pin on one point triggers is then found by luck. ``aim`` reads, from each run it keeps as a
+    *base* (the plain run first, then each plan-level variant that sets a new best score, its pins
+    left out), the moments that matter -- each invariant's near miss (:class:`_Seen`) and the
+    times of the operator's steps and injected kills -- and the simulated time of every choice
+    point. It then tries pins on the choice points nearest those moments, those at or before a
+    moment first (a choice changes only what comes after it; a near miss is searched twice as
+    deep as a step), a delay's middle and largest level first, every other consumer; and extra
+    kills while an engine holds work. Draws take turns: a neighbour of a schedule that set a new
+    best score (the same point's other options, the points next to it) or else an aimed one; an
+    aimed one; a plan-level change (each pause level, drop, kill and swap of the plain run, in a
+    seeded order, then mutations of the best schedules); a plain random draw. The best schedule
+    of each plan is kept (up to :data:`AIM_ELITE` plans per invariant), so a plan whose score is
+    a local optimum does not crowd out the others.
+
+    Deterministic: every draw comes from ``random.Random`` seeded with the search's seed, and the
+    outcomes are read a batch of :data:`AIM_BATCH` schedules at a time, in order, so the search
+    is the same for any number of workers."""
+
+    def __init__(self, scenario: Scenario, points: dict[str, int], seed: int, wanted: Callable[[str], bool]) -> None:
+        self.scenario = scenario
+        self.points = points
+        self.seed = seed
+        self.wanted = wanted
+        self.space = search_space(scenario)
+        self.rng = random.Random(f"simroll-aim/{seed}")
+        self.tried: set[Schedule] = set()
+        # per invariant, the best schedule of each plan (its plan-level choices), best and simplest
+        # first: (score, deviations, when, schedule, what its run showed). Keeping one per plan keeps
+        # the bases diverse: a plan whose score is a local optimum does not crowd out the others.
+        self.elite: dict[str, list[tuple[float, int, int, Schedule, _Seen]]] = {}
+        self.floor: dict[str, float] = {}  # the plain run's scores: a base must beat one of them
+        self.bases: list[tuple[Schedule, Iterator[Schedule]]] = []  # aimed schedules per base, in turn
+        self.plain: Schedule | None = None
+        self.climb: list[Schedule] = []  # neighbours of schedules that set a new best, first in, first out
+        self.parent_of: dict[Schedule, Schedule] = {}  # a derived schedule -> the one it came from
+        self.plans: Iterator[Schedule] | None = None  # the plain run with one plan-level change, in a seeded order
+        self.count = 0  # outcomes read
+        self.sweep = 0  # random draws so far
+
+    # ------------------------------------------------------------------ reading outcomes
+    def add(self, sched: Schedule, scores: dict[str, float], seen: _Seen, parent: Schedule | None) -> None:
+        """Note one run's outcome: a base if it is among the best, its neighbours if it set a new best."""
+        self.count += 1
+        scores = {k: v for k, v in scores.items() if self.wanted(k)}
+        if self.plain is None:
+            self.plain, self.floor = sched, scores
+            self.bases.append((sched, self._aimed(sched, seen)))
+            self.plans = self._plan_changes(sched)
+            return
+        record = any(
+            v > max([self.floor.get(k, 0.0)] + [e[0] for e in self.elite.get(k, ())]) for k, v in scores.items()
+        )
+        if record and parent is not None:  # a new best, one change away from a base: try what is next to it
+            self.climb.extend(self._neighbours(sched, parent))
+        plan = _plan_of(sched)
+        entered = False
+        for name, score in scores.items():
+            if score <= self.floor.get(name, 0.0):
+                continue
+            best = self.elite.setdefault(name, [])
+            entry = (score, deviations(sched), self.count, sched, seen)
+            same = [e for e in best if _plan_of(e[3]) == plan]
+            if same and (same[0][0], -same[0][1]) >= (score, -entry[1]):
+                continue
+            best[:] = sorted([e for e in best if _plan_of(e[3]) != plan] + [entry], key=lambda e: (-e[0], e[1], e[2]))
+            del best[AIM_ELITE:]
+            entered = entered or entry in best
+        if entered:
+            # a plan new among the best: aim from it (its pins left out: what a pin adds to a plan
+            # is found by aiming at that plan's moments), next; a plan that stays keeps its turn
+            plans = {_plan_of(e[3]) for best in self.elite.values() for e in best} | {_plan_of(self.plain)}
+            self.bases = [(b, g) for b, g in self.bases if _plan_of(b) in plans]
+            if all(_plan_of(b) != plan for b, _ in self.bases):
+                bare = replace(sched, pins=())
+                self.bases.insert(0, (bare, self._aimed(bare, seen)))
+                if sched.pins:
+                    self.climb.append(self._child(bare, sched))
+
+    # ------------------------------------------------------------------ drawing schedules
+    def draw(self, n: int) -> list[tuple[Schedule, Schedule | None]]:
+        """The next ``n`` schedules (each with the base it was derived from, if any), none tried
+        before. In turn: a neighbour of a new best (or, if none is waiting, one aimed at a base's
+        moments), one aimed, one plan-level change (of the plain run, then of the best), one random
+        draw."""
+        out: list[tuple[Schedule, Schedule | None]] = []
+        for _ in range(50 * n):
+            if len(out) == n:
+                break
+            turn = (self.count + len(out)) % 4
+            sched: Schedule | None
+            if turn == 0 and self.climb:
+                sched = self.climb.pop(0)
+            elif turn == 3:
+                sched = self._random()
+            elif turn == 2:
+                sched = next(self.plans, None) if self.plans is not None else None
+                if sched is None:
+                    sched = self._mutant()
+            else:
+                sched = self._next_aimed()
+            if sched is None or sched in self.tried:
+                continue
+            self.tried.add(sched)
+            out.append((sched, self.parent_of.get(sched)))
+        return out
+
+    def _random(self) -> Schedule:
+        self.sweep += 1
+        return _random_schedule(self.scenario, self.points, self.seed, self.sweep - 1)
+
+    def _next_aimed(self) -> Schedule | None:
+        # the bases in turn, the newest first, one aimed schedule each
+        while self.bases:
+            base, gen = self.bases[0]
+            nxt = next(gen, None)
+            if nxt is None:
+                self.bases.pop(0)
+                continue
+            self.bases.append(self.bases.pop(0))
+            return nxt
+        return self._mutant()
+
+    def _plan_changes(self, plain: Schedule) -> Iterator[Schedule]:
+        """The plain schedule with one plan-level change each (a pause level, a dropped step, a kill,
+        a swap within a reorder group), in an order drawn from the seed."""
+        space, n = self.space, len(plain.order)
+        changes: list[Schedule] = []
+        for i in range(n):
+            if space.max_pause > 0:
+                changes += [
+                    replace(plain, pause=plain.pause[:i] + (k,) + plain.pause[i + 1 :])
+                    for k in range(1, PAUSE_LEVELS + 1)
+                ]
+            if space.drop_steps:
+                changes.append(replace(plain, keep=plain.keep[:i] + (False,) + plain.keep[i + 1 :]))
+            if _flippable(self.scenario, i):
+                changes.append(replace(plain, kill=plain.kill[:i] + (True,) + plain.kill[i + 1 :]))
+        for group in space.reorder:
+            slots = sorted(set(group))
+            for x in range(len(slots)):
+                for y in range(x + 1, len(slots)):
+                    order = list(plain.order)
+                    order[slots[x]], order[slots[y]] = order[slots[y]], order[slots[x]]
+                    changes.append(replace(plain, order=tuple(order)))
+        self.rng.shuffle(changes)
+        return iter(changes)
+
+    def _aimed(self, base: Schedule, seen: _Seen) -> Iterator[Schedule]:
+        """Schedules that add one deviation to ``base`` near its moments of interest, nearest first."""
+        space = self.space
+        moments: list[float] = []
+        for name in sorted(seen.peaks):
+            if self.wanted(name):
+                moments.append(seen.peaks[name])
+        moments += [t for t in seen.marks if all(abs(t - m) > 1e-6 for m in moments)]
+        # extra kills while an engine holds work (a kill of an idle engine loses nothing)
+        if space.kill_engines and base.fault is None:
+            horizon = _horizon(self.scenario)
+            for level in range(FAULT_LEVELS + 1):
+                at = horizon * level / FAULT_LEVELS
+                for engine in space.kill_engines:
+                    if any(a <= at < b for a, b in seen.busy.get(engine, ())):
+                        yield self._child(replace(base, fault=(engine, level)), base)
+        if not (space.events and moments):
+            return
+        kinds = sorted(k for k, c in self.points.items() if c > 0 and k in seen.times)
+        pinned = {p[:2] for p in base.pins}
+        if len(base.pins) >= MAX_PINS:
+            return
+        order = {kind: [_nearest(seen.times[kind], t) for t in moments] for kind in kinds}
+        peaks = sum(1 for name in seen.peaks if self.wanted(name))
+        used: set[tuple[str, int]] = set()
+        later: list[tuple[str, int, int]] = []
+        for rank in range(AIM_RANKS):
+            for m in range(len(moments)):
+                # a near miss's moment is searched twice as deep as an operator step's
+                for r in (2 * rank, 2 * rank + 1) if m < peaks else (rank,):
+                    yield from self._pins_at(base, kinds, order, m, r, used, pinned, seen, later)
+        for pin in later:
+            yield self._child(replace(base, pins=base.pins + (pin,)), base)
+
+    def _pins_at(
+        self,
+        base: Schedule,
+        kinds: list[str],
+        order: dict[str, list[list[int]]],
+        m: int,
+        rank: int,
+        used: set[tuple[str, int]],
+        pinned: set[tuple[str, int]],
+        seen: _Seen,
+        later: list[tuple[str, int, int]],
+    ) -> Iterator[Schedule]:
+        """One pin on the ``rank``-th choice point of each kind nearest moment ``m`` (its first options;
+        the rest are noted in ``later``)."""
+        for kind in kinds:
+            near = order[kind][m]
+            if rank < len(near):
+                at = near[rank]
+                if (kind, at) in used or (kind, at) in pinned or at >= self.points[kind]:
+                    continue
+                used.add((kind, at))
+                options = seen.times[kind][at][1]
+                first, rest = _options(kind, options)
+                for option in first:
+                    yield self._child(replace(base, pins=base.pins + ((kind, at, option),)), base)
+                later += [(kind, at, o) for o in rest]
+
+    def _child(self, sched: Schedule, parent: Schedule) -> Schedule:
+        self.parent_of.setdefault(sched, parent)
+        return sched
+
+    def _neighbours(self, sched: Schedule, parent: Schedule) -> list[Schedule]:
+        """The schedules next to one that raised a score: its new pin's other options, then the
+        same option on the points next to it."""
+        new = [p for p in sched.pins if p not in parent.pins]
+        out: list[Schedule] = []
+        for kind, at, option in new:
+            rest = tuple(p for p in sched.pins if p != (kind, at, option))
+            for o in range(8, 0, -1):
+                if o != option:
+                    out.append(replace(sched, pins=rest + ((kind, at, o),)))
+            for d in (1, -1, 2, -2):
+                if 0 <= at + d < self.points.get(kind, 0) and all(p[:2] != (kind, at + d) for p in rest):
+                    out.append(replace(sched, pins=rest + ((kind, at + d, option),)))
+        if sched.fault is not None and sched.fault != parent.fault:
+            engine, level = sched.fault
+            for d in (1, -1, 2, -2):
+                if 0 <= level + d <= FAULT_LEVELS:
+                    out.append(replace(sched, fault=(engine, level + d)))
+        for child in out:
+            self._child(child, sched)
+        return out
+
+    def _mutant(self) -> Schedule:
+        """One or two random changes to one of the best schedules (a random draw while there is none)."""
+        pool = [e[3] for name in sorted(self.elite) for e in self.elite[name]]
+        if not pool:
+            return self._random()
+        rng = self.rng
+        base = pool[rng.randrange(len(pool))]
+        sched = base
+        for _ in range(1 + rng.randrange(2)):
+            sched = self._mutate(sched)
+        return self._child(sched, base)
+
+    def _mutate(self, s: Schedule) -> Schedule:
+        rng, space, n = self.rng, self.space, len(s.order)
+        moves: list[str] = []
+        if space.max_pause > 0 and n:
+            moves.append("pause")
+        if space.drop_steps and n:
+            moves.append("keep")
+        if any(len(set(g)) > 1 for g in space.reorder):
+            moves.append("order")
+        if space.kill_engines:
+            moves.append("fault")
+        kinds = sorted(k for k, c in self.points.items() if c > 0)
+        if space.events and kinds:
+            moves += ["pin", "pin"]
+        flips = [i for i in range(n) if _flippable(self.scenario, i)]
+        if flips:
+            moves.append("kill")
+        if not moves:
+            return s
+        move = moves[rng.randrange(len(moves))]
+        if move == "pause":
+            i = rng.randrange(n)
+            level = (
+                min(PAUSE_LEVELS, max(0, s.pause[i] + rng.choice((-3, -2, -1, 1, 2, 3))))
+                if rng.random() < 0.6
+                else rng.randint(0, PAUSE_LEVELS)
+            )
+            return replace(s, pause=s.pause[:i] + (level,) + s.pause[i + 1 :])
+        if move == "keep":
+            i = rng.randrange(n)
+            return replace(s, keep=s.keep[:i] + (not s.keep[i],) + s.keep[i + 1 :])
+        if move == "kill":
+            i = flips[rng.randrange(len(flips))]
+            return replace(s, kill=s.kill[:i] + (not s.kill[i],) + s.kill[i + 1 :])
+        if move == "order":
+            groups = [sorted(set(g)) for g in space.reorder if len(set(g)) > 1]
+            slots = groups[rng.randrange(len(groups))]
+            a, b = rng.sample(slots, 2)
+            order = list(s.order)
+            order[a], order[b] = order[b], order[a]
+            return replace(s, order=tuple(order))
+        if move == "fault":
+            if s.fault is not None and rng.random() < 0.7:
+                engine, level = s.fault
+                if rng.random() < 0.5:
+                    return replace(s, fault=(engine, min(FAULT_LEVELS, max(0, level + rng.choice((-2, -1, 1, 2))))))
+                return replace(s, fault=(space.kill_engines[rng.randrange(len(space.kill_engines))], level))
+            if s.fault is not None:
+                return replace(s, fault=None)
+            engines = space.kill_engines
+            return replace(s, fault=(engines[rng.randrange(len(engines))], rng.randint(0, FAULT_LEVELS)))
+        # a pin: move one to a point nearby, change its option, drop it, or add one anywhere
+        pins = list(s.pins)
+        what = rng.randrange(4) if pins else 3
+        if what == 3 and len(pins) < MAX_PINS:
+            kind = kinds[rng.randrange(len(kinds))]
+            pin = (kind, rng.randrange(self.points[kind]), rng.randint(1, 8))
+            if all(p[:2] != pin[:2] for p in pins):
+                pins.append(pin)
+        elif pins:
+            k = rng.randrange(len(pins))
+            kind, at, option = pins[k]
+            if what == 0:
+                at = min(self.points[kind] - 1, max(0, at + rng.choice((-3, -2, -1, 1, 2, 3))))
+                if all(p[:2] != (kind, at) for j, p in enumerate(pins) if j != k):
+                    pins[k] = (kind, at, option)
+            elif what == 1:
+                pins[k] = (kind, at, rng.randint(1, 8))
+            else:
+                del pins[k]
+        return replace(s, pins=tuple(pins))
+
+
+def _plan_of(s: Schedule) -> tuple[Any, ...]:
+    """A schedule's plan-level choices (all but its pins)."""
+    return (s.order, s.keep, s.pause, s.kill, s.fault)
+
+
+def _nearest(times: list[tuple[float, int]], t: float) -> list[int]:
+    """Choice point numbers nearest ``t`` first: those at or before it (a choice changes only what
+    comes after it), then those after; the earlier number first on a tie."""
+    return sorted(range(len(times)), key=lambda i: (times[i][0] > t + 1e-9, abs(times[i][0] - t), i))
+
+
+def _flippable(scenario: Scenario, i: int) -> bool:
+    flips = search_space(scenario).kill_instead_of_stop
+    return scenario.plan[i].action in ("stop", "restart", "remove") and (
+        flips is True or (isinstance(flips, list) and i in flips)
+    )
+
+
+def _options(kind: str, n: int) -> tuple[list[int], list[int]]:
+    """A choice point's options to try first and later: every other consumer at once; a delay or
+    gap's middle and largest level first (a near miss in time is usually closed by a longer wait
+    or a shorter one), the rest later."""
+    if kind == "consumer":
+        return list(range(1, n)), []
+    return [4, 8], [6, 2, 7, 5, 3, 1]
+
+
+def _run_aim(
+    scenario: Scenario,
+    points: dict[str, int],
+    baseline: tuple[Schedule, dict[str, float], _Seen],
+    test: Callable[[Schedule, tuple[list[str], dict[str, float]]], None],
+    budget: int,
+    seed: int,
+    executor: Executor,
+    wanted: Callable[[str], bool],
+) -> None:
+    """The ``aim`` strategy (:class:`_Aim`) for ``budget`` simulations; ``test`` raises at a violation."""
+    aim = _Aim(scenario, points, seed, wanted)
+    aim.tried.add(baseline[0])
+    aim.add(*baseline, None)
+    spent = 0
+    while spent < budget:
+        batch = aim.draw(min(AIM_BATCH, budget - spent))
+        if not batch:
+            return
+        jobs = [(scenario, sched) for sched, _ in batch]
+        outcomes = executor.map(_evaluate_seen, jobs) if executor.workers > 1 else map(_evaluate_seen, jobs)
+        for (sched, parent), (violated, scores, seen) in zip(batch, outcomes):
+            spent += 1
+            test(sched, (violated, scores))  # raises at a violation
+            aim.add(sched, scores, seen, parent)
+
+
 def _digest(scenario: Scenario) -> bytes:
     return hashlib.sha256(dump_scenario(scenario).encode()).digest()
 
@@ -445,7 +899,7 @@ def fuzz(
     seed: int = 0,
     database: str | None = None,
     progress: Callable[[str, int, dict[str, float]], None] | None = None,
-    method: str = "hypothesis",
+    method: str = "aim",
     executor: Executor | None = None,
     invariant: str | None = None,
     opening_sweep: bool = True,
@@ -458,25 +912,28 @@ def fuzz(
     names, as ``simroll fuzz`` and the pytest plugin use). A name the scenario does not check is a
     :class:`UsageError`.
 
-    ``method="hypothesis"``: after a random sweep of a tenth of the budget (none with
-    ``opening_sweep=False``: the quality suite's way to test the guided phase alone), Hypothesis
-    generates schedules, steered by each invariant's distance-to-violation score
-    (``target()``), and shrinks a failure; ``"random"``: plain random sampling of the same
-    space with the same budget (the benchmark's baseline). Either way the failure is then
-    made 1-minimal (:func:`minimize`).
+    ``method="aim"`` (the default): pins aimed at the moments where runs came close to a
+    violation, and mutation of the best-scoring schedules, interleaved with random draws (see
+    :class:`_Aim`; it has no separate opening sweep). ``"hypothesis"``: after a random sweep of a
+    tenth of the budget (none with ``opening_sweep=False``: the quality suite's way to test the
+    guided phase alone), Hypothesis generates schedules, steered by each invariant's
+    distance-to-violation score (``target()``), and shrinks a failure; ``"random"``: plain random
+    sampling of the same space with the same budget (the benchmark's baseline). Either way the
+    failure is then made 1-minimal (:func:`minimize`).
 
     Deterministic for a given ``seed`` when ``database`` is None. With a database directory,
     past failures of this scenario (the minimal schedules simroll saved, and Hypothesis' own
     example database) are replayed first. ``progress(phase, runs, best)`` is
     called after every simulation. Ctrl-C returns what was found so far, with ``interrupted``.
 
-    ``executor`` (see :mod:`simroll.explore.parallel`) runs the random sweep and the minimisation on
-    many workers; the Hypothesis phase runs here. The first violation of the sweep is the one
-    with the lowest index, so the counterexample does not depend on the number of workers.
+    ``executor`` (see :mod:`simroll.explore.parallel`) runs the random sweep, the aim strategy's
+    batches and the minimisation on many workers; the Hypothesis phase runs here. The first
+    violation of a sweep or batch is the one with the lowest index, so the counterexample does not
+    depend on the number of workers.
     """
     executor = executor or Executor()
-    if method not in ("hypothesis", "random"):
-        raise ValueError(f"method={method!r}: expected 'hypothesis' or 'random'")
+    if method not in METHODS:
+        raise ValueError(f"method={method!r}: expected one of {', '.join(map(repr, METHODS))}")
     _check_target(scenario, invariant)
     t0 = time.perf_counter()
     baseline = run_scenario(scenario, keep_trace=False)
@@ -529,6 +986,8 @@ def fuzz(
         # "hypothesis" starts with a short random sweep (a tenth of the budget): a dense bug is then
         # found as fast as by random sampling, and Hypothesis' guided generation gets the rest
         sweep = max_examples if method == "random" else max(1, max_examples // 10) if opening_sweep else 0
+        if method == "aim":  # its own random draws are interleaved with the aimed ones
+            sweep = 0
         sweep = min(sweep, max_examples - state["examples"])  # the budget counts the default run too
         try:
             if state["failure"] is not None:
@@ -540,6 +999,19 @@ def fuzz(
                     test(sched, outcome)
             if method == "hypothesis" and state["examples"] < max_examples:
                 _run_hypothesis(scenario, points, test, max_examples - state["examples"], seed, database)
+            if method == "aim" and state["examples"] < max_examples:
+                plain = Schedule.default(len(scenario.plan))
+                _, plain_scores, plain_seen = _evaluate_seen((scenario, plain))  # the default run again, noted
+                _run_aim(
+                    scenario,
+                    points,
+                    (plain, plain_scores, plain_seen),
+                    test,
+                    max_examples - state["examples"],
+                    seed,
+                    executor,
+                    lambda name: invariant is None or name == invariant,
+                )
         except _Violation:
             pass
         except KeyboardInterrupt:

@@ -19,7 +19,7 @@ the same. Nothing else in simroll is random.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 DELAY_LEVELS = 8  # a delay choice (message delay, backfill gap) takes k/8 of its bound, k in 0..8
 
@@ -46,3 +46,29 @@ class Chooser:
         if p is None:
             return 0
         return p % n
+
+
+class TimedChooser(Chooser):
+    """A chooser that also notes, for every choice point, the simulated time it came at and how
+    many options it had (``times[kind][number] = (t, n)``): the search's ``aim`` strategy places
+    pins near the moments a run came close to a violation. A plain run never uses it (the broker
+    inlines :meth:`Chooser.pick` for the plain chooser only), so it costs nothing when nobody asks.
+    ``clock`` is set once the simulation exists (its environment's ``now``)."""
+
+    __slots__ = ("clock", "times")
+
+    def __init__(self, seed: int, pinned: Mapping[tuple[str, int], int] | None = None):
+        super().__init__(seed, pinned)
+        self.clock: Callable[[], float] = _zero
+        self.times: dict[str, list[tuple[float, int]]] = {}
+
+    def pick(self, kind: str, n: int) -> int:
+        seen = self.times.get(kind)
+        if seen is None:
+            seen = self.times[kind] = []
+        seen.append((self.clock(), n))
+        return super().pick(kind, n)
+
+
+def _zero() -> float:
+    return 0.0
