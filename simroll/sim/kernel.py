@@ -137,27 +137,14 @@ class Simulation:
         env, trace = self.env, self.trace
         max_work = WORK_PER_EVENT * max_events
         meter = trace.meter
-        if not INLINE_STEP:
-            peek, step = env.peek, env.step
-            while True:
-                at = peek()  # the time of the next event; Infinity when none is left
-                if at == Infinity:
-                    break  # quiescent, unless the operator stopped at a limit (it set end_reason)
-                if at > max_time:
-                    if self.end_reason == "quiescent":
-                        self.end_reason = f"limit: simulated time reached max_time={max_time:g} s"
-                    break
-                if trace.count > max_events or meter.work > max_work:
-                    self.end_reason = self._over_limits() or self.end_reason
-                    break
-                step()
-            return
+        step = None if INLINE_STEP else env.step
         while True:
-            if not env._queue:
-                break  # quiescent, unless the operator stopped at a limit (it set end_reason)
-            at = env._queue[0][0]  # the time of the next event (Environment.peek)
+            if step is None:  # Environment.peek, inlined
+                at = env._queue[0][0] if env._queue else Infinity
+            else:
+                at = env.peek()
             if at == Infinity:
-                break
+                break  # quiescent, unless the operator stopped at a limit (it set end_reason)
             if at > max_time:
                 if self.end_reason == "quiescent":
                     self.end_reason = f"limit: simulated time reached max_time={max_time:g} s"
@@ -165,6 +152,9 @@ class Simulation:
             if trace.count > max_events or meter.work > max_work:
                 self.end_reason = self._over_limits() or self.end_reason
                 break
+            if step is not None:
+                step()
+                continue
             # Environment.step, inlined
             env._now, _, _, event = heappop(env._queue)
             callbacks, event.callbacks = event.callbacks, None  # type: ignore[assignment]  # as SimPy does
