@@ -1,5 +1,7 @@
 """The search on many workers gives what it gives on one: locally and on a Dask cluster."""
 
+import os
+
 import pytest
 from conftest import SCENARIOS
 
@@ -75,3 +77,28 @@ def test_cli_random_method_on_two_workers_matches_one(tmp_path, capsys):
     assert reports[0]["trace_sha256"] == reports[1]["trace_sha256"]
     assert reports[0]["steps"] == reports[1]["steps"]
     assert (tmp_path / "w1.yaml").read_text() == (tmp_path / "w2.yaml").read_text()
+
+
+def _signals_blocked_per_thread(_: int) -> dict[str, bool]:
+    """In a worker: does each thread block SIGTERM (from /proc: the kernel's own view)?"""
+    import signal
+    import threading
+
+    out = {}
+    for t in threading.enumerate():
+        with open(f"/proc/self/task/{t.native_id}/status", encoding="ascii") as f:
+            mask = int(next(line for line in f if line.startswith("SigBlk:")).split()[1], 16)
+        out[t.name] = bool(mask & (1 << (signal.SIGTERM - 1)))
+    return out
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads /proc")
+def test_only_a_workers_main_thread_can_take_sigterm():
+    # CI hung once in Pool.terminate(), joining a worker that its SIGTERM had not ended: the kernel may
+    # hand a process-wide signal to any thread that does not block it, and a SIGTERM taken by the
+    # worker's watch thread only interrupts its read (Python runs handlers in the main thread alone),
+    # while the main thread sleeps on the pool's queue. The watch thread now blocks it.
+    with make_executor(workers=2) as ex:
+        seen = ex.map(_signals_blocked_per_thread, [0, 1])
+    for threads in seen:
+        assert threads == {"MainThread": False, "simroll-parent-watch": True}

@@ -6,6 +6,7 @@ order, so what a search or a sweep concludes never depends on how many workers r
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -37,6 +38,9 @@ class Executor:
         self.close()
 
 
+_WORKER_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
 def _watch_parent(read_fd: int, write_fd: int | None, parent: int) -> None:
     """A worker's initializer: die with the parent, and leave Ctrl-C to it.
 
@@ -61,7 +65,15 @@ def _watch_parent(read_fd: int, write_fd: int | None, parent: int) -> None:
                 pass
         os._exit(1)
 
-    threading.Thread(target=wait, name="simroll-parent-watch", daemon=True).start()
+    # SIGINT and SIGTERM for the main thread only: a signal the kernel handed to the watch thread would
+    # interrupt only its read, and Python runs handlers in the main thread alone, so a worker blocked
+    # in the pool's queue would never see it (Pool.terminate() then waits for it forever)
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _WORKER_SIGNALS) if hasattr(signal, "pthread_sigmask") else None
+    try:
+        threading.Thread(target=wait, name="simroll-parent-watch", daemon=True).start()
+    finally:
+        if held is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 class ProcessExecutor(Executor):
@@ -92,10 +104,8 @@ class ProcessExecutor(Executor):
         self._pool.terminate()
         self._pool.join()
         for fd in (self._read, self._write):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
         self._read = self._write = -1
 
 
