@@ -18,6 +18,11 @@ anything (verify up to its depth). "fuzz deeper" means fuzz found a violation th
 deviations than verify reached.
 
     python bench/verify.py [--json] [--seconds 60] [--max-depth 6] [--only NAME ...] [--group G ...]
+                           [--order promise|enumeration]
+
+``--order enumeration`` runs each depth's schedules in the order they are enumerated (verify's
+``order=False``, as before each depth was ordered by promise), to compare: both cover the same
+schedules, so a row that completes a depth gives the same schedules and states either way.
 
 CPU time (time.process_time, the verify process only: it runs every schedule itself, no
 subprocess) paces the budget, so a busy machine does not shorten it.
@@ -55,17 +60,23 @@ GOAL_DEPTH = 3  # issue 19: depth >= 3 within 60 s on the founding scenarios
 
 def targets() -> list[tuple[str, str, Path, str | None]]:
     """(group, row name, file, invariant searched for) of every row, in order."""
-    out = [("bug", name, ROOT / "scenarios" / f"{name}.yaml", None) for name in FOUNDING]
+    out: list[tuple[str, str, Path, str | None]] = [
+        ("bug", name, ROOT / "scenarios" / f"{name}.yaml", None) for name in FOUNDING
+    ]
     out += [("holds", name, path, inv) for name, path, inv in HOLDS]
     out.append(("sparse", "sparse_backfill_race", ROOT / "bench" / "sparse_backfill_race.yaml", None))
     out += [("sparse", path.stem, path, None) for path in sorted((ROOT / "bench" / "targets").glob("*.yaml"))]
     return out
 
 
-def measure(group: str, name: str, path: Path, invariant: str | None, seconds: float, max_depth: int) -> dict:
+def measure(
+    group: str, name: str, path: Path, invariant: str | None, seconds: float, max_depth: int, order: bool = True
+) -> dict:
     scenario = simroll.load_scenario(path)
     t0 = time.process_time()
-    vr = verify(scenario, depth=max_depth, invariant=invariant, stop=lambda: time.process_time() - t0 > seconds)
+    vr = verify(
+        scenario, depth=max_depth, invariant=invariant, stop=lambda: time.process_time() - t0 > seconds, order=order
+    )
     spent = time.process_time() - t0
     fr = fuzz(scenario, max_examples=200, seed=0, invariant=invariant)
     fuzz_depth = deviations(fr.schedule) if fr.schedule is not None else None
@@ -87,6 +98,7 @@ def measure(group: str, name: str, path: Path, invariant: str | None, seconds: f
         "found_at_depth": len(vr.levels) - 1 if vr.found else None,
         "invariant": vr.invariant,
         "schedules": vr.schedules,
+        "levels": vr.levels,
         "states": vr.states,
         "cpu_seconds": round(spent, 1),
         "fuzz_found": fr.invariant if fr.found else None,
@@ -102,6 +114,12 @@ def main() -> None:
     p.add_argument("--max-depth", type=int, default=6)
     p.add_argument("--only", nargs="*", help="these scenarios only")
     p.add_argument("--group", nargs="*", choices=["bug", "holds", "sparse"], help="these groups only")
+    p.add_argument(
+        "--order",
+        choices=["promise", "enumeration"],
+        default="promise",
+        help="the order of the schedules within a depth (default: promise, as simroll verify)",
+    )
     args = p.parse_args()
     cols = [
         "group",
@@ -112,6 +130,7 @@ def main() -> None:
         "found_at_depth",
         "invariant",
         "schedules",
+        "levels",
         "states",
         "cpu_seconds",
         "fuzz_found",
@@ -124,7 +143,7 @@ def main() -> None:
     for group, name, path, invariant in targets():
         if args.only and name not in args.only or args.group and group not in args.group:
             continue
-        row = measure(group, name, path, invariant, args.seconds, args.max_depth)
+        row = measure(group, name, path, invariant, args.seconds, args.max_depth, args.order == "promise")
         rows.append(row)
         if not args.json:
             print(" | ".join(str(row[c]) for c in cols), flush=True)

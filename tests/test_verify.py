@@ -121,7 +121,11 @@ def test_a_tiny_backfill_race_is_found_by_one_gap_and_replays(tmp_path):
 
 
 def test_a_bug_that_needs_two_deviations_is_found_at_depth_2_with_or_without_pruning(tmp_path):
-    # a gap of at most 0.4 s: no single gap loses a write; a later start (a pause) and one gap do
+    # a gap of at most 0.4 s: no single gap loses a write; two do, and so do a later start (a pause)
+    # and one gap. The backfill reads row 0 at 4.33 and row 1 one third of a second after its write of
+    # row 0: with row 0's gap at its largest (level 8 of 8, 0.4 s) it reads row 1 at 5.07, and with row
+    # 1's gap also 0.4 s it writes the value it read at 5.47, after the engines' writes of row 1 at
+    # 5.11-5.41; row 1's gap alone reads at 4.67 and writes at 5.07, before them
     path = _tiny(tmp_path)
     path.write_text(path.read_text().replace("max_gap: 2.0}", "max_gap: 0.4}"))
     scenario = load_scenario(path)
@@ -129,10 +133,17 @@ def test_a_bug_that_needs_two_deviations_is_found_at_depth_2_with_or_without_pru
     pruned, full = verify(scenario, depth=2), verify(scenario, depth=2, prune=False)
     assert pruned.found and full.found and pruned.example.schedule == full.example.schedule
     sched = pruned.example.schedule
-    assert deviations(sched) == 2 and sched.pause[0] > 0 and [p[0] for p in sched.pins] == ["backfill_gap"]
-    assert pruned.schedules < full.schedules
+    # each depth is run in order of promise: the gaps nearest the plain run's near miss first
+    assert sched == replace(Schedule.default(1), pins=(("backfill_gap", 0, 8), ("backfill_gap", 1, 8)))
+    # found before any depth-2 state met twice was reached: pruning saved nothing here (it does on the safe design)
+    assert pruned.schedules <= full.schedules
     _one_minimal(scenario, sched, "no-lost-write")
     _replays(pruned)
+    # in the order of enumeration the plan variants come first: a pause and one gap, as short
+    old = verify(scenario, depth=2, order=False)
+    assert old.found and len(old.levels) == 3 and old.schedules > pruned.schedules
+    sched = old.example.schedule
+    assert deviations(sched) == 2 and sched.pause[0] > 0 and [p[0] for p in sched.pins] == ["backfill_gap"]
 
 
 def test_a_safe_design_verifies_and_pruning_changes_only_the_cost(tmp_path):
@@ -148,13 +159,57 @@ def test_a_safe_design_verifies_and_pruning_changes_only_the_cost(tmp_path):
         f"verified: {pruned.schedules} schedules up to depth 2, {pruned.states} distinct"
     )
     assert pruned.summary().endswith("every invariant held")
+    # the order within a depth changes which of two schedules that meet the same state goes on from
+    # it, not how many schedules run at each depth nor how many states they meet
+    plain = verify(scenario, depth=2, order=False)
+    assert (plain.verified, plain.schedules, plain.states, plain.levels, plain.pruned) == (
+        True,
+        pruned.schedules,
+        pruned.states,
+        pruned.levels,
+        pruned.pruned,
+    )
+
+
+def test_choice_points_rank_by_nearness_to_the_moments_of_interest():
+    from simroll.explore.verify import _point_ranks
+
+    times = [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert _point_ranks(times, [], []) == [0, 1, 2, 3, 4]  # nothing to aim at: the run's order
+    # a step at 3.5: the points at or before it, nearest first (3, 2, 1), then those after (4, 5)
+    assert _point_ranks(times, [], [3.5]) == [2, 1, 0, 3, 4]
+    # a near miss at 1.0 counts half (searched twice as deep): 0, 1//2, 2//2, 3//2, 4//2
+    assert _point_ranks(times, [1.0], []) == [0, 0, 1, 1, 2]
+    # both: each point's best
+    assert _point_ranks(times, [1.0], [3.5]) == [0, 0, 0, 1, 2]
+
+
+def test_verify_finds_a_sparse_bug_at_depth_1_within_a_few_schedules():
+    # slow_first_engine_starved: its depth 1 is 2 x 4,000 choice points x 8 options (0.14 s a run);
+    # the plain run has no near miss, so the points nearest its two steps (t=3996.5 and 3999.5) come
+    # first: the request at t=3998, handed to the slow engine (consumer pick 3998, option 1 of 2),
+    # gives it two requests one second apart. In the order of enumeration (there are no plan variants),
+    # 4 schedules are the plain run and 3 delay levels of its first request (t=1).
+    import itertools
+
+    scenario = load_scenario(ROOT / "bench" / "targets" / "slow_first_engine_starved.yaml")
+    for order in (True, False):
+        runs = itertools.count()
+        vr = verify(scenario, depth=1, stop=lambda runs=runs: next(runs) >= 4, order=order)
+        if not order:
+            assert vr.interrupted and not vr.found and vr.schedules == 4
+            continue
+        # depth 0 (the plain run) held: a shortest counterexample
+        assert vr.found and vr.invariant == "bounded-imbalance" and vr.levels == [1, 2]
+        assert vr.example.schedule == replace(Schedule.default(2), pins=(("consumer", 3998, 1),))
+        _replays(vr)
 
 
 def test_the_result_does_not_depend_on_the_number_of_workers(tmp_path):
     scenario = load_scenario(_tiny(tmp_path, safe=True, stop=3, after=2))
-    one = verify(scenario, depth=1)
+    one = verify(scenario, depth=2)
     with make_executor(2) as ex:
-        two = verify(scenario, depth=1, executor=ex)
+        two = verify(scenario, depth=2, executor=ex)
     assert (two.schedules, two.states, two.levels, two.pruned) == (one.schedules, one.states, one.levels, one.pruned)
 
 
@@ -173,7 +228,7 @@ from simroll.scenario.load import load_scenario
 from simroll.explore.verify import _run
 from simroll.explore.search import Schedule
 s = load_scenario(sys.argv[1])
-print(" ".join(p[4].hex() for p in _run((s, Schedule.default(1), -1, True, None))[2]))
+print(" ".join(p[4].hex() for p in _run((s, Schedule.default(1), -1, True, None)).log))
 """
 
 
@@ -193,11 +248,11 @@ def test_a_deviation_changes_the_state_and_a_run_meets_itself(tmp_path):
     from simroll.explore.verify import _run
 
     s = load_scenario(_tiny(tmp_path))
-    plain = _run((s, Schedule.default(1), -1, True, None))[2]
-    assert plain == _run((s, Schedule.default(1), -1, True, None))[2]
+    plain = _run((s, Schedule.default(1), -1, True, None)).log
+    assert plain == _run((s, Schedule.default(1), -1, True, None)).log
     # the first consumer pick taken the other way: the next point's state differs from the plain run's
     pos = plain[0][0]
-    other = _run((s, replace(Schedule.default(1), pins=(("consumer", 0, 1),)), pos, True, None))[2]
+    other = _run((s, replace(Schedule.default(1), pins=(("consumer", 0, 1),)), pos, True, None)).log
     assert other[0][0] == plain[1][0] and other[0][4] != plain[1][4]
 
 
@@ -212,15 +267,15 @@ def test_the_plan_still_to_come_is_part_of_the_state(tmp_path):
     text = path.read_text().replace("  - after: 4\n", "  - {after: 1, wait: 1}\n  - after: 2\n")
     path.write_text(text)
     s = load_scenario(path)
-    plain = _run((s, Schedule.default(2), -1, True, None))[2]
+    plain = _run((s, Schedule.default(2), -1, True, None)).log
     assert plain[0][4] is not None
-    paused = _run((s, replace(Schedule.default(2), pause=(0, 8)), -1, True, None))[2]
-    dropped = _run((s, replace(Schedule.default(2), keep=(True, False)), -1, True, None))[2]
+    paused = _run((s, replace(Schedule.default(2), pause=(0, 8)), -1, True, None)).log
+    dropped = _run((s, replace(Schedule.default(2), keep=(True, False)), -1, True, None)).log
     # the first choice point comes before step 0 (t=1): the same time, the same cluster, another future
     assert plain[0][0] == paused[0][0] == dropped[0][0] == 0
     assert len({plain[0][4], paused[0][4], dropped[0][4]}) == 3
     # once both steps are behind it, the plan is the same: the paused run may meet the plain one again
-    again = _run((s, Schedule.default(2), -1, True, None))[2]
+    again = _run((s, Schedule.default(2), -1, True, None)).log
     assert [p[4] for p in again] == [p[4] for p in plain]
 
 
@@ -251,7 +306,8 @@ def test_a_verify_run_gives_the_verdicts_of_a_plain_run(tmp_path):
         full = run_scenario(apply_schedule(s, sched))
         expect = (full.violated, {r.name: r.checked for r in full.invariants})
         for after in (None, -1):
-            violated, judged, _ = _run((s, sched, after, after is not None, None))
+            ran = _run((s, sched, after, after is not None, None))
+            violated, judged = ran.violated, ran.judged
             assert (violated, judged) == expect
     assert "no-lost-write" in run_scenario(apply_schedule(s, gap)).violated  # one of them fails
 

@@ -15,6 +15,14 @@ Level d holds the plan variants of cost d, and each level d-1 schedule extended 
 deviation at a choice point after its last one (in that schedule's own run, which agrees with
 its parent's until that point). So every schedule with at most K deviations is met exactly once.
 
+Within a depth the schedules run in order of promise (:func:`_order`), as the ``aim`` strategy of
+:mod:`simroll.explore.search` places its pins: first the extensions whose new choice point is
+nearest (in simulated time, at or before first) the parent run's near miss of the invariants
+searched for (a checker's ``near_t``) or one of its operator steps and kills, from the parents
+with the best scores. Every schedule of a depth still runs (or is pruned) before the next depth
+starts: the order changes how soon a counterexample is met, not what "verified" covers nor the
+depth of a counterexample (which may be another one of the same depth).
+
 State pruning: at each choice point where a schedule would be extended, the explorer takes a
 digest of the simulation's state (:func:`simroll.sim.digest.state_digest`). If an earlier
 schedule (at this depth or a smaller one, so with at least as much budget left) reached the same
@@ -25,6 +33,7 @@ extended at that point or after. The digest's module says what it covers and wha
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -39,6 +48,8 @@ from simroll.explore.search import (
     Schedule,
     _check_target,
     _evaluate,
+    _horizon,
+    _options,
     _swaps,
     apply_schedule,
     finish_counterexample,
@@ -51,7 +62,8 @@ from simroll.sim.digest import state_digest
 from simroll.sim.kernel import Simulation
 from simroll.sim.trace import Trace
 
-Point = tuple[int, str, int, int, bytes | None]  # (position in the run, kind, number of that kind, options, digest)
+# (position in the run, kind, number of that kind, options, digest, simulated time)
+Point = tuple[int, str, int, int, bytes | None, float]
 
 
 @dataclass
@@ -218,15 +230,30 @@ class _Recorder(Chooser):
     def pick(self, kind: str, n: int) -> int:
         if not self.stopped and self.points > self.after:  # type: ignore[operator]  # after is set
             d = state_digest(self.sim, kind, n, self.memo) if self.digests else None  # type: ignore[arg-type]
-            self.log.append((self.points, kind, self.counts.get(kind, 0), n, d))
+            self.log.append((self.points, kind, self.counts.get(kind, 0), n, d, self.sim.env.now))  # type: ignore[union-attr]
             if d is not None and self.seen is not None and d in self.seen:
                 self.stopped = True  # the parent cuts here: no need to note more
         return super().pick(kind, n)
 
 
-def _run(job: tuple[Scenario, Schedule, int | None, bool, Any]) -> tuple[list[str], dict[str, int], list[Point]]:
-    """Run one schedule: the invariants it violates, events judged per invariant, and the choice
-    points after ``after`` (none if ``after`` is None)."""
+@dataclass(frozen=True)
+class _Ran:
+    """What one run tells the explorer: the invariants it violates, events judged per invariant,
+    the choice points after ``after`` (none if ``after`` is None), and what orders its extensions
+    (see :func:`_order`): each invariant's near-miss time (its checker's ``near_t``, if it says) and
+    score, the time each plan step first ran, and the times of the operator's steps and injected kills."""
+
+    violated: list[str]
+    judged: dict[str, int]
+    log: list[Point]
+    near: dict[str, float]
+    scores: dict[str, float]
+    steps: dict[int, float]
+    marks: list[float]
+
+
+def _run(job: tuple[Scenario, Schedule, int | None, bool, Any]) -> _Ran:
+    """Run one schedule (in any process): see :class:`_Ran`."""
     scenario, sched, after, digests, seen = job
     sc = apply_schedule(scenario, sched)
     # only the verdicts are read: the trace is neither kept nor hashed (no JSON line is made), and
@@ -237,6 +264,15 @@ def _run(job: tuple[Scenario, Schedule, int | None, bool, Any]) -> tuple[list[st
         c.meter = trace.meter
         trace.subscribe(c.kinds, c.observe)
     pinned: dict[tuple[str, int], int] = {(c.kind, c.at): c.pick for c in sc.choices}
+    steps: dict[int, float] = {}
+    marks: list[float] = []
+
+    def step(rec: dict[str, Any]) -> None:
+        marks.append(rec["t"])
+        if rec["kind"] == "step":
+            steps.setdefault(rec["index"], rec["t"])
+
+    trace.subscribe(("step", "fault"), step)
     log: list[Point] = []
     if after is None:  # nothing to note: the plain chooser (the broker inlines its pick)
         sim = Simulation(sc, Chooser(sc.seed, pinned), trace)
@@ -248,7 +284,125 @@ def _run(job: tuple[Scenario, Schedule, int | None, bool, Any]) -> tuple[list[st
         sim.run()
         log = chooser.log
     results = [InvariantResult.of(c) for c in checkers]
-    return [r.name for r in results if not r.held], {r.name: r.checked for r in results}, log
+    return _Ran(
+        [r.name for r in results if not r.held],
+        {r.name: r.checked for r in results},
+        log,
+        {c.name: c.near_t for c in checkers if c.near_t is not None},
+        {c.name: c.score() for c in checkers},
+        steps,
+        marks,
+    )
+
+
+# ------------------------------------------------------------------ the order within a depth
+def _near_key(t: float, moments: list[float]) -> tuple[bool, float]:
+    """How near ``t`` is to the nearest of ``moments`` (as ``aim``'s pins: at or before it first, since
+    a choice changes only what comes after it; then by distance)."""
+    return min(((t > m + 1e-9, abs(t - m)) for m in moments), default=(True, float("inf")))
+
+
+def _ranks(keys: list[Any]) -> list[int]:
+    """The rank of each key in ascending order (ties: the earlier first)."""
+    out = [0] * len(keys)
+    for r, i in enumerate(sorted(range(len(keys)), key=lambda i: (keys[i], i))):
+        out[i] = r
+    return out
+
+
+def _point_ranks(times: list[float], near: list[float], marks: list[float]) -> list[int]:
+    """The rank of each choice point of a run (``times``: when each was taken, in the run's order) by
+    nearness to the run's moments of interest, as ``aim`` places its pins: for each moment, the points
+    at or before it, nearest first, then those after it; a point ranks by its best place over the
+    moments, a near miss's place counting half (``aim`` searches a near miss twice as deep as an
+    operator's step or a kill). Without any moment, the points keep their order."""
+    if not near and not marks:
+        return list(range(len(times)))
+    out = [len(times)] * len(times)
+    for moments, half in ((near, True), (marks, False)):
+        for m in moments:
+            k = bisect.bisect_right(times, m + 1e-9)  # points 0..k-1 come at or before m
+            for i in range(len(times)):
+                r = k - 1 - i if i < k else i
+                r = r // 2 if half else r
+                if r < out[i]:
+                    out[i] = r
+    return out
+
+
+def _option_order(kind: str, n: int) -> list[int]:
+    """A choice point's other options in the order ``aim`` tries them."""
+    first, rest = _options(kind, n)
+    order = [o for o in first + rest if 0 < o < n]
+    return order + [o for o in range(1, n) if o not in order]
+
+
+def _plan_times(sched: Schedule, steps: dict[int, float], horizon: float) -> list[float]:
+    """When each plan-level deviation of ``sched`` takes effect, by the plain run's step times (a step
+    that did not run there: never; an injected kill: its instant on the fault grid)."""
+    never = float("inf")
+    out = [
+        steps.get(i, never)
+        for i in range(len(sched.keep))
+        if not sched.keep[i] or sched.pause[i] or sched.kill[i] or sched.order[i] != i
+    ]
+    if sched.fault is not None:
+        out.append(horizon * sched.fault[1] / FAULT_LEVELS)
+    return out
+
+
+def _parent_ranks(scores: list[dict[str, float]]) -> list[int]:
+    """Each run's rank by promise: its best rank, over the invariants, among the runs that scored
+    above 0 on it (higher first); runs that scored on none after all those, in their order."""
+    names = sorted({k for s in scores for k, v in s.items() if v > 0})
+    best = [len(scores)] * len(scores)
+    for name in names:
+        scored = sorted((-s[name], j) for j, s in enumerate(scores) if s.get(name, 0.0) > 0)
+        for r, (_, j) in enumerate(scored):
+            best[j] = min(best[j], r)
+    positive = sum(1 for b in best if b < len(scores))
+    rest = [j for j, b in enumerate(best) if b == len(scores)]
+    for r, j in enumerate(rest):
+        best[j] = positive + r
+    return best
+
+
+def _order(
+    plan: list[_Node],
+    extensions: list[_Node],
+    origin: list[tuple[int, int, int]],
+    scores: list[dict[str, float]],
+    root_near: list[float],
+    root_steps: dict[int, float],
+    horizon: float,
+) -> list[_Node]:
+    """One depth's schedules (its plan-level variants, then the previous depth's schedules extended
+    by one choice), most promising first, as the ``aim`` strategy of :mod:`simroll.explore.search`
+    places its pins: an extension ranks by how near (in simulated time, at or before first) its new
+    choice point is to its parent run's near misses of the invariants searched for, or to its
+    operator steps and injected kills (:func:`_point_ranks`), and by its
+    parent's rank among the previous depth's runs by score; a plan-level variant by how near the
+    steps it changes ran, in the plain run, to the plain run's near misses (its parent, the plain run,
+    ranks first). The two ranks combine as their product (each parent's nearest point, the best
+    parent's next points, ...), then the option (in ``aim``'s order). Every rank is computed from
+    results taken in a fixed order, and ties keep the enumeration order: the order is deterministic
+    and is a permutation of ``plan + extensions``."""
+    parent_rank = _parent_ranks(scores)
+    plan_rank = _ranks(
+        [
+            (min((_near_key(t, root_near) for t in _plan_times(n.sched, root_steps, horizon)), default=(True, 0.0)), i)
+            if root_near
+            else (False, 0.0, i)
+            for i, n in enumerate(plan)
+        ]
+    )
+    keys: list[tuple[int, int, int, int, int]] = [(r + 1, r, 0, 0, i) for i, r in enumerate(plan_rank)]
+    keys += [
+        ((parent_rank[j] + 1) * (rank + 1), rank, parent_rank[j], o_rank, len(plan) + k)
+        for k, (j, rank, o_rank) in enumerate(origin)
+    ]
+    nodes = plan + extensions
+    return [nodes[k[-1]] for k in sorted(keys)]
 
 
 # ------------------------------------------------------------------ the search
@@ -283,6 +437,7 @@ def verify(
     progress: Callable[[int, int, int, int, int | None, int], None] | None = None,
     prune: bool = True,
     stop: Callable[[], bool] | None = None,
+    order: bool = True,
 ) -> VerifyResult:
     """Run every schedule of ``scenario``'s search space that deviates from the plain run in at
     most ``depth`` places (see the module docstring), breadth-first; stop at the first violation
@@ -294,6 +449,11 @@ def verify(
     (``states``: None without pruning; ``queued``: schedules of the next level found so far).
     ``stop()``, if given, is asked between runs; True ends the search with ``interrupted`` (as
     Ctrl-C does). The result does not depend on ``executor``'s workers.
+
+    ``order``: run each depth's schedules in order of promise (:func:`_order`); False runs them in
+    the order they are enumerated. Either way every schedule of a depth runs (or is pruned) before
+    the next depth starts, so what a "verified" answer covers, and the depth of a counterexample,
+    do not depend on it.
     """
     if depth < 0:
         raise ValueError(f"depth={depth}: expected 0 or more")
@@ -308,12 +468,24 @@ def verify(
     level: list[_Node] = [_Node(Schedule.default(len(scenario.plan)), -1, 0)]
     failure: tuple[Schedule, str] | None = None
     checked: dict[str, int] = {}
+    horizon = _horizon(scenario)
+    root_near: list[float] = []  # the plain run's near misses (of the invariants searched for)
+    root_steps: dict[int, float] = {}  # and when each of its steps ran
+    # per schedule of the next level: (its parent's place in this level, its point's rank in the
+    # parent's run by nearness to the parent's near misses, its option's rank)
+    origin: list[tuple[int, int, int]] = []
+    scores: list[dict[str, float]] = []  # per schedule of this level, in the order run
     try:
         for d in range(depth + 1):
             if d > 0:
-                level = [_Node(s, -1, d) for s in _plan_variants(scenario, d)] + level
+                plan = [_Node(s, -1, d) for s in _plan_variants(scenario, d)]
+                if order:
+                    level = _order(plan, level, origin, scores, root_near, root_steps, horizon)
+                else:
+                    level = plan + level
             result.levels.append(0)
             following: list[_Node] = []
+            origin, scores = [], []
             extend = d < depth
             for start in range(0, len(level), batch):
                 if stop is not None and stop():
@@ -329,25 +501,36 @@ def verify(
                     )
                     for node in chunk
                 ]
-                for node, (violated, judged, log) in zip(chunk, executor.map(_run, jobs), strict=True):
+                for node, ran in zip(chunk, executor.map(_run, jobs), strict=True):
                     result.schedules += 1
                     result.levels[d] += 1
-                    for name, k in judged.items():
+                    for name, k in ran.judged.items():
                         checked[name] = checked.get(name, 0) + k
-                    wanted = [v for v in violated if invariant is None or v == invariant]
+                    wanted = [v for v in ran.violated if invariant is None or v == invariant]
                     if wanted:
                         failure = (node.sched, wanted[0])
                         break
-                    for pos, kind, i, n, digest in log:
+                    near = sorted(t for name, t in ran.near.items() if invariant is None or name == invariant)
+                    if d == 0:
+                        root_near, root_steps = near, ran.steps
+                    parent = len(scores)
+                    scores.append({k: v for k, v in ran.scores.items() if invariant is None or k == invariant})
+                    points: list[Point] = []
+                    for point in ran.log:
+                        digest = point[4]
                         if digest is not None:
                             if digest in seen:
                                 result.pruned += 1
                                 break
                             seen.add(digest)
-                        following += [
-                            _Node(replace(node.sched, pins=(*node.sched.pins, (kind, i, o))), pos, d + 1)
-                            for o in range(1, n)
-                        ]
+                        points.append(point)
+                    ranks = _point_ranks([p[5] for p in points], near, ran.marks) if order else [0] * len(points)
+                    for (pos, kind, i, n, _, _), rank in zip(points, ranks, strict=True):
+                        for o_rank, o in enumerate(_option_order(kind, n) if order else range(1, n)):
+                            following.append(
+                                _Node(replace(node.sched, pins=(*node.sched.pins, (kind, i, o))), pos, d + 1)
+                            )
+                            origin.append((parent, rank, o_rank))
                     if progress is not None:
                         progress(
                             d,
