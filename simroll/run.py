@@ -216,19 +216,12 @@ def run_scenario(
         checkers = make_checkers(scenario.invariants.enabled(), scenario)
         ops = _operations(checkers, scenario)
         coverage = Coverage() if report else None
-        consumers: list[Checker | Coverage] = [*checkers]
+        subscribe_checkers(trace, checkers)
         if coverage is not None:
-            consumers.append(coverage)
+            for kind, fn in coverage.handlers().items():  # straight to the method of each kind
+                trace.subscribe((kind,), fn)
         if report and ops not in checkers:
-            consumers.append(ops)  # availability only: not a verdict
-        for checker in checkers:
-            checker.meter = trace.meter  # the checks' scans count against the run's work budget
-        for c in consumers:
-            if isinstance(c, Coverage):
-                for kind, fn in c.handlers().items():  # straight to the method of each kind
-                    trace.subscribe((kind,), fn)
-            else:  # a checker that reads some kinds from their fields says so (no record built for it)
-                trace.subscribe(c.kinds, c.observe, getattr(c, "positional", dict)())
+            trace.subscribe(ops.kinds, ops.observe)  # availability only: not a verdict
         if progress is not None:
             trace.subscribe(("send", "done", "step"), _every(PROGRESS_EVERY, progress))
         sim, trace = simulate(scenario, seed, choices, trace)
@@ -249,6 +242,22 @@ def run_scenario(
         coverage=None if coverage is None else _with_every_release(coverage.result(), scenario),
         sql_log=_sql_log(sim.db.sql_log) if report else None,
     )
+
+
+def subscribe_checkers(
+    trace: Trace, checkers: list[Checker], wrap: Callable[[Checker], Callable[[Record], None]] | None = None
+) -> list[Checker]:
+    """Subscribe ``checkers`` to the kinds each reads, their scans charged to ``trace``'s work budget
+    (the one way a run, a search's run and a verify run judge a trace). A checker that reads some
+    kinds from their fields says so (no record is built for it); ``wrap(checker)``: subscribe that
+    instead of its ``observe`` (and of its field readers). Returns ``checkers``."""
+    for c in checkers:
+        c.meter = trace.meter  # the checks' scans count against the run's work budget
+        if wrap is None:
+            trace.subscribe(c.kinds, c.observe, getattr(c, "positional", dict)())
+        else:
+            trace.subscribe(c.kinds, wrap(c))
+    return checkers
 
 
 def _sql_log(log: Any) -> list[dict[str, Any]] | None:

@@ -40,7 +40,7 @@ from simroll._io import atomic_write_text
 from simroll.check.invariants import Checker, make_checkers
 from simroll.errors import UsageError
 from simroll.explore.parallel import Executor
-from simroll.run import RunResult, run_scenario
+from simroll.run import RunResult, run_scenario, subscribe_checkers
 from simroll.scenario.load import dump_scenario
 from simroll.scenario.spec import (
     ChoiceSpec,
@@ -229,11 +229,8 @@ def _evaluate_seen(job: tuple[Scenario, Schedule]) -> tuple[list[str], dict[str,
     ``aim`` strategy needs (:class:`_Seen`)."""
     sc = apply_schedule(*job)
     trace = Trace(keep=False, hashed=False)
-    checkers = make_checkers(sc.invariants.enabled(), sc)
     peaks: dict[str, float] = {}
-    for checker in checkers:
-        checker.meter = trace.meter  # as run_scenario: the checks count against the work budget
-        trace.subscribe(checker.kinds, _watch(checker, peaks))
+    checkers = subscribe_checkers(trace, make_checkers(sc.invariants.enabled(), sc), lambda c: _watch(c, peaks))
     marks: list[float] = []
     busy: dict[str, list[tuple[float, float]]] = {}
     taken: dict[tuple[str, int], float] = {}

@@ -56,6 +56,7 @@ from simroll.explore.search import (
     search_space,
     undo_deviations,
 )
+from simroll.run import subscribe_checkers
 from simroll.scenario.spec import Scenario
 from simroll.sim.chooser import Chooser
 from simroll.sim.digest import state_digest
@@ -259,10 +260,7 @@ def _run(job: tuple[Scenario, Schedule, int | None, bool, Any]) -> _Ran:
     # only the verdicts are read: the trace is neither kept nor hashed (no JSON line is made), and
     # the checks count against the work budget as in run_scenario (a replay gives the same verdicts)
     trace = Trace(keep=False, hashed=False)
-    checkers = make_checkers(sc.invariants.enabled(), sc)
-    for c in checkers:
-        c.meter = trace.meter
-        trace.subscribe(c.kinds, c.observe)
+    checkers = subscribe_checkers(trace, make_checkers(sc.invariants.enabled(), sc))
     pinned: dict[tuple[str, int], int] = {(c.kind, c.at): c.pick for c in sc.choices}
     steps: dict[int, float] = {}
     marks: list[float] = []
